@@ -1,0 +1,43 @@
+// Errors: one exception type carrying one clear line. Library code throws; only the CLI
+// decides how to exit. Never call exit() below main().
+#ifndef ZSCRGAN_ERROR_H
+#define ZSCRGAN_ERROR_H
+
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
+namespace zscrgan {
+
+class Error : public std::runtime_error {
+ public:
+  explicit Error(const std::string& what) : std::runtime_error(what) {}
+};
+
+namespace detail {
+inline void append(std::ostringstream&) {}
+template <typename T, typename... Rest>
+void append(std::ostringstream& os, const T& first, const Rest&... rest) {
+  os << first;
+  append(os, rest...);
+}
+}  // namespace detail
+
+// Builds a message from its parts: fail("file ", path, ": key '", key, "' must be > 0").
+template <typename... Parts>
+[[noreturn]] void fail(const Parts&... parts) {
+  std::ostringstream os;
+  detail::append(os, parts...);
+  throw Error(os.str());
+}
+
+}  // namespace zscrgan
+
+// Internal invariant (shapes, preconditions): names the expression, file and line.
+#define ZS_CHECK(cond, ...)                                                              \
+  do {                                                                                   \
+    if (!(cond))                                                                         \
+      ::zscrgan::fail(__FILE__, ":", __LINE__, ": check failed: " #cond ": ", __VA_ARGS__); \
+  } while (0)
+
+#endif  // ZSCRGAN_ERROR_H
