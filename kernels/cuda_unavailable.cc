@@ -1,0 +1,18 @@
+// Linked instead of the CUDA backend when this build has no nvcc: the entry points exist and
+// say why they cannot run.
+#include "zscrgan/backend.h"
+#include "zscrgan/error.h"
+
+namespace zscrgan {
+
+bool cuda_backend_compiled() { return false; }
+
+std::string cuda_unavailable_reason() {
+  return "this build has no CUDA backend (nvcc was not found when it was configured)";
+}
+
+std::unique_ptr<Backend> make_cuda_backend() {
+  fail("--device cuda: ", cuda_unavailable_reason());
+}
+
+}  // namespace zscrgan
