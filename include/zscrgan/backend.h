@@ -38,6 +38,13 @@ struct ScalarTermGrads {
   int n = 0;
 };
 
+// A captured sequence of backend calls (a CUDA graph) that can be replayed.
+class CapturedProgram {
+ public:
+  virtual ~CapturedProgram() = default;
+  virtual void replay() = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -109,6 +116,15 @@ class Backend {
   // advanced by (beta1, beta2), as TF does after each apply.
   virtual void adam_update(Tensor params, const Tensor& grads, Tensor m, Tensor v,
                            Tensor beta_powers, const AdamHyper& h) = 0;
+
+  // A device int64 counter += 1 (advances replayed steps; see NoiseStream / IndexSpan).
+  virtual void increment_counter(int64_t* counter) = 0;
+
+  // ---- capture: record the calls between begin and end once, replay them many times ----
+  // Backends without capture return false and are driven eagerly.
+  virtual bool can_capture() const { return false; }
+  virtual void begin_capture() {}
+  virtual std::unique_ptr<CapturedProgram> end_capture() { return nullptr; }
 
   // ---- retrieval ----
   // For each query row, the k gallery rows of highest cosine similarity (rows L2-normalised

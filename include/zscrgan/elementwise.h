@@ -124,10 +124,20 @@ ZS_HD Philox4 philox4x32_10(Philox4 ctr, uint32_t k0, uint32_t k1) {
 
 // A noise stream: a seed and a draw offset, passed by value. Each fill of a tensor uses its
 // own offset; element i of that fill is addressed by (i, attempt, offset).
+// For replayed (graph-captured) steps the offset also advances with a step counter that lives
+// in the backend's memory: offset + (*step) * step_stride. Eager code leaves step null.
 struct NoiseStream {
   uint64_t seed = 0;
   uint64_t offset = 0;
+  const int64_t* step = nullptr;
+  uint64_t step_stride = 0;
 };
+// Call where the stream is used (inside the kernel on CUDA): reads the step counter.
+ZS_HD NoiseStream resolve_stream(NoiseStream s) {
+  if (s.step != nullptr) s.offset += static_cast<uint64_t>(*s.step) * s.step_stride;
+  s.step = nullptr;
+  return s;
+}
 
 ZS_HD double philox_uniform_open(uint32_t x) {  // (0, 1), never 0 or 1
   return (static_cast<double>(x) + 0.5) * (1.0 / 4294967296.0);

@@ -46,10 +46,21 @@ struct Tensor {
 };
 
 // Row indices for gathers (batch sampling), on the same device as the data they index.
+// Replayed (graph-captured) steps read a different slice each time: data + (*step) *
+// step_stride, with the step counter in the backend's memory. Eager code leaves step null.
 struct IndexSpan {
   const int32_t* data = nullptr;
   int n = 0;
+  const int64_t* step = nullptr;
+  int64_t step_stride = 0;
 };
+// Call where the indices are read (inside the kernel on CUDA).
+#if defined(__CUDACC__)
+__host__ __device__
+#endif
+inline const int32_t* resolve_indices(const IndexSpan& s) {
+  return s.step != nullptr ? s.data + (*s.step) * s.step_stride : s.data;
+}
 
 }  // namespace zscrgan
 
