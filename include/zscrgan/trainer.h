@@ -1,0 +1,117 @@
+// The EM trainer: E-step (e_step_iters x (n_critic D steps + 1 G step)), M-step (m_step_iters
+// CSEM steps), then evaluation; rounds repeat, the best retrieval is kept.
+//
+// Exact reorderings that cut weight traffic (design.md, point 5): the generator is frozen
+// during the n_critic D steps of an E-step iteration and during the whole M-step, so the fake
+// images those steps need are generated in one pass of n_critic x B rows (D steps) and in a few
+// passes of many CSEM steps' rows (M-step). Same function, same distributions; only the order
+// of the noise draws differs from a step-by-step loop.
+#ifndef ZSCRGAN_TRAINER_H
+#define ZSCRGAN_TRAINER_H
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "zscrgan/config.h"
+#include "zscrgan/dataset.h"
+#include "zscrgan/model.h"
+#include "zscrgan/sampler.h"
+
+namespace zscrgan {
+
+struct RoundLosses {
+  double critic = 0;  // mean L_D over the round's D steps
+  double generator = 0;
+  double csem = 0;
+  double kl = 0;      // mean (kl + kl_w) / 2 over the G steps
+};
+
+struct EvalResult {
+  int k = 0;
+  double prec_at_k = 0;
+  double map_at_k = 0;
+  double top1 = 0;
+  std::vector<int64_t> query_labels;
+  std::vector<int64_t> gallery_labels;
+  std::vector<int64_t> retrieved;  // n_queries x k gallery positions, best first
+};
+
+// A training run's state beyond the model: what a checkpoint must hold besides parameters.
+struct RunState {
+  int round = 0;                // rounds completed
+  uint64_t noise_offset = 0;    // next Philox offset
+  double best_score = -1;       // best Precision@K so far (-1: none yet)
+  int best_round = 0;
+  double elapsed_s = 0;         // training seconds so far, over all sessions
+};
+
+// Raised when a loss or a parameter is not finite; names the quantity, round and step.
+class DivergenceError : public Error {
+ public:
+  using Error::Error;
+};
+
+class Trainer {
+ public:
+  Trainer(const Config& cfg, const Dataset& data, Backend& backend);
+  ~Trainer();
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+
+  // One EM round: E-step then M-step. Throws DivergenceError on a non-finite loss.
+  RoundLosses train_round();
+  // Precision@K, mAP@K and Top-1 on the unseen classes (fresh noise for every query).
+  EvalResult evaluate();
+
+  // The pieces of a round, public for tests and benchmarks; train_round() is exactly
+  // begin_round, every E-step iteration (d_steps then g_step), every M-step chunk, finish_round.
+  void begin_round();             // samples the round's batches, uploads their rows once
+  void d_steps(int iteration);    // n_critic critic steps on one generation pass
+  void g_step(int iteration);     // one generator step
+  void csem_steps(int first, int count);  // CSEM steps [first, first + count), one generation pass
+  int csem_chunk() const { return csem_chunk_; }  // CSEM steps per generation pass
+  RoundLosses finish_round();     // reads the round's losses back; checks they are finite
+
+  Model& model() { return *model_; }
+  BatchSampler& sampler() { return sampler_; }
+  RunState& state() { return state_; }
+  Arena& arena() { return *arena_; }
+  const Config& config() const { return cfg_; }
+  Backend& backend() { return backend_; }
+  // Throws DivergenceError naming the tensor when any parameter is NaN or Inf.
+  void check_parameters_finite();
+
+ private:
+  NoiseStream next_noise() { return NoiseStream{cfg_.seed, state_.noise_offset++}; }
+  IndexSpan rows(int array, int first_batch, int n_batches) const;
+  Tensor gather(const Tensor& table, IndexSpan idx);
+
+  Config cfg_;
+  Backend& backend_;
+  LossWeights weights_;
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<Arena> arena_;
+  std::unique_ptr<Tape> tape_;
+  BatchSampler sampler_;
+  RunState state_;
+  int csem_chunk_ = 1;
+
+  // Start-up allocations: the dataset on the device, the round's batch rows, step losses.
+  std::unique_ptr<DeviceBlock> data_block_;
+  Tensor images_, texts_;  // all rows of the dataset
+  int32_t* round_rows_ = nullptr;  // 4 arrays of batches_per_round * B: image, text, wrong image, wrong text
+  int batches_per_round_ = 0;
+  Tensor step_losses_;  // 1 x (D steps + 2 x G steps + CSEM steps) of the round
+  std::vector<int32_t> host_rows_;
+  std::vector<int32_t> eval_query_rows_, eval_gallery_rows_;
+  int32_t* eval_rows_ = nullptr;  // queries then gallery, on the device
+  Tensor eval_embeddings_;        // queries then gallery, CSEM space
+  std::vector<int64_t> query_labels_, gallery_labels_;
+};
+
+}  // namespace zscrgan
+
+#endif  // ZSCRGAN_TRAINER_H

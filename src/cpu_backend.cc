@@ -1,0 +1,315 @@
+// The CPU reference backend: plain loops over the shared per-element math, OpenBLAS GEMMs.
+// Reductions accumulate in double so this backend is the accurate side of every parity test.
+#include <cblas.h>
+#include <omp.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <sstream>
+
+#include "zscrgan/backend.h"
+#include "zscrgan/error.h"
+
+namespace zscrgan {
+
+// Defined in src/retrieval.cc.
+void cpu_topk_cosine(const float* queries, int64_t n_queries, int64_t ld_q, const float* gallery,
+                     int64_t n_gallery, int64_t ld_g, int dim, int k, int64_t index_offset,
+                     int64_t* out_index, float* out_score);
+
+namespace {
+
+// Element-wise loops parallelise only above this many elements: at batch 32 most tensors are
+// small enough that waking a second thread costs more than it saves.
+constexpr size_t kParallelElements = 1 << 16;
+
+float scalar_of(const Tensor& t) { return t.data[0]; }
+
+template <typename F>
+void for_each_element(const Tensor& shape, F&& f) {  // f(row, col)
+  const int rows = shape.rows, cols = shape.cols;
+#pragma omp parallel for schedule(static) if (shape.numel() >= kParallelElements)
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < cols; ++c) f(r, c);
+}
+
+inline float& at(const Tensor& t, int r, int c) { return t.data[static_cast<size_t>(r) * t.ld + c]; }
+
+class CpuBackend final : public Backend {
+ public:
+  Device device() const override { return Device::CPU; }
+  std::string description() const override {
+    std::ostringstream os;
+    os << "cpu (OpenBLAS, " << omp_get_max_threads() << " threads)";
+    return os.str();
+  }
+
+  void* allocate(size_t bytes) override {
+    void* p = std::aligned_alloc(256, (bytes + 255) / 256 * 256);
+    if (p == nullptr) fail("out of host memory: could not allocate ", bytes, " bytes");
+    return p;
+  }
+  void deallocate(void* p) override { std::free(p); }
+  void upload(Tensor dst, const float* host) override {
+    for (int r = 0; r < dst.rows; ++r)
+      std::memcpy(&at(dst, r, 0), host + static_cast<size_t>(r) * dst.cols, sizeof(float) * dst.cols);
+  }
+  void download(const Tensor& src, float* host) override {
+    for (int r = 0; r < src.rows; ++r)
+      std::memcpy(host + static_cast<size_t>(r) * src.cols, &at(src, r, 0), sizeof(float) * src.cols);
+  }
+  void upload_bytes(void* dst, const void* host, size_t bytes) override { std::memcpy(dst, host, bytes); }
+  void download_bytes(void* host, const void* src, size_t bytes) override { std::memcpy(host, src, bytes); }
+  void synchronize() override {}
+
+  void fill(Tensor t, float value) override {
+    for_each_element(t, [&](int r, int c) { at(t, r, c) = value; });
+  }
+  void copy(Tensor dst, const Tensor& src) override {
+    ZS_CHECK(dst.same_shape(src), "copy ", src.rows, "x", src.cols, " -> ", dst.rows, "x", dst.cols);
+    for_each_element(dst, [&](int r, int c) { at(dst, r, c) = at(src, r, c); });
+  }
+  void axpy(Tensor y, float alpha, const Tensor& x) override {
+    ZS_CHECK(y.same_shape(x), "axpy ", x.rows, "x", x.cols, " into ", y.rows, "x", y.cols);
+    for_each_element(y, [&](int r, int c) { at(y, r, c) += alpha * at(x, r, c); });
+  }
+  void gather_rows(Tensor dst, const Tensor& src, IndexSpan rows) override {
+    ZS_CHECK(rows.n == dst.rows && src.cols == dst.cols, "gather ", rows.n, " rows of width ",
+             src.cols, " into ", dst.rows, "x", dst.cols);
+    const int32_t* idx = resolve_indices(rows);
+    for (int r = 0; r < dst.rows; ++r) {
+      ZS_CHECK(idx[r] >= 0 && idx[r] < src.rows, "gather index ", idx[r], " of ", src.rows, " rows");
+      std::memcpy(&at(dst, r, 0), &at(src, idx[r], 0), sizeof(float) * dst.cols);
+    }
+  }
+
+  void gemm(bool ta, bool tb, float alpha, const Tensor& a, const Tensor& b, float beta,
+            Tensor c) override {
+    const int m = ta ? a.cols : a.rows, k = ta ? a.rows : a.cols;
+    const int kb = tb ? b.cols : b.rows, n = tb ? b.rows : b.cols;
+    ZS_CHECK(k == kb && c.rows == m && c.cols == n, "gemm shapes: op(A) ", m, "x", k, ", op(B) ",
+             kb, "x", n, ", C ", c.rows, "x", c.cols);
+    if (m == 0 || n == 0) return;
+    if (k == 0) {  // BLAS leaves C untouched when k == 0; we define C = beta C
+      for_each_element(c, [&](int r, int col) { at(c, r, col) *= beta; });
+      return;
+    }
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m,
+                n, k, alpha, a.data, a.ld, b.data, b.ld, beta, c.data, c.ld);
+  }
+
+  void bias_act_forward(Tensor y, const Tensor& bias, Act act) override {
+    ZS_CHECK(bias.rows == 1 && bias.cols == y.cols, "bias 1x", y.cols, " expected, got ",
+             bias.rows, "x", bias.cols);
+    for_each_element(y, [&](int r, int c) { at(y, r, c) = act_forward(at(y, r, c) + bias.data[c], act); });
+  }
+  void bias_act_backward(const Tensor& y, const Tensor& dy, Tensor d_pre, Tensor d_bias,
+                         Act act) override {
+    ZS_CHECK(y.same_shape(dy), "bias_act_backward dy shape");
+    if (!d_pre.empty()) {
+      ZS_CHECK(d_pre.same_shape(y), "bias_act_backward d_pre shape");
+      for_each_element(y, [&](int r, int c) {
+        at(d_pre, r, c) += at(dy, r, c) * act_grad_from_output(at(y, r, c), act);
+      });
+    }
+    if (!d_bias.empty()) {
+      ZS_CHECK(d_bias.rows == 1 && d_bias.cols == y.cols, "bias_act_backward d_bias shape");
+      for (int c = 0; c < y.cols; ++c) {
+        double s = 0;
+        for (int r = 0; r < y.rows; ++r) s += at(dy, r, c) * act_grad_from_output(at(y, r, c), act);
+        d_bias.data[c] += static_cast<float>(s);
+      }
+    }
+  }
+
+  void fill_normal(Tensor t, NoiseStream s) override {
+    const NoiseStream rs = resolve_stream(s);
+    for_each_element(t, [&](int r, int c) {
+      at(t, r, c) = philox_normal(rs, static_cast<uint64_t>(r) * t.cols + c);
+    });
+  }
+  void fill_truncated_normal(Tensor t, NoiseStream s) override {
+    const NoiseStream rs = resolve_stream(s);
+    for_each_element(t, [&](int r, int c) {
+      at(t, r, c) = philox_truncated_normal(rs, static_cast<uint64_t>(r) * t.cols + c);
+    });
+  }
+
+  void reparam_forward(const Tensor& h, const Tensor& eps, Tensor c) override {
+    const int e = c.cols;
+    ZS_CHECK(h.rows == c.rows && h.cols == 2 * e && eps.same_shape(c), "reparam shapes: h ", h.rows,
+             "x", h.cols, ", eps ", eps.rows, "x", eps.cols, ", c ", c.rows, "x", c.cols);
+    for_each_element(c, [&](int r, int j) {
+      at(c, r, j) = at(h, r, j) + std::exp(at(h, r, e + j)) * at(eps, r, j);
+    });
+  }
+  void reparam_backward(const Tensor& h, const Tensor& eps, const Tensor& dc, Tensor dh) override {
+    if (dh.empty()) return;
+    const int e = dc.cols;
+    ZS_CHECK(dh.same_shape(h) && h.cols == 2 * e, "reparam_backward shapes");
+    for_each_element(dc, [&](int r, int j) {
+      const float g = at(dc, r, j);
+      at(dh, r, j) += g;
+      at(dh, r, e + j) += g * std::exp(at(h, r, e + j)) * at(eps, r, j);
+    });
+  }
+
+  void kl_forward(const Tensor& h, Tensor out) override {
+    const int e = h.cols / 2;
+    ZS_CHECK(h.cols % 2 == 0, "kl: h has an odd width ", h.cols);
+    double s = 0;
+    for (int r = 0; r < h.rows; ++r)
+      for (int j = 0; j < e; ++j) s += kl_element(at(h, r, j), at(h, r, e + j));
+    out.data[0] = static_cast<float>(s / (static_cast<double>(h.rows) * e));
+  }
+  void kl_backward(const Tensor& h, const Tensor& d_out, Tensor dh) override {
+    if (dh.empty()) return;
+    const int e = h.cols / 2;
+    const float scale = scalar_of(d_out) / (static_cast<float>(h.rows) * e);
+    for (int r = 0; r < h.rows; ++r)
+      for (int j = 0; j < e; ++j) {
+        float dmu, dls;
+        kl_element_grad(at(h, r, j), at(h, r, e + j), &dmu, &dls);
+        at(dh, r, j) += scale * dmu;
+        at(dh, r, e + j) += scale * dls;
+      }
+  }
+
+  void l1_forward(const Tensor& x, const Tensor& v, Tensor out) override {
+    ZS_CHECK(x.same_shape(v), "l1 shapes ", x.rows, "x", x.cols, " vs ", v.rows, "x", v.cols);
+    double s = 0;
+    for (int r = 0; r < x.rows; ++r)
+      for (int c = 0; c < x.cols; ++c) s += std::fabs(at(x, r, c) - at(v, r, c));
+    out.data[0] = static_cast<float>(s / x.rows);
+  }
+  void l1_backward(const Tensor& x, const Tensor& v, const Tensor& d_out, Tensor dx,
+                   Tensor dv) override {
+    const float scale = scalar_of(d_out) / static_cast<float>(x.rows);
+    for_each_element(x, [&](int r, int c) {
+      const float g = scale * sign_tf(at(x, r, c) - at(v, r, c));
+      if (!dx.empty()) at(dx, r, c) += g;
+      if (!dv.empty()) at(dv, r, c) -= g;
+    });
+  }
+
+  void mean_forward(const Tensor& x, Tensor out) override {
+    double s = 0;
+    for (int r = 0; r < x.rows; ++r)
+      for (int c = 0; c < x.cols; ++c) s += at(x, r, c);
+    out.data[0] = static_cast<float>(s / static_cast<double>(x.numel()));
+  }
+  void mean_backward(const Tensor& d_out, Tensor dx) override {
+    if (dx.empty()) return;
+    const float g = scalar_of(d_out) / static_cast<float>(dx.numel());
+    for_each_element(dx, [&](int r, int c) { at(dx, r, c) += g; });
+  }
+
+  void cosine_mean_forward(const Tensor& a, const Tensor& b, Tensor out) override {
+    ZS_CHECK(a.same_shape(b), "cosine shapes ", a.rows, "x", a.cols, " vs ", b.rows, "x", b.cols);
+    double total = 0;
+    for (int r = 0; r < a.rows; ++r) {
+      float saa = 0, sbb = 0, sab = 0;
+      row_dots(a, b, r, &saa, &sbb, &sab);
+      total += sab * l2_inv_norm(saa) * l2_inv_norm(sbb);
+    }
+    out.data[0] = static_cast<float>(total / a.rows);
+  }
+  void cosine_mean_backward(const Tensor& a, const Tensor& b, const Tensor& d_out, Tensor da,
+                            Tensor db) override {
+    const float g = scalar_of(d_out) / static_cast<float>(a.rows);
+    for (int r = 0; r < a.rows; ++r) {
+      float saa = 0, sbb = 0, sab = 0;
+      row_dots(a, b, r, &saa, &sbb, &sab);
+      const float ia = l2_inv_norm(saa), ib = l2_inv_norm(sbb);
+      const float cosv = sab * ia * ib;
+      // d cos / d a = ia (b_hat - cos a_hat); the second term vanishes where the norm floor holds.
+      const float ka = l2_floor_active(saa) ? 0.f : cosv * ia;
+      const float kb = l2_floor_active(sbb) ? 0.f : cosv * ib;
+      for (int c = 0; c < a.cols; ++c) {
+        const float av = at(a, r, c), bv = at(b, r, c);
+        if (!da.empty()) at(da, r, c) += g * ia * (bv * ib - ka * av);
+        if (!db.empty()) at(db, r, c) += g * ib * (av * ia - kb * bv);
+      }
+    }
+  }
+
+  void softplus_forward(const Tensor& x, Tensor out) override {
+    ZS_CHECK(x.same_shape(out), "softplus shapes");
+    for_each_element(x, [&](int r, int c) { at(out, r, c) = softplus_published(at(x, r, c)); });
+  }
+  void softplus_backward(const Tensor& x, const Tensor& d_out, Tensor dx) override {
+    if (dx.empty()) return;
+    for_each_element(x, [&](int r, int c) { at(dx, r, c) += at(d_out, r, c) * softplus_grad(at(x, r, c)); });
+  }
+
+  void combine_forward(const ScalarTerms& terms, Tensor out) override {
+    float s = terms.constant;
+    for (int i = 0; i < terms.n; ++i) s += terms.weight[i] * terms.value[i][0];
+    out.data[0] = s;
+  }
+  void combine_backward(const ScalarTermGrads& grads, const Tensor& d_out) override {
+    const float g = scalar_of(d_out);
+    for (int i = 0; i < grads.n; ++i)
+      if (grads.grad[i] != nullptr) grads.grad[i][0] += grads.weight[i] * g;
+  }
+
+  void rmsprop_update(Tensor params, const Tensor& grads, Tensor mean_square,
+                      const RmsPropHyper& h) override {
+    ZS_CHECK(params.contiguous() && params.same_shape(grads) && params.same_shape(mean_square),
+             "rmsprop: parameters, gradients and state must be contiguous and alike");
+    const size_t n = params.numel();
+    float* p = params.data;
+    const float* g = grads.data;
+    float* ms = mean_square.data;
+#pragma omp parallel for schedule(static) if (n >= kParallelElements)
+    for (size_t i = 0; i < n; ++i) rmsprop_tf1_update(&p[i], g[i], &ms[i], h);
+  }
+  void adam_update(Tensor params, const Tensor& grads, Tensor m, Tensor v, Tensor beta_powers,
+                   const AdamHyper& h) override {
+    ZS_CHECK(params.contiguous() && params.same_shape(grads) && params.same_shape(m) &&
+                 params.same_shape(v) && beta_powers.numel() == 2,
+             "adam: parameters, gradients and state must be contiguous and alike");
+    const float lr_t = adam_tf1_lr_t(h, beta_powers.data[0], beta_powers.data[1]);
+    const size_t n = params.numel();
+    float* p = params.data;
+    const float* g = grads.data;
+    float* mm = m.data;
+    float* vv = v.data;
+#pragma omp parallel for schedule(static) if (n >= kParallelElements)
+    for (size_t i = 0; i < n; ++i) adam_tf1_update(&p[i], g[i], &mm[i], &vv[i], lr_t, h);
+    beta_powers.data[0] *= h.beta1;
+    beta_powers.data[1] *= h.beta2;
+  }
+
+  void increment_counter(int64_t* counter) override { ++*counter; }
+
+  void topk_cosine(const Tensor& queries, const Tensor& gallery, int k, int64_t index_offset,
+                   int64_t* out_index, float* out_score) override {
+    ZS_CHECK(queries.cols == gallery.cols, "topk: query width ", queries.cols,
+             " vs gallery width ", gallery.cols);
+    cpu_topk_cosine(queries.data, queries.rows, queries.ld, gallery.data, gallery.rows,
+                    gallery.ld, queries.cols, k, index_offset, out_index, out_score);
+  }
+
+ private:
+  static void row_dots(const Tensor& a, const Tensor& b, int r, float* saa, float* sbb, float* sab) {
+    double aa = 0, bb = 0, ab = 0;
+    for (int c = 0; c < a.cols; ++c) {
+      const double av = at(a, r, c), bv = at(b, r, c);
+      aa += av * av;
+      bb += bv * bv;
+      ab += av * bv;
+    }
+    *saa = static_cast<float>(aa);
+    *sbb = static_cast<float>(bb);
+    *sab = static_cast<float>(ab);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
+
+}  // namespace zscrgan

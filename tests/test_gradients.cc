@@ -1,0 +1,292 @@
+// Finite-difference gradient checks: every op, and the three losses (D, G, CSEM) with respect
+// to every parameter tensor and every input that carries a gradient. The negative controls
+// show the checker fails when a backward is wrong.
+#include <gtest/gtest.h>
+
+#include "test_support.h"
+#include "zscrgan/model.h"
+#include "zscrgan/ops.h"
+
+namespace zscrgan {
+namespace {
+
+using testing::CpuContext;
+using testing::describe;
+using testing::grad_check;
+
+// A smooth scalar of a tensor with a different coefficient for every element, so that a
+// gradient error in any one element shows: cos(out, R) + mean(out W_R).
+Var scalarize(CpuContext& ctx, const Var& out, const Tensor& r, const Tensor& wr) {
+  Var c = ops::cosine_rows(ctx.tape, out, constant(r));
+  Var m = ops::mean(ctx.tape, ops::matmul(ctx.tape, {out}, constant(wr)));
+  return ops::combine(ctx.tape, {c, m}, {0.7f, 1.3f});
+}
+
+struct Probe {
+  Tensor r, wr;
+};
+Probe make_probe(CpuContext& ctx, int rows, int cols) { return {ctx.random(rows, cols), ctx.random(cols, 3)}; }
+
+#define EXPECT_GRAD_OK(report) EXPECT_TRUE((report).ok()) << describe(report)
+
+TEST(GradCheck, MatmulOnePart) {
+  CpuContext ctx;
+  Var x = ctx.param(5, 7), w = ctx.param(7, 4);
+  Probe p = make_probe(ctx, 5, 4);
+  auto f = [&] { return scalarize(ctx, ops::matmul(ctx.tape, {x}, w), p.r, p.wr); };
+  EXPECT_GRAD_OK(grad_check(ctx, f, x.value, x.grad));
+  EXPECT_GRAD_OK(grad_check(ctx, f, w.value, w.grad));
+}
+
+TEST(GradCheck, MatmulTwoPartsIsConcatenationFree) {
+  CpuContext ctx;
+  Var a = ctx.param(4, 3), b = ctx.param(4, 5), w = ctx.param(8, 6);
+  Probe p = make_probe(ctx, 4, 6);
+  auto f = [&] { return scalarize(ctx, ops::matmul(ctx.tape, {a, b}, w), p.r, p.wr); };
+  EXPECT_GRAD_OK(grad_check(ctx, f, a.value, a.grad));
+  EXPECT_GRAD_OK(grad_check(ctx, f, b.value, b.grad));
+  EXPECT_GRAD_OK(grad_check(ctx, f, w.value, w.grad));
+}
+
+class BiasActGrad : public ::testing::TestWithParam<Act> {};
+TEST_P(BiasActGrad, InputAndBias) {
+  CpuContext ctx;
+  Var x = ctx.param(6, 5), b = ctx.param(1, 5);
+  Probe p = make_probe(ctx, 6, 5);
+  // bias_act works in place, so each evaluation starts from a copy of x.
+  auto f = [&] {
+    Var copy_of_x = ops::concat_rows(ctx.tape, {x});
+    return scalarize(ctx, ops::bias_act(ctx.tape, copy_of_x, b, GetParam()), p.r, p.wr);
+  };
+  EXPECT_GRAD_OK(grad_check(ctx, f, x.value, x.grad));
+  EXPECT_GRAD_OK(grad_check(ctx, f, b.value, b.grad));
+}
+INSTANTIATE_TEST_SUITE_P(Acts, BiasActGrad, ::testing::Values(Act::None, Act::LeakyRelu, Act::Relu));
+
+TEST(GradCheck, Dense) {
+  CpuContext ctx;
+  Var x = ctx.param(5, 6), w = ctx.param(6, 4, 0.5f), b = ctx.param(1, 4);
+  Probe p = make_probe(ctx, 5, 4);
+  auto f = [&] { return scalarize(ctx, ops::dense(ctx.tape, x, w, b, Act::LeakyRelu), p.r, p.wr); };
+  EXPECT_GRAD_OK(grad_check(ctx, f, x.value, x.grad));
+  EXPECT_GRAD_OK(grad_check(ctx, f, w.value, w.grad));
+  EXPECT_GRAD_OK(grad_check(ctx, f, b.value, b.grad));
+}
+
+TEST(GradCheck, Reparam) {
+  CpuContext ctx;
+  Var h = ctx.param(5, 8, 0.5f);
+  Tensor eps = ctx.random(5, 4);
+  Probe p = make_probe(ctx, 5, 4);
+  auto f = [&] { return scalarize(ctx, ops::reparam(ctx.tape, h, eps), p.r, p.wr); };
+  EXPECT_GRAD_OK(grad_check(ctx, f, h.value, h.grad));
+}
+
+TEST(GradCheck, ConcatAndSlices) {
+  CpuContext ctx;
+  Var a = ctx.param(4, 3), b = ctx.param(4, 5), c = ctx.param(2, 8);
+  Probe p = make_probe(ctx, 4, 5);
+  auto f = [&] {
+    Var ab = ops::concat_cols(ctx.tape, a, b);           // 4 x 8
+    Var abc = ops::concat_rows(ctx.tape, {ab, c});       // 6 x 8
+    Var s = ops::slice_cols(ops::slice_rows(abc, 1, 4), 2, 5);  // 4 x 5
+    return scalarize(ctx, s, p.r, p.wr);
+  };
+  EXPECT_GRAD_OK(grad_check(ctx, f, a.value, a.grad));
+  EXPECT_GRAD_OK(grad_check(ctx, f, b.value, b.grad));
+  EXPECT_GRAD_OK(grad_check(ctx, f, c.value, c.grad));
+}
+
+TEST(GradCheck, PublishedKl) {
+  CpuContext ctx;
+  Var h = ctx.param(5, 8, 0.5f);
+  auto f = [&] { return ops::kl_published(ctx.tape, h); };
+  EXPECT_GRAD_OK(grad_check(ctx, f, h.value, h.grad));
+}
+
+TEST(GradCheck, L1Rows) {
+  CpuContext ctx;
+  Var x = ctx.param(5, 6), v = ctx.param(5, 6);
+  auto f = [&] { return ops::l1_rows(ctx.tape, x, v); };
+  EXPECT_GRAD_OK(grad_check(ctx, f, x.value, x.grad));
+  EXPECT_GRAD_OK(grad_check(ctx, f, v.value, v.grad));
+}
+
+TEST(GradCheck, MeanCosineSoftplusCombine) {
+  CpuContext ctx;
+  Var a = ctx.param(5, 6), b = ctx.param(5, 6), s = ctx.param(1, 1);
+  auto f = [&] {
+    Var m = ops::mean(ctx.tape, a);
+    Var c = ops::cosine_rows(ctx.tape, a, b);
+    return ops::combine(ctx.tape, {ops::softplus(ctx.tape, ops::combine(ctx.tape, {c, s}, {1.f, 2.f})), m},
+                        {1.5f, -0.5f}, 2.f);
+  };
+  EXPECT_GRAD_OK(grad_check(ctx, f, a.value, a.grad));
+  EXPECT_GRAD_OK(grad_check(ctx, f, b.value, b.grad));
+  EXPECT_GRAD_OK(grad_check(ctx, f, s.value, s.grad));
+}
+
+// ---- the three losses ----
+
+struct SmallModel {
+  CpuContext ctx;
+  ModelDims dims{6, 8, 4, 3, 5, 7};  // Dt, Dv, E, Z, Gf, Df
+  Model model{*ctx.be, dims};
+  int b = 4;
+  SmallModel() {
+    model.initialize(3);
+    // Larger weights than the 0.02 of training, so every gradient is well above float noise.
+    for (const NamedTensor& t : model.parameter_tensors()) {
+      Tensor r = ctx.random(t.tensor.rows, t.tensor.cols, 0.4f, 0.05f);
+      ctx.be->copy(t.tensor, r);
+    }
+  }
+  std::vector<std::pair<std::string, Var>> params(std::initializer_list<Linear*> layers,
+                                                  std::initializer_list<const char*> names) {
+    std::vector<std::pair<std::string, Var>> out;
+    auto n = names.begin();
+    for (Linear* l : layers) {
+      out.push_back({std::string(*n) + ".w", l->w});
+      out.push_back({std::string(*n) + ".b", l->b});
+      ++n;
+    }
+    return out;
+  }
+};
+
+TEST(GradCheck, CriticLossEveryParameterAndTheFakeImages) {
+  SmallModel s;
+  Model& m = s.model;
+  Tensor real = s.ctx.random(s.b, 8, 1.f, 0.5f), wrong = s.ctx.random(s.b, 8, 1.f, 0.5f);
+  Tensor texts = s.ctx.random(s.b, 6);
+  Var fake = s.ctx.param(s.b, 8);
+  auto f = [&] { return critic_loss(s.ctx.tape, m.critic1, m.critic2, constant(real), fake, constant(wrong), constant(texts)); };
+  for (auto& [name, v] : s.params({&m.critic1, &m.critic2}, {"critic1", "critic2"})) {
+    if (name == "critic2.b") continue;  // exactly zero gradient: see CriticOutputBiasGradientIsZero
+    SCOPED_TRACE(name);
+    EXPECT_GRAD_OK(grad_check(s.ctx, f, v.value, v.grad));
+  }
+  SCOPED_TRACE("fake images");
+  EXPECT_GRAD_OK(grad_check(s.ctx, f, fake.value, fake.grad));
+}
+
+TEST(GradCheck, CriticOutputBiasGradientIsZero) {
+  SmallModel s;
+  Model& m = s.model;
+  Tensor real = s.ctx.random(s.b, 8), fake = s.ctx.random(s.b, 8), wrong = s.ctx.random(s.b, 8);
+  Tensor texts = s.ctx.random(s.b, 6);
+  s.ctx.be->fill(m.critic_group.grads, 0.f);
+  Var loss = critic_loss(s.ctx.tape, m.critic1, m.critic2, constant(real), constant(fake), constant(wrong), constant(texts));
+  s.ctx.tape.backward(loss);
+  EXPECT_EQ(m.critic2.b.grad.data[0], 0.f);  // (1/2 + 1/2 - 1) x sum: cancels exactly
+  float nonzero = 0;
+  for (int j = 0; j < m.critic1.b.grad.cols; ++j) nonzero += std::fabs(m.critic1.b.grad.data[j]);
+  EXPECT_GT(nonzero, 0.f);
+}
+
+TEST(GradCheck, CsemLossEveryParameterAndInputs) {
+  SmallModel s;
+  Model& m = s.model;
+  Var x = s.ctx.param(s.b, 8), xw = s.ctx.param(s.b, 8), c1 = s.ctx.param(s.b, 4);
+  auto f = [&] { return csem_loss(s.ctx.tape, m.csem, x, xw, c1); };
+  for (auto& [name, v] : s.params({&m.csem}, {"csem"})) {
+    SCOPED_TRACE(name);
+    EXPECT_GRAD_OK(grad_check(s.ctx, f, v.value, v.grad));
+  }
+  for (auto* in : {&x, &xw, &c1}) EXPECT_GRAD_OK(grad_check(s.ctx, f, in->value, in->grad));
+}
+
+TEST(GradCheck, GeneratorLossEveryParameterThroughFrozenCriticAndCsem) {
+  SmallModel s;
+  Model& m = s.model;
+  const int b = s.b;
+  Tensor texts = s.ctx.random(2 * b, 6), eps = s.ctx.random(2 * b, 4, 0.5f), z = s.ctx.random(2 * b, 3);
+  // Images at a distance >= 0.5 from the generated ones keep |x - v| away from its kink.
+  Tensor real = s.ctx.random(b, 8), wrong = s.ctx.random(b, 8);
+  {
+    Tape::NoRecord nr(s.ctx.tape);
+    Conditioned cd = condition_forward(s.ctx.tape, m.condition, constant(texts), eps);
+    Var x = generator_forward(s.ctx.tape, m.gen1, m.gen2, m.gen3, cd.c, constant(z));
+    for (Tensor* v : {&real, &wrong})
+      for (int r = 0; r < b; ++r)
+        for (int c = 0; c < 8; ++c) {
+          float& e = v->data[r * 8 + c];
+          e = x.value.data[r * x.value.ld + c] + (e >= 0 ? 0.5f + e : -0.5f + e);
+        }
+  }
+  LossWeights w{2.f, 1.f};
+  auto f = [&] {
+    GeneratorInputs in{constant(real), constant(wrong), constant(texts), eps, z};
+    return generator_loss(s.ctx.tape, m, m.condition, m.gen1, m.gen2, m.gen3, frozen(m.critic1),
+                          frozen(m.critic2), frozen(m.csem), in, w).total;
+  };
+  for (auto& [name, v] : s.params({&m.condition, &m.gen1, &m.gen2, &m.gen3},
+                                  {"condition", "gen1", "gen2", "gen3"})) {
+    SCOPED_TRACE(name);
+    // A smaller step: three LeakyReLU layers, a ReLU and two L1 terms make kinks dense.
+    EXPECT_GRAD_OK(grad_check(s.ctx, f, v.value, v.grad, 48, 1e-3f));
+  }
+  // The frozen networks received nothing.
+  s.ctx.be->fill(m.critic_group.grads, 0.f);
+  s.ctx.be->fill(m.csem_group.grads, 0.f);
+  s.ctx.tape.backward(f());
+  for (size_t i = 0; i < m.critic_group.grads.numel(); ++i) ASSERT_EQ(m.critic_group.grads.data[i], 0.f);
+  for (size_t i = 0; i < m.csem_group.grads.numel(); ++i) ASSERT_EQ(m.csem_group.grads.data[i], 0.f);
+}
+
+// ---- negative controls: a wrong backward must fail the check ----
+
+// The published KL with its backward off by the classic dropped factor of 0.5.
+void kl_backward_missing_half(Backend& be, const Node& n) {
+  be.kl_backward(n.in[0].value, n.out.grad, n.in[0].grad);
+  be.kl_backward(n.in[0].value, n.out.grad, n.in[0].grad);
+}
+Var kl_with_wrong_backward(Tape& tape, const Var& h) {
+  Var out = tape.new_var(1, 1, true);
+  tape.backend().kl_forward(h.value, out.value);
+  Node n;
+  n.backward = kl_backward_missing_half;
+  n.in[0] = h;
+  n.n_in = 1;
+  n.out = out;
+  if (tape.recording()) tape.record(n);
+  return out;
+}
+
+TEST(GradCheckNegativeControl, DroppedFactorOfHalfInKlFails) {
+  CpuContext ctx;
+  Var h = ctx.param(5, 8, 0.5f);
+  auto f = [&] { return kl_with_wrong_backward(ctx.tape, h); };
+  const auto rep = grad_check(ctx, f, h.value, h.grad);
+  EXPECT_FALSE(rep.ok()) << "the checker accepted a gradient off by 2x: " << describe(rep);
+  EXPECT_GT(rep.failed, rep.checked / 2);
+}
+
+// LeakyReLU backward with the slope forgotten on the negative side (ReLU's derivative).
+void bias_lrelu_backward_as_relu(Backend& be, const Node& n) {
+  be.bias_act_backward(n.out.value, n.out.grad, n.in[0].grad, n.in[1].grad, Act::Relu);
+}
+TEST(GradCheckNegativeControl, LeakySlopeForgottenInBackwardFails) {
+  CpuContext ctx;
+  Var x = ctx.param(6, 5), b = ctx.param(1, 5);
+  Probe p = make_probe(ctx, 6, 5);
+  auto f = [&] {
+    Var y = ops::concat_rows(ctx.tape, {x});
+    ctx.tape.backend().bias_act_forward(y.value, b.value, Act::LeakyRelu);
+    Var out{y.value, ctx.arena.alloc(6, 5)};
+    ctx.be->fill(out.grad, 0.f);
+    Node n;
+    n.backward = bias_lrelu_backward_as_relu;
+    n.in[0] = y;
+    n.in[1] = b;
+    n.n_in = 2;
+    n.out = out;
+    if (ctx.tape.recording()) ctx.tape.record(n);
+    return scalarize(ctx, out, p.r, p.wr);
+  };
+  const auto rep = grad_check(ctx, f, x.value, x.grad);
+  EXPECT_FALSE(rep.ok()) << describe(rep);
+}
+
+}  // namespace
+}  // namespace zscrgan
