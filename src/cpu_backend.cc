@@ -27,12 +27,30 @@ constexpr size_t kParallelElements = 1 << 16;
 
 float scalar_of(const Tensor& t) { return t.data[0]; }
 
+// Runs f(i) for i in [0, n), in parallel only when n is large. A serial branch rather than an
+// OpenMP if() clause: libgomp allocates a team even for a region that runs on one thread, and a
+// training step must not allocate.
+template <typename F>
+void parallel_range(size_t n, F&& f) {
+  if (n >= kParallelElements) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; ++i) f(i);
+  } else {
+    for (size_t i = 0; i < n; ++i) f(i);
+  }
+}
+
 template <typename F>
 void for_each_element(const Tensor& shape, F&& f) {  // f(row, col)
-  const int rows = shape.rows, cols = shape.cols;
-#pragma omp parallel for schedule(static) if (shape.numel() >= kParallelElements)
-  for (int r = 0; r < rows; ++r)
-    for (int c = 0; c < cols; ++c) f(r, c);
+  const int cols = shape.cols;
+  if (shape.numel() >= kParallelElements) {
+    parallel_range(size_t(shape.rows), [&](size_t r) {
+      for (int c = 0; c < cols; ++c) f(int(r), c);
+    });
+  } else {
+    for (int r = 0; r < shape.rows; ++r)
+      for (int c = 0; c < cols; ++c) f(r, c);
+  }
 }
 
 inline float& at(const Tensor& t, int r, int c) { return t.data[static_cast<size_t>(r) * t.ld + c]; }
@@ -263,8 +281,7 @@ class CpuBackend final : public Backend {
     float* p = params.data;
     const float* g = grads.data;
     float* ms = mean_square.data;
-#pragma omp parallel for schedule(static) if (n >= kParallelElements)
-    for (size_t i = 0; i < n; ++i) rmsprop_tf1_update(&p[i], g[i], &ms[i], h);
+    parallel_range(n, [&](size_t i) { rmsprop_tf1_update(&p[i], g[i], &ms[i], h); });
   }
   void adam_update(Tensor params, const Tensor& grads, Tensor m, Tensor v, Tensor beta_powers,
                    const AdamHyper& h) override {
@@ -277,8 +294,7 @@ class CpuBackend final : public Backend {
     const float* g = grads.data;
     float* mm = m.data;
     float* vv = v.data;
-#pragma omp parallel for schedule(static) if (n >= kParallelElements)
-    for (size_t i = 0; i < n; ++i) adam_tf1_update(&p[i], g[i], &mm[i], &vv[i], lr_t, h);
+    parallel_range(n, [&](size_t i) { adam_tf1_update(&p[i], g[i], &mm[i], &vv[i], lr_t, h); });
     beta_powers.data[0] *= h.beta1;
     beta_powers.data[1] *= h.beta2;
   }
