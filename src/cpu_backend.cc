@@ -300,6 +300,13 @@ class CpuBackend final : public Backend {
   }
 
   void increment_counter(int64_t* counter) override { ++*counter; }
+  void store_scalar(const Tensor& value, Tensor slots, int64_t base, const int64_t* counter,
+                    int64_t stride) override {
+    const int64_t at = base + (counter != nullptr ? *counter * stride : 0);
+    ZS_CHECK(at >= 0 && at < static_cast<int64_t>(slots.numel()), "store_scalar slot ", at, " of ",
+             slots.numel());
+    slots.data[at] = value.data[0];
+  }
 
   void topk_cosine(const Tensor& queries, const Tensor& gallery, int k, int64_t index_offset,
                    int64_t* out_index, float* out_score) override {

@@ -13,6 +13,12 @@ namespace zscrgan {
 namespace {
 
 enum RowArray { kImage = 0, kText = 1, kWrongImage = 2, kWrongText = 3 };
+enum Counter { kEIteration = 0, kCsemStep = 1, kCsemRow = 2, kCounters = 3 };
+
+// Noise fills per E-step iteration (eps and z of the D steps' pass, eps and z of the G step)
+// and per M-step chunk (eps and z).
+constexpr int kNoisePerIteration = 4;
+constexpr int kNoisePerChunk = 2;
 
 // Rows generated per pass in the M-step and in evaluation: large enough that the generator's
 // weights are read a few times per round, small enough to bound the activations.
@@ -61,10 +67,14 @@ Trainer::Trainer(const Config& cfg, const Dataset& data, Backend& backend)
   const int n_step_losses = cfg.e_step_iters * cfg.n_critic + 2 * cfg.e_step_iters + cfg.m_step_iters;
   const size_t n_rows = 4 * size_t(batches_per_round_) * b;
   const size_t n_eval = eval_query_rows_.size() + eval_gallery_rows_.size();
+  const int chunks = std::max(1, (cfg.m_step_iters * 2 * b + kRowsPerPass - 1) / kRowsPerPass);
+  csem_chunk_ = std::max(1, (cfg.m_step_iters + chunks - 1) / chunks);
+  const size_t n_identity = 2 * size_t(csem_chunk_) * b;
   const size_t floats = align_up(data.image_features.data.size() * 4) / 4 +
                         align_up(data.text_features.data.size() * 4) / 4 + align_up(n_rows * 4) / 4 +
                         align_up(n_eval * 4) / 4 + align_up(size_t(n_step_losses) * 4) / 4 +
-                        align_up(n_eval * size_t(cfg.embed_dim) * 4) / 4;
+                        align_up(n_eval * size_t(cfg.embed_dim) * 4) / 4 + align_up(n_identity * 4) / 4 +
+                        align_up(kCounters * 8) / 4;
   data_block_ = std::make_unique<DeviceBlock>(backend_, floats * 4 + 8 * kAllocAlignment);
   images_ = data_block_->take(static_cast<int>(data.image_features.rows), dims.image_dim);
   texts_ = data_block_->take(static_cast<int>(data.text_features.rows), dims.text_dim);
@@ -77,29 +87,54 @@ Trainer::Trainer(const Config& cfg, const Dataset& data, Backend& backend)
   backend_.upload_bytes(eval_rows_, eval_rows.data(), eval_rows.size() * sizeof(int32_t));
   step_losses_ = data_block_->take(1, n_step_losses);
   eval_embeddings_ = data_block_->take(static_cast<int>(n_eval), cfg.embed_dim);
+  identity_rows_ = reinterpret_cast<int32_t*>(data_block_->take(1, static_cast<int>(n_identity)).data);
+  std::vector<int32_t> identity(n_identity);
+  for (size_t i = 0; i < n_identity; ++i) identity[i] = static_cast<int32_t>(i);
+  backend_.upload_bytes(identity_rows_, identity.data(), n_identity * sizeof(int32_t));
+  counters_ = reinterpret_cast<int64_t*>(data_block_->take(1, 2 * kCounters).data);
   host_rows_.resize(n_rows);
-
-  const int chunks = std::max(1, (cfg.m_step_iters * 2 * b + kRowsPerPass - 1) / kRowsPerPass);
-  csem_chunk_ = std::max(1, (cfg.m_step_iters + chunks - 1) / chunks);
+  use_capture_ = backend_.can_capture();
 
   arena_ = std::make_unique<Arena>(backend_, size_t(16) << 20);
   tape_ = std::make_unique<Tape>(backend_, *arena_);
 }
 
+// Captured step programs and the arena generation they were captured in.
+struct Trainer::Captured {
+  std::unique_ptr<CapturedProgram> e_iteration;
+  int64_t e_generation = -1;
+  std::unique_ptr<CapturedProgram> csem_step;
+  int csem_rows = -1;  // the chunk size it was captured for (its buffers' addresses)
+  int64_t csem_generation = -1;
+};
+
 Trainer::~Trainer() = default;
 
-IndexSpan Trainer::rows(int array, int first_batch, int n_batches) const {
-  const size_t per_array = size_t(batches_per_round_) * cfg_.batch_size;
+IndexSpan Trainer::e_rows(int array, int batch_in_iteration, int n_batches) const {
+  const int b = cfg_.batch_size;
+  const size_t per_array = size_t(batches_per_round_) * b;
   IndexSpan s;
-  s.data = round_rows_ + array * per_array + size_t(first_batch) * cfg_.batch_size;
-  s.n = n_batches * cfg_.batch_size;
+  s.data = round_rows_ + array * per_array + size_t(batch_in_iteration) * b;
+  s.n = n_batches * b;
+  s.step = counters_ + kEIteration;
+  s.step_stride = int64_t(cfg_.n_critic + 1) * b;
   return s;
+}
+
+NoiseStream Trainer::e_noise(int fill) const {
+  return NoiseStream{cfg_.seed, round_noise_base_ + fill, counters_ + kEIteration,
+                     kNoisePerIteration};
 }
 
 Tensor Trainer::gather(const Tensor& table, IndexSpan idx) {
   Tensor out = arena_->alloc(idx.n, table.cols);
   backend_.gather_rows(out, table, idx);
   return out;
+}
+
+void Trainer::reset_counter(int64_t* counter) {
+  const int64_t zero = 0;
+  backend_.upload_bytes(counter, &zero, sizeof zero);
 }
 
 void Trainer::begin_round() {
@@ -112,19 +147,21 @@ void Trainer::begin_round() {
                   h + kWrongImage * per_array + at, h + kWrongText * per_array + at);
   }
   backend_.upload_bytes(round_rows_, host_rows_.data(), host_rows_.size() * sizeof(int32_t));
+  const int64_t zeros[kCounters] = {0, 0, 0};
+  backend_.upload_bytes(counters_, zeros, sizeof zeros);
+  round_noise_base_ = state_.noise_offset;
 }
 
-void Trainer::d_steps(int iteration) {
+void Trainer::d_steps() {
   const int b = cfg_.batch_size, nc = cfg_.n_critic;
   const ModelDims& d = model_->dims();
-  const int first = iteration * (nc + 1);
   Model& m = *model_;
   // One generation pass for all n_critic steps: the generator is frozen during them.
-  Tensor texts = gather(texts_, rows(kText, first, nc));
+  Tensor texts = gather(texts_, e_rows(kText, 0, nc));
   Tensor eps = arena_->alloc(nc * b, d.embed_dim);
   Tensor z = arena_->alloc(nc * b, d.z_dim);
-  backend_.fill_truncated_normal(eps, next_noise());
-  backend_.fill_normal(z, next_noise());
+  backend_.fill_truncated_normal(eps, e_noise(0));
+  backend_.fill_normal(z, e_noise(1));
   Var fakes;
   {
     Tape::NoRecord no_record(*tape_);
@@ -135,34 +172,32 @@ void Trainer::d_steps(int iteration) {
   hyper.lr = static_cast<float>(cfg_.discriminator_lr);
   hyper.clip = static_cast<float>(cfg_.clip_val);
   for (int k = 0; k < nc; ++k) {
-    Tensor real = gather(images_, rows(kImage, first + k, 1));
-    Tensor wrong = gather(images_, rows(kWrongImage, first + k, 1));
+    Tensor real = gather(images_, e_rows(kImage, k, 1));
+    Tensor wrong = gather(images_, e_rows(kWrongImage, k, 1));
     backend_.fill(m.critic_group.grads, 0.f);
     Var loss = critic_loss(*tape_, m.critic1, m.critic2, constant(real),
                            constant(fakes.value.row_block(k * b, b)), constant(wrong),
                            constant(texts.row_block(k * b, b)));
     tape_->backward(loss);
     backend_.rmsprop_update(m.critic_group.params, m.critic_group.grads, m.critic_group.state1, hyper);
-    ++m.critic_group.steps;
-    backend_.copy(step_losses_.col_block(iteration * nc + k, 1), loss.value);
+    backend_.store_scalar(loss.value, step_losses_, k, counters_ + kEIteration, nc);
     tape_->clear();
   }
 }
 
-void Trainer::g_step(int iteration) {
-  const int b = cfg_.batch_size, nc = cfg_.n_critic;
+void Trainer::g_step() {
+  const int b = cfg_.batch_size, nc = cfg_.n_critic, e = cfg_.e_step_iters;
   const ModelDims& d = model_->dims();
-  const int batch = iteration * (nc + 1) + nc;
   Model& m = *model_;
-  Tensor real = gather(images_, rows(kImage, batch, 1));
-  Tensor wrong = gather(images_, rows(kWrongImage, batch, 1));
+  Tensor real = gather(images_, e_rows(kImage, nc, 1));
+  Tensor wrong = gather(images_, e_rows(kWrongImage, nc, 1));
   Tensor texts = arena_->alloc(2 * b, d.text_dim);  // [t; t_wrong]
-  backend_.gather_rows(texts.row_block(0, b), texts_, rows(kText, batch, 1));
-  backend_.gather_rows(texts.row_block(b, b), texts_, rows(kWrongText, batch, 1));
+  backend_.gather_rows(texts.row_block(0, b), texts_, e_rows(kText, nc, 1));
+  backend_.gather_rows(texts.row_block(b, b), texts_, e_rows(kWrongText, nc, 1));
   Tensor eps = arena_->alloc(2 * b, d.embed_dim);
   Tensor z = arena_->alloc(2 * b, d.z_dim);
-  backend_.fill_truncated_normal(eps, next_noise());
-  backend_.fill_normal(z, next_noise());
+  backend_.fill_truncated_normal(eps, e_noise(2));
+  backend_.fill_normal(z, e_noise(3));
   backend_.fill(m.generator_group.grads, 0.f);
   GeneratorInputs in{constant(real), constant(wrong), constant(texts), eps, z};
   GeneratorLoss loss = generator_loss(*tape_, m, m.condition, m.gen1, m.gen2, m.gen3,
@@ -171,55 +206,98 @@ void Trainer::g_step(int iteration) {
   RmsPropHyper hyper;
   hyper.lr = static_cast<float>(cfg_.generator_lr);
   backend_.rmsprop_update(m.generator_group.params, m.generator_group.grads, m.generator_group.state1, hyper);
-  ++m.generator_group.steps;
-  const int g_slot = cfg_.e_step_iters * nc + iteration;
-  backend_.copy(step_losses_.col_block(g_slot, 1), loss.total.value);
+  backend_.store_scalar(loss.total.value, step_losses_, int64_t(e) * nc, counters_ + kEIteration, 1);
+  Tensor kl_mean = arena_->alloc(1, 1);
   ScalarTerms kl;
   kl.n = 2;
   kl.value[0] = loss.kl.value.data;
   kl.value[1] = loss.kl_wrong.value.data;
   kl.weight[0] = kl.weight[1] = 0.5f;
-  backend_.combine_forward(kl, step_losses_.col_block(g_slot + cfg_.e_step_iters, 1));
+  backend_.combine_forward(kl, kl_mean);
+  backend_.store_scalar(kl_mean, step_losses_, int64_t(e) * (nc + 1), counters_ + kEIteration, 1);
   tape_->clear();
   arena_->reset();
 }
 
-void Trainer::csem_steps(int first, int count) {
+void Trainer::e_iteration() {
+  d_steps();
+  g_step();
+  backend_.increment_counter(counters_ + kEIteration);
+}
+
+void Trainer::csem_step() {
+  const int b = cfg_.batch_size;
+  Model& m = *model_;
+  const ModelDims& d = m.dims();
+  // This step's rows of the chunk, found through the in-chunk step counter.
+  IndexSpan rows{identity_rows_, b, counters_ + kCsemRow, b};
+  IndexSpan wrong_rows{identity_rows_ + chunk_rows_, b, counters_ + kCsemRow, b};
+  Tensor x = arena_->alloc(b, d.image_dim), xw = arena_->alloc(b, d.image_dim);
+  Tensor c1 = arena_->alloc(b, d.embed_dim);
+  backend_.gather_rows(x, chunk_fakes_.value, rows);
+  backend_.gather_rows(xw, chunk_fakes_.value, wrong_rows);
+  backend_.gather_rows(c1, chunk_conditions_, rows);
+  backend_.fill(m.csem_group.grads, 0.f);
+  Var loss = csem_loss(*tape_, m.csem, constant(x), constant(xw), constant(c1));
+  tape_->backward(loss);
+  AdamHyper hyper;
+  hyper.lr = static_cast<float>(cfg_.CSEM_lr);
+  backend_.adam_update(m.csem_group.params, m.csem_group.grads, m.csem_group.state1,
+                       m.csem_group.state2, m.csem_group.beta_powers, hyper);
+  backend_.store_scalar(loss.value, step_losses_, int64_t(cfg_.e_step_iters) * (cfg_.n_critic + 2),
+                        counters_ + kCsemStep, 1);
+  backend_.increment_counter(counters_ + kCsemStep);
+  backend_.increment_counter(counters_ + kCsemRow);
+  tape_->clear();
+}
+
+void Trainer::csem_chunk(int first, int count) {
   const int b = cfg_.batch_size, n = count * b;
   const ModelDims& d = model_->dims();
   const int batch0 = cfg_.e_step_iters * (cfg_.n_critic + 1) + first;
+  const size_t per_array = size_t(batches_per_round_) * b;
   Model& m = *model_;
+  arena_->reset();
   // One generation pass for `count` steps: condition and generator are frozen in the M-step.
   Tensor texts = arena_->alloc(2 * n, d.text_dim);  // [t of every step; t_wrong of every step]
-  backend_.gather_rows(texts.row_block(0, n), texts_, rows(kText, batch0, count));
-  backend_.gather_rows(texts.row_block(n, n), texts_, rows(kWrongText, batch0, count));
+  backend_.gather_rows(texts.row_block(0, n), texts_,
+                       IndexSpan{round_rows_ + kText * per_array + size_t(batch0) * b, n});
+  backend_.gather_rows(texts.row_block(n, n), texts_,
+                       IndexSpan{round_rows_ + kWrongText * per_array + size_t(batch0) * b, n});
   Tensor eps = arena_->alloc(2 * n, d.embed_dim);
   Tensor z = arena_->alloc(2 * n, d.z_dim);
-  backend_.fill_truncated_normal(eps, next_noise());
-  backend_.fill_normal(z, next_noise());
-  Conditioned cd;
-  Var fakes;
+  const uint64_t chunk_noise = round_noise_base_ + uint64_t(cfg_.e_step_iters) * kNoisePerIteration +
+                               uint64_t(first / csem_chunk_) * kNoisePerChunk;
+  backend_.fill_truncated_normal(eps, NoiseStream{cfg_.seed, chunk_noise});
+  backend_.fill_normal(z, NoiseStream{cfg_.seed, chunk_noise + 1});
   {
     Tape::NoRecord no_record(*tape_);
-    cd = condition_forward(*tape_, m.condition, constant(texts), eps);
-    fakes = generator_forward(*tape_, m.gen1, m.gen2, m.gen3, cd.c, constant(z));
+    Conditioned cd = condition_forward(*tape_, m.condition, constant(texts), eps);
+    chunk_fakes_ = generator_forward(*tape_, m.gen1, m.gen2, m.gen3, cd.c, constant(z));
+    chunk_conditions_ = cd.c.value;
   }
-  AdamHyper hyper;
-  hyper.lr = static_cast<float>(cfg_.CSEM_lr);
-  const int slot0 = cfg_.e_step_iters * (cfg_.n_critic + 2);
+  chunk_rows_ = n;
+  reset_counter(counters_ + kCsemRow);
   for (int s = 0; s < count; ++s) {
-    backend_.fill(m.csem_group.grads, 0.f);
-    Var loss = csem_loss(*tape_, m.csem, constant(fakes.value.row_block(s * b, b)),
-                         constant(fakes.value.row_block(n + s * b, b)),
-                         constant(cd.c.value.row_block(s * b, b)));
-    tape_->backward(loss);
-    backend_.adam_update(m.csem_group.params, m.csem_group.grads, m.csem_group.state1,
-                         m.csem_group.state2, m.csem_group.beta_powers, hyper);
-    ++m.csem_group.steps;
-    backend_.copy(step_losses_.col_block(slot0 + first + s, 1), loss.value);
-    tape_->clear();
+    if (!use_capture_) {
+      csem_step();
+      continue;
+    }
+    Captured& cap = *captured_;
+    if (cap.csem_step && cap.csem_rows == n && cap.csem_generation == arena_->generation()) {
+      cap.csem_step->replay();
+    } else if (s == 0) {
+      csem_step();  // the first step of a chunk runs eagerly: any arena growth happens here
+    } else {
+      backend_.begin_capture();
+      csem_step();
+      cap.csem_step = backend_.end_capture();
+      cap.csem_rows = n;
+      cap.csem_generation = arena_->generation();
+      cap.csem_step->replay();
+    }
   }
-  arena_->reset();
+  m.csem_group.steps += count;
 }
 
 RoundLosses Trainer::finish_round() {
@@ -262,13 +340,31 @@ RoundLosses Trainer::finish_round() {
 }
 
 RoundLosses Trainer::train_round() {
+  if (!captured_) captured_ = std::make_unique<Captured>();
   begin_round();
+  Model& m = *model_;
   for (int i = 0; i < cfg_.e_step_iters; ++i) {
-    d_steps(i);
-    g_step(i);
+    Captured& cap = *captured_;
+    if (!use_capture_ || i == 0) {
+      e_iteration();  // the first iteration of a round runs eagerly: any arena growth happens here
+    } else if (cap.e_iteration && cap.e_generation == arena_->generation()) {
+      cap.e_iteration->replay();
+    } else {
+      backend_.begin_capture();
+      e_iteration();
+      cap.e_iteration = backend_.end_capture();
+      cap.e_generation = arena_->generation();
+      cap.e_iteration->replay();
+    }
   }
+  m.critic_group.steps += int64_t(cfg_.e_step_iters) * cfg_.n_critic;
+  m.generator_group.steps += cfg_.e_step_iters;
   for (int s = 0; s < cfg_.m_step_iters; s += csem_chunk_)
-    csem_steps(s, std::min(csem_chunk_, cfg_.m_step_iters - s));
+    csem_chunk(s, std::min(csem_chunk_, cfg_.m_step_iters - s));
+  arena_->reset();
+  const int chunks = (cfg_.m_step_iters + csem_chunk_ - 1) / csem_chunk_;
+  state_.noise_offset = round_noise_base_ + uint64_t(cfg_.e_step_iters) * kNoisePerIteration +
+                        uint64_t(chunks) * kNoisePerChunk;
   RoundLosses losses = finish_round();
   ++state_.round;
   return losses;

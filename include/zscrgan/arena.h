@@ -34,6 +34,9 @@ class Arena {
   size_t high_water_bytes() const { return high_water_; }
   // Backend allocations made so far (warm-up included); constant in steady state.
   int64_t backend_allocations() const { return backend_allocations_; }
+  // Changes whenever the chunks are replaced: addresses handed out before are not reproduced,
+  // so a captured step that used them must be captured again.
+  int64_t generation() const { return backend_allocations_; }
   Backend& backend() { return backend_; }
 
  private:

@@ -119,6 +119,10 @@ class Backend {
 
   // A device int64 counter += 1 (advances replayed steps; see NoiseStream / IndexSpan).
   virtual void increment_counter(int64_t* counter) = 0;
+  // slots[base + (*counter) * stride] = value (1x1); a null counter reads as 0. Lets a
+  // replayed step log its loss into the slot of the iteration it is replaying.
+  virtual void store_scalar(const Tensor& value, Tensor slots, int64_t base,
+                            const int64_t* counter, int64_t stride) = 0;
 
   // ---- capture: record the calls between begin and end once, replay them many times ----
   // Backends without capture return false and are driven eagerly.

@@ -66,14 +66,20 @@ class Trainer {
   // Precision@K, mAP@K and Top-1 on the unseen classes (fresh noise for every query).
   EvalResult evaluate();
 
-  // The pieces of a round, public for tests and benchmarks; train_round() is exactly
-  // begin_round, every E-step iteration (d_steps then g_step), every M-step chunk, finish_round.
-  void begin_round();             // samples the round's batches, uploads their rows once
-  void d_steps(int iteration);    // n_critic critic steps on one generation pass
-  void g_step(int iteration);     // one generator step
-  void csem_steps(int first, int count);  // CSEM steps [first, first + count), one generation pass
-  int csem_chunk() const { return csem_chunk_; }  // CSEM steps per generation pass
-  RoundLosses finish_round();     // reads the round's losses back; checks they are finite
+  // The pieces of a round, public for tests and benchmarks. train_round() is begin_round,
+  // e_step_iters x e_iteration (replayed from a captured program where the backend captures),
+  // csem_chunk over the M-step, then finish_round.
+  //
+  // Every step reads which batch, which noise and which loss slot it uses from step counters
+  // in the backend's memory, never from host arguments: one E-step iteration's calls are the
+  // same every time, so they can be captured once and replayed.
+  void begin_round();   // samples the round's batches, uploads their rows once, resets counters
+  void d_steps();       // n_critic critic steps on one generation pass
+  void g_step();        // one generator step
+  void e_iteration();   // d_steps, g_step, advance the E-step counter
+  void csem_chunk(int first, int count);  // CSEM steps [first, first + count): one generation pass
+  int csem_chunk_steps() const { return csem_chunk_; }
+  RoundLosses finish_round();  // reads the round's losses back; checks they are finite
 
   Model& model() { return *model_; }
   BatchSampler& sampler() { return sampler_; }
@@ -81,13 +87,20 @@ class Trainer {
   Arena& arena() { return *arena_; }
   const Config& config() const { return cfg_; }
   Backend& backend() { return backend_; }
+  // Whether rounds replay captured step programs (CUDA graphs) rather than issuing each call.
+  bool replays_captured_steps() const { return use_capture_; }
+  void set_capture(bool on) { use_capture_ = on && backend_.can_capture(); }
   // Throws DivergenceError naming the tensor when any parameter is NaN or Inf.
   void check_parameters_finite();
 
  private:
-  NoiseStream next_noise() { return NoiseStream{cfg_.seed, state_.noise_offset++}; }
-  IndexSpan rows(int array, int first_batch, int n_batches) const;
+  struct Captured;
+  IndexSpan e_rows(int array, int batch_in_iteration, int n_batches) const;
+  NoiseStream e_noise(int fill) const;
   Tensor gather(const Tensor& table, IndexSpan idx);
+  void csem_step();
+  void reset_counter(int64_t* counter);
+  NoiseStream next_noise() { return NoiseStream{cfg_.seed, state_.noise_offset++}; }
 
   Config cfg_;
   Backend& backend_;
@@ -98,17 +111,27 @@ class Trainer {
   BatchSampler sampler_;
   RunState state_;
   int csem_chunk_ = 1;
+  bool use_capture_ = false;
+  std::unique_ptr<Captured> captured_;
 
-  // Start-up allocations: the dataset on the device, the round's batch rows, step losses.
+  // Start-up allocations: the dataset on the device, the round's batch rows, step counters,
+  // step losses, evaluation rows and embeddings.
   std::unique_ptr<DeviceBlock> data_block_;
-  Tensor images_, texts_;  // all rows of the dataset
-  int32_t* round_rows_ = nullptr;  // 4 arrays of batches_per_round * B: image, text, wrong image, wrong text
+  Tensor images_, texts_;          // all rows of the dataset
+  int32_t* round_rows_ = nullptr;  // 4 arrays of batches_per_round x B: image, text, wrong image, wrong text
+  int32_t* identity_rows_ = nullptr;  // 0, 1, 2, ...: gathers a CSEM step's rows from its chunk
   int batches_per_round_ = 0;
-  Tensor step_losses_;  // 1 x (D steps + 2 x G steps + CSEM steps) of the round
+  int64_t* counters_ = nullptr;    // [E-step iteration, CSEM step in round, CSEM step in chunk]
+  Tensor step_losses_;             // 1 x (D steps + G steps + KL of G steps + CSEM steps) of a round
+  uint64_t round_noise_base_ = 0;  // noise offset of the round's first draw
+  // Per-chunk generation results read by the CSEM steps.
+  Var chunk_fakes_;
+  Tensor chunk_conditions_;
+  int chunk_rows_ = 0;
   std::vector<int32_t> host_rows_;
   std::vector<int32_t> eval_query_rows_, eval_gallery_rows_;
-  int32_t* eval_rows_ = nullptr;  // queries then gallery, on the device
-  Tensor eval_embeddings_;        // queries then gallery, CSEM space
+  int32_t* eval_rows_ = nullptr;   // queries then gallery, on the device
+  Tensor eval_embeddings_;         // queries then gallery, CSEM space
   std::vector<int64_t> query_labels_, gallery_labels_;
 };
 

@@ -106,12 +106,9 @@ TEST(SteadyState, TrainingStepsAllocateNothing) {
 
   counting = true;
   t.begin_round();
-  for (int i = 0; i < cfg.e_step_iters; ++i) {
-    t.d_steps(i);
-    t.g_step(i);
-  }
-  for (int s = 0; s < cfg.m_step_iters; s += t.csem_chunk())
-    t.csem_steps(s, std::min(t.csem_chunk(), cfg.m_step_iters - s));
+  for (int i = 0; i < cfg.e_step_iters; ++i) t.e_iteration();
+  for (int s = 0; s < cfg.m_step_iters; s += t.csem_chunk_steps())
+    t.csem_chunk(s, std::min(t.csem_chunk_steps(), cfg.m_step_iters - s));
   counting = false;
 
   EXPECT_EQ(allocations.load(), 0) << "heap allocations inside steady-state steps";
