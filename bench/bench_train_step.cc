@@ -1,0 +1,157 @@
+// Whole-step benchmarks: the median time of an E-step iteration's D steps, its G step, a CSEM
+// step, and a whole EM round, at the demo size and at the published size, on every backend this
+// build and machine can run. Run: ./build/bench_train_step [--benchmark_filter=demo]
+#include <benchmark/benchmark.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "zscrgan/trainer.h"
+
+namespace zscrgan {
+namespace {
+
+struct Size {
+  const char* name;
+  int text_dim, image_dim, gf, df, embed, z;
+};
+constexpr Size kDemo{"demo", 64, 128, 256, 128, 64, 32};
+constexpr Size kPublished{"published", 1024, 2048, 2048, 1024, 1024, 256};
+
+// Random seen/unseen data of the given widths: timing does not depend on the values.
+Dataset bench_dataset(const Size& s) {
+  Dataset d;
+  d.name = "bench";
+  const int classes = 60, per_class = 20;
+  for (int c = 0; c < classes; ++c) (c < 45 ? d.train_classes : d.test_classes).push_back(c);
+  uint32_t state = 7;
+  auto next = [&] { state = state * 1664525u + 1013904223u; return float(state >> 8) / float(1 << 24); };
+  d.image_features.cols = s.image_dim;
+  d.text_features.cols = s.text_dim;
+  for (int c = 0; c < classes; ++c)
+    for (int k = 0; k < per_class; ++k) {
+      d.image_labels.push_back(c);
+      for (int j = 0; j < s.image_dim; ++j) d.image_features.data.push_back(next());
+      d.text_labels.push_back(c);
+      for (int j = 0; j < s.text_dim; ++j) d.text_features.data.push_back(next() - 0.5f);
+    }
+  d.image_features.rows = static_cast<int64_t>(d.image_labels.size());
+  d.text_features.rows = static_cast<int64_t>(d.text_labels.size());
+  return d;
+}
+
+Config bench_config(const Size& s) {
+  Config c;
+  c.gf_dim = s.gf;
+  c.df_dim = s.df;
+  c.embed_dim = s.embed;
+  c.z_dim = s.z;
+  return c;
+}
+
+struct Fixture {
+  std::unique_ptr<Backend> backend;
+  Dataset data;
+  std::unique_ptr<Trainer> trainer;
+};
+
+std::unique_ptr<Fixture> make_fixture(const Size& s, bool cuda) {
+  auto f = std::make_unique<Fixture>();
+  f->backend = cuda ? make_cuda_backend() : make_cpu_backend();
+  f->data = bench_dataset(s);
+  f->trainer = std::make_unique<Trainer>(bench_config(s), f->data, *f->backend);
+  return f;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// One E-step iteration's n_critic D steps (reported per D step).
+void BM_DStep(benchmark::State& state, Size s, bool cuda) {
+  auto f = make_fixture(s, cuda);
+  Trainer& t = *f->trainer;
+  t.begin_round();
+  for (auto _ : state) {  // the step counter stays at 0: every iteration reuses batch 0's rows
+    const auto t0 = std::chrono::steady_clock::now();
+    t.d_steps();
+    t.backend().synchronize();
+    state.SetIterationTime(seconds_since(t0) / t.config().n_critic);
+    t.g_step();
+  }
+}
+
+void BM_GStep(benchmark::State& state, Size s, bool cuda) {
+  auto f = make_fixture(s, cuda);
+  Trainer& t = *f->trainer;
+  t.begin_round();
+  for (auto _ : state) {
+    t.d_steps();
+    t.backend().synchronize();
+    const auto t0 = std::chrono::steady_clock::now();
+    t.g_step();
+    t.backend().synchronize();
+    state.SetIterationTime(seconds_since(t0));
+  }
+}
+
+// A chunk of CSEM steps (its generation pass included), reported per CSEM step.
+void BM_CsemStep(benchmark::State& state, Size s, bool cuda) {
+  auto f = make_fixture(s, cuda);
+  Trainer& t = *f->trainer;
+  const int n = t.csem_chunk_steps();
+  for (auto _ : state) {
+    t.begin_round();  // resets the step counters the CSEM steps log through
+    const auto t0 = std::chrono::steady_clock::now();
+    t.csem_chunk(0, n);
+    t.backend().synchronize();
+    state.SetIterationTime(seconds_since(t0) / n);
+  }
+}
+
+void BM_Round(benchmark::State& state, Size s, bool cuda) {
+  auto f = make_fixture(s, cuda);
+  Trainer& t = *f->trainer;
+  for (auto _ : state) {
+    const auto t0 = std::chrono::steady_clock::now();
+    t.train_round();
+    t.backend().synchronize();
+    state.SetIterationTime(seconds_since(t0));
+  }
+  state.counters["graphs"] = t.replays_captured_steps() ? 1 : 0;
+}
+
+void register_all() {
+  std::vector<std::pair<std::string, bool>> backends = {{"cpu", false}};
+  if (cuda_unavailable_reason().empty()) backends.push_back({"cuda", true});
+  for (const auto& [be, cuda] : backends)
+    for (const Size& s : {kDemo, kPublished}) {
+      const std::string suffix = std::string("/") + s.name + "/" + be;
+      const bool slow = !cuda && std::string(s.name) == "published";
+      benchmark::RegisterBenchmark(("d_step" + suffix).c_str(), BM_DStep, s, cuda)
+          ->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(slow ? 3 : 30)->Repetitions(3)
+          ->ReportAggregatesOnly(true);
+      benchmark::RegisterBenchmark(("g_step" + suffix).c_str(), BM_GStep, s, cuda)
+          ->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(slow ? 3 : 30)->Repetitions(3)
+          ->ReportAggregatesOnly(true);
+      benchmark::RegisterBenchmark(("csem_step" + suffix).c_str(), BM_CsemStep, s, cuda)
+          ->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(slow ? 1 : 5)->Repetitions(3)
+          ->ReportAggregatesOnly(true);
+      benchmark::RegisterBenchmark(("round" + suffix).c_str(), BM_Round, s, cuda)
+          ->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(1)->Repetitions(slow ? 1 : 3)
+          ->ReportAggregatesOnly(true);
+    }
+}
+
+}  // namespace
+}  // namespace zscrgan
+
+int main(int argc, char** argv) {
+  zscrgan::register_all();
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
