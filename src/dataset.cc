@@ -5,7 +5,6 @@
 #include <filesystem>
 #include <set>
 #include <unordered_map>
-#include <unordered_set>
 
 #include <nlohmann/json.hpp>
 
