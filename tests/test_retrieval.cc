@@ -299,6 +299,28 @@ TEST(CpuTopkCosine, ChunkedAndMergedEqualsOneCall) {
   }
 }
 
+TEST(CpuTopkCosine, ChunkedAndMergedEqualsOneCallAtWidth) {
+  // A wider row (not a multiple of any SIMD width) and a gallery past one 2048-row tile, so
+  // the GEMM runs its blocked paths and column remainders; duplicates straddle the tile edge.
+  const int dim = 301;
+  Matrix g = random_matrix(2600, dim, dim, 25);
+  for (int64_t j = 2040; j < 2060; ++j) g.copy_row(j + 300, j);
+  for (int64_t j = 0; j < 10; ++j) g.copy_row(2047 - j, j);
+  Matrix q = random_matrix(150, dim, dim + 5, 26);
+  for (int c = 0; c < dim; ++c) {
+    q.at(0, c) = g.at(2047, c);
+    q.at(1, c) = g.at(2050, c);
+  }
+  const int k = 12;
+  const TopKLists whole = run_cpu(q, g, k);
+  EXPECT_EQ(whole.index[0], 0);  // row 2047 is a copy of row 0
+  EXPECT_EQ(whole.index[1], 2047);
+  EXPECT_EQ(whole.index[k], 2050);
+  EXPECT_EQ(whole.index[k + 1], 2350);
+  for (int64_t chunk : {97, 1000, 2047, 2049})
+    expect_identical(whole, run_chunked(q, g, k, chunk), "chunk " + std::to_string(chunk));
+}
+
 TEST(CpuTopkCosine, BadInputsAreErrors) {
   Matrix q = random_matrix(3, 4, 4, 18);
   Matrix g = random_matrix(6, 4, 5, 19);
