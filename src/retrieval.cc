@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <vector>
 
 #include "zscrgan/elementwise.h"
@@ -128,11 +129,12 @@ void cpu_topk_cosine(const float* queries, int64_t n_queries, int64_t ld_q,
 
   // The gallery is normalised once (every query tile reads all of it); query tiles are
   // normalised by the thread that owns them.
-  std::vector<float> gallery_unit(static_cast<size_t>(n_gallery) * dim);
+  // Left uninitialised: the parallel normalisation writes (and first touches) every element.
+  const std::unique_ptr<float[]> gallery_unit(new float[static_cast<size_t>(n_gallery) * dim]);
 #pragma omp parallel for schedule(static)
   for (int64_t r0 = 0; r0 < n_gallery; r0 += 256) {
     const int64_t rows = std::min<int64_t>(256, n_gallery - r0);
-    normalize_rows(gallery + r0 * ld_g, ld_g, rows, dim, gallery_unit.data() + r0 * dim);
+    normalize_rows(gallery + r0 * ld_g, ld_g, rows, dim, gallery_unit.get() + r0 * dim);
   }
 
   // Enough query tiles to keep every thread busy, each large enough to amortise the GEMM's
@@ -161,7 +163,7 @@ void cpu_topk_cosine(const float* queries, int64_t n_queries, int64_t ld_q,
         // sim (nq x ng) = q_unit (nq x dim) * gallery_unit[g0 : g0 + ng] (ng x dim)^T
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(nq),
                     static_cast<blasint>(ng), dim, 1.f, q_unit.data(), dim,
-                    gallery_unit.data() + g0 * dim, dim, 0.f, sim.data(),
+                    gallery_unit.get() + g0 * dim, dim, 0.f, sim.data(),
                     static_cast<blasint>(ng));
         for (int64_t i = 0; i < nq; ++i) {
           const float* row = sim.data() + i * ng;
