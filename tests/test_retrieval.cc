@@ -408,6 +408,8 @@ class RetrievalOnlyBackend final : public Backend {
   ZS_UNUSED_OP(void combine_backward(const ScalarTermGrads&, const Tensor&))
   ZS_UNUSED_OP(void rmsprop_update(Tensor, const Tensor&, Tensor, const RmsPropHyper&))
   ZS_UNUSED_OP(void adam_update(Tensor, const Tensor&, Tensor, Tensor, Tensor, const AdamHyper&))
+  ZS_UNUSED_OP(void increment_counter(int64_t*))
+  ZS_UNUSED_OP(void store_scalar(const Tensor&, Tensor, int64_t, const int64_t*, int64_t))
 #undef ZS_UNUSED_OP
 };
 
