@@ -1,0 +1,243 @@
+#include "zscrgan/dataset.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <set>
+#include <unordered_map>
+#include <unordered_set>
+
+#include <nlohmann/json.hpp>
+
+#include "fs_util.h"
+#include "json_strict.h"
+#include "zscrgan/error.h"
+
+namespace zscrgan {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+constexpr const char* kMetaFile = "dataset.json";
+constexpr const char* kImageFeatures = "image_features.npy";
+constexpr const char* kImageLabels = "image_labels.npy";
+constexpr const char* kTextFeatures = "text_features.npy";
+constexpr const char* kTextLabels = "text_labels.npy";
+
+const std::set<std::string>& dataset_file_names() {
+  static const std::set<std::string> names = {kMetaFile, kImageFeatures, kImageLabels,
+                                              kTextFeatures, kTextLabels};
+  return names;
+}
+
+std::string join(const std::string& dir, const char* file) {
+  return (fs::path(dir) / file).string();
+}
+
+void check_matrix(const HostMatrix& m, const std::vector<int64_t>& labels, const char* what,
+                  const char* labels_what, const std::string& where) {
+  if (m.rows < 0 || m.cols < 0 || static_cast<int64_t>(m.data.size()) != m.rows * m.cols)
+    fail(where, ": ", what, " is ", m.rows, " x ", m.cols, " but holds ", m.data.size(),
+         " values");
+  if (m.cols <= 0) fail(where, ": ", what, " has ", m.cols, " columns; the dimension must be > 0");
+  if (m.rows != static_cast<int64_t>(labels.size()))
+    fail(where, ": ", what, " has ", m.rows, " rows but ", labels_what, " has ", labels.size(),
+         " entries");
+  for (int64_t r = 0; r < m.rows; ++r) {
+    const float* row = m.row(r);
+    for (int64_t c = 0; c < m.cols; ++c)
+      if (!std::isfinite(row[c]))
+        fail(where, ": ", what, " row ", r, " has a non-finite value (", row[c], " at column ",
+             c, ")");
+  }
+}
+
+std::vector<int64_t> class_list(const json& j, const char* key, const std::string& source) {
+  if (!j.contains(key)) fail(source, ": missing key '", key, "' (an array of class ids)");
+  const json& a = j.at(key);
+  if (!a.is_array())
+    fail(source, ": key '", key, "' must be an array of integer class ids, got ",
+         detail::describe_json(a));
+  std::vector<int64_t> out;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const json& v = a[i];
+    if (v.is_number_integer() && !v.is_number_unsigned()) {
+      out.push_back(v.get<int64_t>());
+    } else if (v.is_number_unsigned() &&
+               v.get<uint64_t>() <= static_cast<uint64_t>(INT64_MAX)) {
+      out.push_back(static_cast<int64_t>(v.get<uint64_t>()));
+    } else {
+      fail(source, ": key '", key, "[", i, "]' must be an integer class id (int64), got ",
+           detail::describe_json(v));
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+void validate_dataset(const Dataset& d, const std::string& where) {
+  check_matrix(d.image_features, d.image_labels, "image_features", "image_labels", where);
+  check_matrix(d.text_features, d.text_labels, "text_features", "text_labels", where);
+  if (d.train_classes.empty()) fail(where, ": train_classes is empty");
+  if (d.test_classes.empty()) fail(where, ": test_classes is empty");
+
+  std::unordered_map<int64_t, int> split;  // class -> 0 train, 1 test
+  const char* split_name[2] = {"train_classes", "test_classes"};
+  for (int s = 0; s < 2; ++s) {
+    for (int64_t c : s == 0 ? d.train_classes : d.test_classes) {
+      auto it = split.find(c);
+      if (it != split.end()) {
+        if (it->second == s) fail(where, ": class ", c, " is listed twice in ", split_name[s]);
+        fail(where, ": class ", c, " is in both train_classes and test_classes");
+      }
+      split.emplace(c, s);
+    }
+  }
+
+  std::unordered_map<int64_t, int64_t> images, texts;
+  for (size_t i = 0; i < d.image_labels.size(); ++i) {
+    const int64_t c = d.image_labels[i];
+    if (!split.count(c))
+      fail(where, ": image ", i, " has class ", c,
+           ", which is in neither train_classes nor test_classes");
+    ++images[c];
+  }
+  for (size_t i = 0; i < d.text_labels.size(); ++i) {
+    const int64_t c = d.text_labels[i];
+    if (!split.count(c))
+      fail(where, ": text ", i, " has class ", c,
+           ", which is in neither train_classes nor test_classes");
+    ++texts[c];
+  }
+  for (int s = 0; s < 2; ++s) {
+    for (int64_t c : s == 0 ? d.train_classes : d.test_classes) {
+      if (!images.count(c)) fail(where, ": class ", c, " (", split_name[s], ") has no images");
+      if (!texts.count(c)) fail(where, ": class ", c, " (", split_name[s], ") has no texts");
+    }
+  }
+}
+
+Dataset load_dataset_folder(const std::string& dir) {
+  std::error_code ec;
+  if (!fs::exists(dir, ec)) fail(dir, ": dataset folder not found");
+  if (!fs::is_directory(dir, ec)) fail(dir, ": not a folder (expected a dataset folder)");
+  const std::string meta_path = join(dir, kMetaFile);
+  if (!fs::exists(meta_path, ec)) fail(meta_path, ": not found (every dataset folder has one)");
+
+  const json meta = detail::parse_json_strict(detail::read_text_file(meta_path), meta_path);
+  if (!meta.is_object())
+    fail(meta_path, ": expected a JSON object, got ", detail::describe_json(meta));
+  const std::vector<std::string> known = {"name", "train_classes", "test_classes"};
+  for (auto it = meta.begin(); it != meta.end(); ++it) {
+    if (std::find(known.begin(), known.end(), it.key()) == known.end()) {
+      const std::string near = detail::closest_key(it.key(), known);
+      fail(meta_path, ": unknown key '", it.key(), "'",
+           near.empty() ? std::string() : " (did you mean '" + near + "'?)");
+    }
+  }
+
+  Dataset d;
+  if (meta.contains("name")) {
+    if (!meta.at("name").is_string())
+      fail(meta_path, ": key 'name' must be a string, got ", detail::describe_json(meta["name"]));
+    d.name = meta.at("name").get<std::string>();
+  } else {
+    d.name = fs::path(dir).lexically_normal().filename().string();
+    if (d.name.empty()) d.name = fs::path(dir).lexically_normal().parent_path().filename().string();
+  }
+  d.train_classes = class_list(meta, "train_classes", meta_path);
+  d.test_classes = class_list(meta, "test_classes", meta_path);
+
+  for (const char* f : {kImageFeatures, kImageLabels, kTextFeatures, kTextLabels})
+    if (!fs::exists(join(dir, f), ec)) fail(join(dir, f), ": not found");
+  d.image_features = read_npy_matrix(join(dir, kImageFeatures));
+  d.image_labels = read_npy_labels(join(dir, kImageLabels));
+  d.text_features = read_npy_matrix(join(dir, kTextFeatures));
+  d.text_labels = read_npy_labels(join(dir, kTextLabels));
+  validate_dataset(d, dir);
+  return d;
+}
+
+void write_dataset_folder(const Dataset& d, const std::string& dir) {
+  validate_dataset(d, dir);
+  const fs::path target = fs::path(dir).lexically_normal();
+  if (target.filename().empty()) fail(dir, ": not a valid folder name");
+  std::error_code ec;
+
+  // Refuse to replace anything that is not a dataset folder written by us.
+  const bool target_exists = fs::exists(fs::symlink_status(target, ec));
+  if (target_exists) {
+    if (fs::is_symlink(fs::symlink_status(target, ec)) || !fs::is_directory(target, ec))
+      fail(dir, ": exists and is not a folder; refusing to replace it");
+    for (const auto& entry : fs::directory_iterator(target, ec)) {
+      const std::string name = entry.path().filename().string();
+      if (!dataset_file_names().count(name))
+        fail(dir, ": exists and holds '", name,
+             "', which is not part of a dataset folder; refusing to replace it");
+    }
+    if (ec) fail(dir, ": cannot list: ", ec.message());
+  }
+
+  if (target.has_parent_path()) {
+    fs::create_directories(target.parent_path(), ec);
+    if (ec) fail(dir, ": cannot create the parent folder: ", ec.message());
+  }
+  fs::path tmp;
+  for (int attempt = 0;; ++attempt) {
+    tmp = target;
+    tmp += ".tmp-" + detail::unique_suffix();
+    if (fs::create_directory(tmp, ec)) break;
+    if (ec || attempt > 8)
+      fail(dir, ": cannot create the temporary folder ", tmp.string(), ": ",
+           ec ? ec.message() : "name collision");
+  }
+
+  auto remove_quietly = [](const fs::path& p) {
+    std::error_code ignored;
+    fs::remove_all(p, ignored);
+  };
+  try {
+    write_npy_matrix(join(tmp.string(), kImageFeatures), d.image_features);
+    write_npy_labels(join(tmp.string(), kImageLabels), d.image_labels);
+    write_npy_matrix(join(tmp.string(), kTextFeatures), d.text_features);
+    write_npy_labels(join(tmp.string(), kTextLabels), d.text_labels);
+    nlohmann::ordered_json meta;
+    meta["name"] = d.name;
+    meta["train_classes"] = d.train_classes;
+    meta["test_classes"] = d.test_classes;
+    std::string text;
+    try {
+      text = meta.dump(2) + "\n";
+    } catch (const json::exception& e) {
+      fail(dir, ": cannot write dataset.json: ", e.what());
+    }
+    detail::write_file_atomically(join(tmp.string(), kMetaFile),
+                                  [&](std::ostream& out) { out << text; });
+
+    if (target_exists) {
+      // Move the old folder aside first so a failed rename can put it back.
+      fs::path old = target;
+      old += ".old-" + detail::unique_suffix();
+      fs::rename(target, old, ec);
+      if (ec) fail(dir, ": cannot move the existing folder aside: ", ec.message());
+      fs::rename(tmp, target, ec);
+      if (ec) {
+        std::error_code ignored;
+        fs::rename(old, target, ignored);
+        fail(dir, ": cannot rename ", tmp.string(), " into place: ", ec.message());
+      }
+      remove_quietly(old);
+    } else {
+      fs::rename(tmp, target, ec);
+      if (ec) fail(dir, ": cannot rename ", tmp.string(), " into place: ", ec.message());
+    }
+  } catch (...) {
+    remove_quietly(tmp);
+    throw;
+  }
+}
+
+}  // namespace zscrgan

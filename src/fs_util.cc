@@ -1,0 +1,74 @@
+#include "fs_util.h"
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include "zscrgan/error.h"
+
+namespace zscrgan {
+namespace detail {
+
+namespace fs = std::filesystem;
+
+std::string read_text_file(const std::string& path) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) fail(path, ": cannot open: is a directory");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(path, ": cannot open: ", std::strerror(errno));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) fail(path, ": read error");
+  return ss.str();
+}
+
+std::string unique_suffix() {
+  static std::atomic<uint64_t> counter{0};
+  std::random_device rd;
+  const uint64_t t = static_cast<uint64_t>(
+      std::chrono::steady_clock::now().time_since_epoch().count());
+  uint64_t x = (static_cast<uint64_t>(rd()) << 32) ^ rd() ^ t ^ (counter.fetch_add(1) << 48);
+  // splitmix64 finaliser: spreads the bits so short prefixes differ.
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  x ^= x >> 31;
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(x));
+  return std::string(buf, 12);
+}
+
+void write_file_atomically(const std::string& path,
+                           const std::function<void(std::ostream&)>& write) {
+  const std::string tmp = path + ".tmp-" + unique_suffix();
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) fail(path, ": cannot create ", tmp, ": ", std::strerror(errno));
+    try {
+      write(out);
+      out.flush();
+      if (!out) fail(path, ": write failed: ", std::strerror(errno));
+    } catch (...) {
+      out.close();
+      std::error_code ec;
+      fs::remove(tmp, ec);
+      throw;
+    }
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) {
+    std::error_code ignored;
+    fs::remove(tmp, ignored);
+    fail(path, ": cannot rename ", tmp, " into place: ", ec.message());
+  }
+}
+
+}  // namespace detail
+}  // namespace zscrgan

@@ -1,0 +1,69 @@
+// Helpers for the file-format tests: a unique temporary folder removed on scope exit, and
+// raw file writing for hand-built inputs.
+#ifndef ZSCRGAN_TESTS_DATA_TEST_UTIL_H
+#define ZSCRGAN_TESTS_DATA_TEST_UTIL_H
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <random>
+#include <string>
+
+#include "zscrgan/error.h"
+
+namespace zscrgan_test {
+
+class ScopedTempDir {
+ public:
+  ScopedTempDir() {
+    static std::atomic<int> counter{0};
+    std::random_device rd;
+    const auto t = std::chrono::steady_clock::now().time_since_epoch().count();
+    path_ = std::filesystem::temp_directory_path() /
+            ("zscrgan-test-" + std::to_string(rd()) + "-" + std::to_string(t % 1000000007) +
+             "-" + std::to_string(counter++));
+    std::filesystem::create_directories(path_);
+  }
+  ~ScopedTempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  ScopedTempDir(const ScopedTempDir&) = delete;
+  ScopedTempDir& operator=(const ScopedTempDir&) = delete;
+
+  const std::filesystem::path& path() const { return path_; }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+inline void write_bytes(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  ASSERT_TRUE(out.good()) << path;
+}
+
+inline std::string read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// Runs `f`, expects a zscrgan::Error, and returns its message ("" if none was thrown).
+inline std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const zscrgan::Error& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected zscrgan::Error, nothing was thrown";
+  return "";
+}
+
+}  // namespace zscrgan_test
+
+#endif  // ZSCRGAN_TESTS_DATA_TEST_UTIL_H

@@ -1,0 +1,259 @@
+// Strict configuration: defaults, each class of error naming its source and key, overrides,
+// the exact round trip through config_to_json, and the configs shipped in configs/.
+#include <gtest/gtest.h>
+
+#include <limits>
+
+#include <nlohmann/json.hpp>
+
+#include "data_test_util.h"
+#include "zscrgan/config.h"
+
+namespace {
+
+using zscrgan::Config;
+using zscrgan::parse_config;
+using zscrgan_test::error_of;
+using zscrgan_test::ScopedTempDir;
+
+std::string err(const std::string& text, const std::vector<std::string>& overrides = {}) {
+  return error_of([&] { parse_config(text, "configs/x.json", overrides); });
+}
+
+TEST(Config, EmptyObjectGivesPublishedDefaults) {
+  const Config c = parse_config("{}", "configs/x.json");
+  EXPECT_EQ(c.batch_size, 32);
+  EXPECT_EQ(c.gf_dim, 2048);
+  EXPECT_EQ(c.df_dim, 1024);
+  EXPECT_EQ(c.embed_dim, 1024);
+  EXPECT_EQ(c.CSEM_lr, 0.002);
+  EXPECT_EQ(c.generator_lr, 0.0002);
+  EXPECT_EQ(c.discriminator_lr, 0.0002);
+  EXPECT_EQ(c.epochs, 5000);
+  EXPECT_EQ(c.kl_div_coefficient, 1.0);
+  EXPECT_EQ(c.mm_reg_coeff, 2.0);
+  EXPECT_EQ(c.z_dim, 256);
+  EXPECT_EQ(c.clip_val, 0.01);
+  EXPECT_EQ(c.dataset, "synthetic");
+  EXPECT_EQ(c.top_k, 50);
+  EXPECT_EQ(c.device, "auto");
+  EXPECT_EQ(c.synthetic.seed, 7u);
+  EXPECT_EQ(config_to_json(c), config_to_json(Config{}));
+}
+
+TEST(Config, ReadsEveryType) {
+  const Config c = parse_config(R"({
+    "batch_size": 8, "CSEM_lr": 0.5, "generator_lr": 1, "tf32": true, "device": "cpu",
+    "seed": 18446744073709551615, "synthetic": {"text_noise": 0.125, "seed": 3,
+    "latent_dim": 4}})", "configs/x.json");
+  EXPECT_EQ(c.batch_size, 8);
+  EXPECT_EQ(c.CSEM_lr, 0.5);
+  EXPECT_EQ(c.generator_lr, 1.0);
+  EXPECT_TRUE(c.tf32);
+  EXPECT_EQ(c.device, "cpu");
+  EXPECT_EQ(c.seed, std::numeric_limits<uint64_t>::max());
+  EXPECT_EQ(c.synthetic.text_noise, 0.125f);
+  EXPECT_EQ(c.synthetic.seed, 3u);
+  EXPECT_EQ(c.synthetic.latent_dim, 4);
+  EXPECT_EQ(c.synthetic.seen_classes, zscrgan::SyntheticSpec{}.seen_classes);
+}
+
+TEST(Config, MalformedJsonNamesFileLineAndColumn) {
+  const std::string msg = err("{\n  \"batch_size\": 32,\n  \"gf_dim\": ,\n}");
+  EXPECT_EQ(msg.rfind("configs/x.json:3:13: malformed JSON: ", 0), 0u) << msg;
+  EXPECT_EQ(err("").rfind("configs/x.json:1:1: malformed JSON", 0), 0u) << err("");
+  EXPECT_EQ(err("[1]"), "configs/x.json: expected a JSON object at the top level, got array [1]");
+}
+
+TEST(Config, UnknownKeys) {
+  EXPECT_EQ(err(R"({"foo": 1})"), "configs/x.json: unknown key 'foo'");
+  EXPECT_EQ(err(R"({"batch_sise": 1})"),
+            "configs/x.json: unknown key 'batch_sise' (did you mean 'batch_size'?)");
+  EXPECT_EQ(err(R"({"synthetic": {"sed": 1}})"),
+            "configs/x.json: unknown key 'synthetic.sed' (did you mean 'synthetic.seed'?)");
+  EXPECT_EQ(err(R"({"synthetic.seed": 1})"), "configs/x.json: unknown key 'synthetic.seed'");
+  EXPECT_EQ(err(R"({"seed": 1, "seed": 2})"), "configs/x.json: duplicate key 'seed'");
+  EXPECT_EQ(err(R"({"synthetic": {"seed": 1, "seed": 2}})"),
+            "configs/x.json: duplicate key 'synthetic.seed'");
+}
+
+TEST(Config, WrongTypes) {
+  EXPECT_EQ(err(R"({"batch_size": "32"})"),
+            "configs/x.json: key 'batch_size' must be an integer, got string \"32\"");
+  EXPECT_EQ(err(R"({"batch_size": 32.5})"),
+            "configs/x.json: key 'batch_size' must be an integer, got number 32.5");
+  EXPECT_EQ(err(R"({"CSEM_lr": true})"),
+            "configs/x.json: key 'CSEM_lr' must be a number, got boolean true");
+  EXPECT_EQ(err(R"({"tf32": 1})"), "configs/x.json: key 'tf32' must be true or false, got integer 1");
+  EXPECT_EQ(err(R"({"device": null})"), "configs/x.json: key 'device' must be a string, got null");
+  EXPECT_EQ(err(R"({"synthetic": 3})"),
+            "configs/x.json: key 'synthetic' must be an object, got integer 3");
+  EXPECT_EQ(err(R"({"synthetic": {"image_dim": [1]}})"),
+            "configs/x.json: key 'synthetic.image_dim' must be an integer, got array [1]");
+  EXPECT_EQ(err(R"({"batch_size": 3000000000})"),
+            "configs/x.json: key 'batch_size' must be an integer in [-2147483648, 2147483647], "
+            "got 3000000000");
+}
+
+TEST(Config, SeedAcceptsTheFullUnsignedRange) {
+  EXPECT_EQ(parse_config(R"({"seed": 0})", "x").seed, 0u);
+  EXPECT_EQ(parse_config(R"({"seed": 9223372036854775808})", "x").seed, 9223372036854775808ull);
+  EXPECT_EQ(err(R"({"seed": -1})"),
+            "configs/x.json: key 'seed' must be an integer in [0, 18446744073709551615], got "
+            "integer -1");
+  EXPECT_EQ(err(R"({"synthetic": {"seed": 18446744073709551616}})")
+                .rfind("configs/x.json: key 'synthetic.seed' must be an integer in [0, ", 0),
+            0u);
+}
+
+TEST(Config, OutOfRange) {
+  struct Case {
+    std::string text, message;
+  };
+  const std::vector<Case> cases = {
+      {R"({"batch_size": 0})", "key 'batch_size' must be >= 1, got 0"},
+      {R"({"gf_dim": -3})", "key 'gf_dim' must be >= 1, got -3"},
+      {R"({"z_dim": 0})", "key 'z_dim' must be >= 1, got 0"},
+      {R"({"CSEM_lr": 0})", "key 'CSEM_lr' must be > 0, got 0"},
+      {R"({"discriminator_lr": -0.1})", "key 'discriminator_lr' must be > 0, got -0.1"},
+      {R"({"clip_val": 0.0})", "key 'clip_val' must be > 0, got 0"},
+      {R"({"top_k": 0})", "key 'top_k' must be >= 1, got 0"},
+      {R"({"rounds": -1})", "key 'rounds' must be >= 0, got -1"},
+      {R"({"time_budget_s": -5})", "key 'time_budget_s' must be >= 0, got -5"},
+      {R"({"kl_div_coefficient": -1})", "key 'kl_div_coefficient' must be >= 0, got -1"},
+      {R"({"device": "gpu"})", "key 'device' must be one of auto, cpu, cuda; got \"gpu\""},
+      {R"({"train_texts": "some"})", "key 'train_texts' must be one of first, all; got \"some\""},
+      {R"({"ap_divisor": "k"})",
+       "key 'ap_divisor' must be one of relevant_in_top_k, min_relevant_k; got \"k\""},
+      {R"({"output_dir": ""})", "key 'output_dir' must be a non-empty string"},
+      {R"({"synthetic": {"unseen_classes": 0}})", "key 'synthetic.unseen_classes' must be >= 1, got 0"},
+      {R"({"synthetic": {"image_noise": -0.5}})", "key 'synthetic.image_noise' must be >= 0, got -0.5"},
+  };
+  for (const auto& c : cases) EXPECT_EQ(err(c.text), "configs/x.json: " + c.message) << c.text;
+  // The edges themselves are accepted.
+  EXPECT_NO_THROW(parse_config(R"({"rounds": 0, "time_budget_s": 0, "epochs": 0,
+      "mm_reg_coeff": 0, "e_step_iters": 0, "m_step_iters": 0})", "x"));
+}
+
+TEST(Config, Overrides) {
+  const Config c = parse_config(R"({"batch_size": 16, "synthetic": {"seed": 1}})", "x",
+                                {"batch_size=8", "synthetic.seed=3", "output_dir=runs/a b",
+                                 "device=\"cpu\"", "tf32=true", "CSEM_lr=1e-3",
+                                 "synthetic={\"latent_dim\": 5}", "dataset=CUB"});
+  EXPECT_EQ(c.batch_size, 8);
+  EXPECT_EQ(c.synthetic.seed, 3u);
+  EXPECT_EQ(c.synthetic.latent_dim, 5);
+  EXPECT_EQ(c.output_dir, "runs/a b");
+  EXPECT_EQ(c.device, "cpu");
+  EXPECT_TRUE(c.tf32);
+  EXPECT_EQ(c.CSEM_lr, 1e-3);
+  EXPECT_EQ(c.dataset, "CUB");
+  // Later overrides win.
+  EXPECT_EQ(parse_config("{}", "x", {"rounds=3", "rounds=4"}).rounds, 4);
+  // An override can repair what the file got out of range: validation runs after them.
+  EXPECT_EQ(parse_config(R"({"batch_size": 0})", "x", {"batch_size=4"}).batch_size, 4);
+}
+
+TEST(Config, OverrideErrorsNameTheOverride) {
+  EXPECT_EQ(err("{}", {"batch_sise=3"}),
+            "--set batch_sise: unknown key 'batch_sise' (did you mean 'batch_size'?)");
+  EXPECT_EQ(err("{}", {"synthetic.nope=3"}), "--set synthetic.nope: unknown key 'synthetic.nope'");
+  EXPECT_EQ(err("{}", {"batch_size.x=3"}),
+            "--set batch_size.x: unknown key 'batch_size.x' ('batch_size' holds no keys)");
+  EXPECT_EQ(err("{}", {"batch_size=big"}),
+            "--set batch_size: key 'batch_size' must be an integer, got string \"big\"");
+  EXPECT_EQ(err("{}", {"batch_size=0"}), "--set batch_size: key 'batch_size' must be >= 1, got 0");
+  EXPECT_EQ(err("{}", {"synthetic.seed=-2"}).rfind("--set synthetic.seed: key 'synthetic.seed'", 0),
+            0u);
+  EXPECT_EQ(err("{}", {"rounds"}), "--set rounds: expected key=value");
+  EXPECT_EQ(err("{}", {"synthetic=3"}),
+            "--set synthetic: key 'synthetic' must be an object, got integer 3");
+  // A range error in the file still names the file when an override touched another key.
+  EXPECT_EQ(err(R"({"top_k": 0})", {"rounds=2"}), "configs/x.json: key 'top_k' must be >= 1, got 0");
+}
+
+TEST(Config, RoundTripIsExact) {
+  Config c;
+  c.batch_size = 17;
+  c.CSEM_lr = 0.1 + 0.2;  // not representable in short decimal
+  c.generator_lr = 1.0 / 3.0;
+  c.discriminator_lr = 5e-324;  // smallest subnormal
+  c.kl_div_coefficient = 0;
+  c.time_budget_s = 123456.789;
+  c.seed = std::numeric_limits<uint64_t>::max();
+  c.tf32 = true;
+  c.device = "cuda";
+  c.ap_divisor = "min_relevant_k";
+  c.train_texts = "all";
+  c.output_dir = "runs/x \"quoted\" \\ ü";
+  c.synthetic.text_noise = 0.1f;
+  c.synthetic.image_noise = 1.0f / 3.0f;
+  c.synthetic.seed = 12345678901234567890ull;
+  const std::string text = zscrgan::config_to_json(c);
+  const Config r = parse_config(text, "saved");
+  EXPECT_EQ(zscrgan::config_to_json(r), text);
+  EXPECT_EQ(r.CSEM_lr, c.CSEM_lr);
+  EXPECT_EQ(r.generator_lr, c.generator_lr);
+  EXPECT_EQ(r.discriminator_lr, c.discriminator_lr);
+  EXPECT_EQ(r.time_budget_s, c.time_budget_s);
+  EXPECT_EQ(r.seed, c.seed);
+  EXPECT_EQ(r.output_dir, c.output_dir);
+  EXPECT_EQ(r.synthetic.text_noise, c.synthetic.text_noise);
+  EXPECT_EQ(r.synthetic.image_noise, c.synthetic.image_noise);
+  EXPECT_EQ(r.synthetic.seed, c.synthetic.seed);
+  // Floats are written as their shortest decimal.
+  EXPECT_NE(text.find("\"text_noise\": 0.1,"), std::string::npos) << text;
+}
+
+TEST(Config, ToJsonWritesEveryKeyInOrder) {
+  const auto j = nlohmann::ordered_json::parse(zscrgan::config_to_json(Config{}));
+  std::vector<std::string> keys;
+  for (auto it = j.begin(); it != j.end(); ++it) keys.push_back(it.key());
+  ASSERT_GE(keys.size(), 27u);
+  EXPECT_EQ(keys.front(), "batch_size");
+  EXPECT_EQ(keys.back(), "synthetic");
+  EXPECT_EQ(j["synthetic"].size(), 10u);
+  EXPECT_EQ(j["seed"], 0u);
+}
+
+TEST(Config, LoadConfigFromFile) {
+  ScopedTempDir tmp;
+  const std::string path = tmp.file("c.json");
+  zscrgan_test::write_bytes(path, R"({"rounds": 2})");
+  EXPECT_EQ(zscrgan::load_config(path, {"rounds=5"}).rounds, 5);
+  zscrgan_test::write_bytes(path, R"({"rounds": "2"})");
+  EXPECT_EQ(error_of([&] { zscrgan::load_config(path); }).rfind(path + ": key 'rounds'", 0), 0u);
+  const std::string missing = tmp.file("missing.json");
+  EXPECT_EQ(error_of([&] { zscrgan::load_config(missing); }).rfind(missing + ": cannot open", 0),
+            0u);
+}
+
+TEST(Config, ShippedConfigsParse) {
+  const std::string root = ZSCRGAN_SOURCE_DIR;
+  const Config demo = zscrgan::load_config(root + "/configs/demo.json");
+  EXPECT_EQ(demo.dataset, "synthetic");
+  EXPECT_EQ(demo.batch_size, 32);
+  EXPECT_EQ(demo.gf_dim, 256);
+  EXPECT_EQ(demo.df_dim, 128);
+  EXPECT_EQ(demo.embed_dim, 64);
+  EXPECT_EQ(demo.z_dim, 32);
+  EXPECT_EQ(demo.rounds, 30);
+  EXPECT_EQ(demo.output_dir, "runs/demo");
+
+  const Config cub = zscrgan::load_config(root + "/configs/cub.json");
+  EXPECT_EQ(cub.dataset, "CUB");
+  EXPECT_EQ(cub.output_dir, "runs/cub");
+  EXPECT_EQ(cub.batch_size, 32);
+  EXPECT_EQ(cub.gf_dim, 2048);
+  EXPECT_EQ(cub.df_dim, 1024);
+  EXPECT_EQ(cub.embed_dim, 1024);
+  EXPECT_EQ(cub.z_dim, 256);
+  EXPECT_EQ(cub.CSEM_lr, 0.002);
+  EXPECT_EQ(cub.generator_lr, 0.0002);
+  EXPECT_EQ(cub.discriminator_lr, 0.0002);
+  EXPECT_EQ(cub.kl_div_coefficient, 1.0);
+  EXPECT_EQ(cub.mm_reg_coeff, 2.0);
+  EXPECT_EQ(cub.clip_val, 0.01);
+}
+
+}  // namespace
