@@ -5,7 +5,6 @@
 #include <filesystem>
 #include <set>
 #include <unordered_map>
-#include <unordered_set>
 
 #include <nlohmann/json.hpp>
 
@@ -163,8 +162,10 @@ Dataset load_dataset_folder(const std::string& dir) {
 
 void write_dataset_folder(const Dataset& d, const std::string& dir) {
   validate_dataset(d, dir);
-  const fs::path target = fs::path(dir).lexically_normal();
-  if (target.filename().empty()) fail(dir, ": not a valid folder name");
+  fs::path target = fs::path(dir).lexically_normal();
+  if (target.filename().empty()) target = target.parent_path();  // "a/b/" names "a/b"
+  if (target.filename().empty() || target.filename() == "." || target.filename() == "..")
+    fail(dir, ": not a valid folder name for a dataset");
   std::error_code ec;
 
   // Refuse to replace anything that is not a dataset folder written by us.

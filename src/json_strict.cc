@@ -77,6 +77,11 @@ json parse_json_strict(const std::string& text, const std::string& source) {
     size_t colon = at == std::string::npos ? std::string::npos : what.find(": ", at);
     std::string detail = colon == std::string::npos ? what : what.substr(colon + 2);
     fail(source, ":", line, ":", col, ": malformed JSON: ", detail);
+  } catch (const json::exception& e) {
+    // e.g. out_of_range 406, "number overflow parsing '1e400'": no position is reported.
+    std::string what = e.what();
+    const size_t close = what.find("] ");
+    fail(source, ": malformed JSON: ", close == std::string::npos ? what : what.substr(close + 2));
   }
 }
 

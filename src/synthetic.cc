@@ -14,10 +14,10 @@
 // Randomness: std::mt19937_64 (its output sequence is fixed by the standard) driving a
 // Box-Muller transform written here, because std::normal_distribution differs between standard
 // libraries. Each part (weights, split, latents, each class's texts and images) draws from its
-// own stream, derived from the seed, so changing one count does not reshuffle the others.
+// own stream, derived from the seed, so changing images_per_class, say, leaves the texts, the
+// split and each class's first images as they were.
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <cstdint>
 #include <limits>
 #include <random>

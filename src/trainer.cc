@@ -339,14 +339,26 @@ RoundLosses Trainer::finish_round() {
   return out;
 }
 
-RoundLosses Trainer::train_round() {
+std::optional<RoundLosses> Trainer::run_round(const RoundHooks& hooks) {
   if (!captured_) captured_ = std::make_unique<Captured>();
-  begin_round();
+  if (!in_round_) {
+    begin_round();
+    in_round_ = true;
+    e_done_ = csem_done_ = 0;
+  }
   Model& m = *model_;
-  for (int i = 0; i < cfg_.e_step_iters; ++i) {
+  const int e = cfg_.e_step_iters, total = e + cfg_.m_step_iters;
+  auto stop = [&] { return hooks.should_stop && hooks.should_stop(); };
+  auto progress = [&] {
+    if (hooks.on_progress) hooks.on_progress(e_done_ + csem_done_, total);
+  };
+  bool warmed_up = false;  // the first iteration run here is eager: arena growth happens there
+  while (e_done_ < e) {
+    if (stop()) return std::nullopt;
     Captured& cap = *captured_;
-    if (!use_capture_ || i == 0) {
-      e_iteration();  // the first iteration of a round runs eagerly: any arena growth happens here
+    if (!use_capture_ || !warmed_up) {
+      e_iteration();
+      warmed_up = true;
     } else if (cap.e_iteration && cap.e_generation == arena_->generation()) {
       cap.e_iteration->replay();
     } else {
@@ -356,18 +368,69 @@ RoundLosses Trainer::train_round() {
       cap.e_generation = arena_->generation();
       cap.e_iteration->replay();
     }
+    m.critic_group.steps += cfg_.n_critic;
+    m.generator_group.steps += 1;
+    ++e_done_;
+    progress();
   }
-  m.critic_group.steps += int64_t(cfg_.e_step_iters) * cfg_.n_critic;
-  m.generator_group.steps += cfg_.e_step_iters;
-  for (int s = 0; s < cfg_.m_step_iters; s += csem_chunk_)
-    csem_chunk(s, std::min(csem_chunk_, cfg_.m_step_iters - s));
+  while (csem_done_ < cfg_.m_step_iters) {
+    if (stop()) return std::nullopt;
+    const int count = std::min(csem_chunk_, cfg_.m_step_iters - csem_done_);
+    csem_chunk(csem_done_, count);
+    csem_done_ += count;
+    progress();
+  }
   arena_->reset();
   const int chunks = (cfg_.m_step_iters + csem_chunk_ - 1) / csem_chunk_;
-  state_.noise_offset = round_noise_base_ + uint64_t(cfg_.e_step_iters) * kNoisePerIteration +
+  state_.noise_offset = round_noise_base_ + uint64_t(e) * kNoisePerIteration +
                         uint64_t(chunks) * kNoisePerChunk;
   RoundLosses losses = finish_round();
+  in_round_ = false;
   ++state_.round;
   return losses;
+}
+
+RoundProgress Trainer::round_progress() {
+  RoundProgress p;
+  p.in_round = in_round_;
+  if (!in_round_) return p;
+  p.e_done = e_done_;
+  p.csem_done = csem_done_;
+  p.noise_base = round_noise_base_;
+  p.rows = host_rows_;
+  p.step_losses.resize(step_losses_.numel());
+  backend_.download(step_losses_, p.step_losses.data());
+  return p;
+}
+
+void Trainer::restore_round_progress(const RoundProgress& p) {
+  in_round_ = p.in_round;
+  if (!p.in_round) return;
+  if (p.rows.size() != host_rows_.size() || p.step_losses.size() != step_losses_.numel() ||
+      p.e_done < 0 || p.e_done > cfg_.e_step_iters || p.csem_done < 0 ||
+      p.csem_done > cfg_.m_step_iters || (p.csem_done > 0 && p.e_done != cfg_.e_step_iters))
+    fail("saved round progress does not fit this configuration (batch rows ", p.rows.size(),
+         " vs ", host_rows_.size(), ", step losses ", p.step_losses.size(), " vs ",
+         step_losses_.numel(), ")");
+  e_done_ = p.e_done;
+  csem_done_ = p.csem_done;
+  round_noise_base_ = p.noise_base;
+  host_rows_ = p.rows;
+  backend_.upload_bytes(round_rows_, host_rows_.data(), host_rows_.size() * sizeof(int32_t));
+  backend_.upload(step_losses_, p.step_losses.data());
+  const int64_t counters[kCounters] = {e_done_, csem_done_, 0};
+  backend_.upload_bytes(counters_, counters, sizeof counters);
+}
+
+void Trainer::latest_losses(float* d, float* g, float* c) {
+  const int e = cfg_.e_step_iters, nc = cfg_.n_critic;
+  *d = *g = *c = std::nanf("");
+  auto read = [&](int slot, float* out) { backend_.download(step_losses_.col_block(slot, 1), out); };
+  if (e_done_ > 0) {
+    read((e_done_ - 1) * nc + nc - 1, d);
+    read(e * nc + e_done_ - 1, g);
+  }
+  if (csem_done_ > 0) read(e * (nc + 2) + csem_done_ - 1, c);
 }
 
 void Trainer::check_parameters_finite() {

@@ -133,9 +133,13 @@ TEST_F(CliTest, ClassInBothSplits) {
 
 TEST_F(CliTest, SplitClassWithoutImages) {
   Dataset d = load_dataset_folder(data_.string());
-  std::ofstream(data_ / "dataset.json")
-      << "{\"name\": \"x\", \"train_classes\": [" << d.train_classes[0] << "], \"test_classes\": ["
-      << d.test_classes[0] << ", 4242]}";
+  auto list = [](const std::vector<int64_t>& v) {
+    std::string s;
+    for (int64_t c : v) s += (s.empty() ? "" : ", ") + std::to_string(c);
+    return s;
+  };
+  std::ofstream(data_ / "dataset.json") << "{\"name\": \"x\", \"train_classes\": [" << list(d.train_classes)
+                                        << "], \"test_classes\": [" << list(d.test_classes) << ", 4242]}";
   expect_clean_failure(run_with("{" + valid_keys() + "}"), "4242");
 }
 

@@ -63,6 +63,9 @@ TEST(Config, MalformedJsonNamesFileLineAndColumn) {
   EXPECT_EQ(msg.rfind("configs/x.json:3:13: malformed JSON: ", 0), 0u) << msg;
   EXPECT_EQ(err("").rfind("configs/x.json:1:1: malformed JSON", 0), 0u) << err("");
   EXPECT_EQ(err("[1]"), "configs/x.json: expected a JSON object at the top level, got array [1]");
+  EXPECT_EQ(err(R"({"CSEM_lr": 1e400})"),
+            "configs/x.json: malformed JSON: number overflow parsing '1e400'");
+  EXPECT_EQ(err(R"({"batch_size": 1, })").rfind("configs/x.json:1:19: malformed JSON", 0), 0u);
 }
 
 TEST(Config, UnknownKeys) {

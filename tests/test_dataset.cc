@@ -78,6 +78,10 @@ TEST(Dataset, WriteReplacesAnExistingDatasetFolder) {
   zscrgan::write_dataset_folder(d, dir);
   expect_same(zscrgan::load_dataset_folder(dir), d);
   EXPECT_EQ(entries(tmp.path()), std::vector<std::string>{"ds"});
+  // A trailing separator names the same folder.
+  zscrgan::write_dataset_folder(tiny_dataset(), dir + "/");
+  expect_same(zscrgan::load_dataset_folder(dir + "/"), tiny_dataset());
+  EXPECT_EQ(entries(tmp.path()), std::vector<std::string>{"ds"});
 }
 
 TEST(Dataset, WriteRefusesToReplaceOtherFolders) {
@@ -126,6 +130,9 @@ TEST(Dataset, MissingFolder) {
   const std::string dir = tmp.file("nope");
   EXPECT_EQ(error_of([&] { zscrgan::load_dataset_folder(dir); }),
             dir + ": dataset folder not found");
+  zscrgan_test::write_bytes(dir, "a file");
+  EXPECT_EQ(error_of([&] { zscrgan::load_dataset_folder(dir); }),
+            dir + ": not a folder (expected a dataset folder)");
 }
 
 TEST(Dataset, MissingFiles) {

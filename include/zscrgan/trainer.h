@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -48,6 +49,24 @@ struct RunState {
   double elapsed_s = 0;         // training seconds so far, over all sessions
 };
 
+// Where an unfinished round stands: saved in checkpoints, so that a run stopped between two
+// steps resumes exactly where it stopped.
+struct RoundProgress {
+  bool in_round = false;
+  int e_done = 0;                  // E-step iterations completed
+  int csem_done = 0;               // CSEM steps completed (a multiple of the chunk size)
+  uint64_t noise_base = 0;         // noise offset of the round's first draw
+  std::vector<int32_t> rows;       // the round's sampled batch rows
+  std::vector<float> step_losses;  // the losses logged so far
+};
+
+// Optional hooks of a round: progress after each E-step iteration and CSEM chunk, and a stop
+// request checked between steps (a signal handler's flag).
+struct RoundHooks {
+  std::function<void(int steps_done, int steps_total)> on_progress;
+  std::function<bool()> should_stop;
+};
+
 // Raised when a loss or a parameter is not finite; names the quantity, round and step.
 class DivergenceError : public Error {
  public:
@@ -61,8 +80,16 @@ class Trainer {
   Trainer(const Trainer&) = delete;
   Trainer& operator=(const Trainer&) = delete;
 
-  // One EM round: E-step then M-step. Throws DivergenceError on a non-finite loss.
-  RoundLosses train_round();
+  // Runs the current round (E-step then M-step), or continues the unfinished one. Returns its
+  // mean losses, or nothing when should_stop asked it to stop between two steps. Throws
+  // DivergenceError on a non-finite loss.
+  std::optional<RoundLosses> run_round(const RoundHooks& hooks = {});
+  RoundLosses train_round() { return *run_round(); }
+  // A snapshot of the unfinished round (in_round false between rounds), and its restoration.
+  RoundProgress round_progress();
+  void restore_round_progress(const RoundProgress& p);
+  // The latest logged D, G and CSEM losses of the current round (for progress lines).
+  void latest_losses(float* d, float* g, float* c);
   // Precision@K, mAP@K and Top-1 on the unseen classes (fresh noise for every query).
   EvalResult evaluate();
 
@@ -112,6 +139,8 @@ class Trainer {
   RunState state_;
   int csem_chunk_ = 1;
   bool use_capture_ = false;
+  bool in_round_ = false;
+  int e_done_ = 0, csem_done_ = 0;
   std::unique_ptr<Captured> captured_;
 
   // Start-up allocations: the dataset on the device, the round's batch rows, step counters,
