@@ -1,6 +1,10 @@
 #include "zscrgan/run.h"
 
+#include <unistd.h>
+
+#include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -10,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "zscrgan/checkpoint.h"
 #include "zscrgan/fileio.h"
 #include "zscrgan/metrics.h"
 #include "zscrgan/retrieval.h"
@@ -52,6 +57,72 @@ std::string format_duration(double s) {
   return os.str();
 }
 
+std::atomic<int> g_stop_signal{0};
+extern "C" void on_stop_signal(int sig) { g_stop_signal.store(sig); }
+
+// Installs the SIGINT/SIGTERM handlers for the run's lifetime, restoring the old ones after.
+class StopSignals {
+ public:
+  StopSignals() {
+    g_stop_signal = 0;
+    struct sigaction sa {};
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int_);
+    sigaction(SIGTERM, &sa, &old_term_);
+  }
+  ~StopSignals() {
+    sigaction(SIGINT, &old_int_, nullptr);
+    sigaction(SIGTERM, &old_term_, nullptr);
+  }
+
+ private:
+  struct sigaction old_int_ {}, old_term_ {};
+};
+
+// A live progress line on a terminal; a plain line every 30 s otherwise.
+class Progress {
+ public:
+  Progress(std::ostream& out, Trainer& t) : out_(out), trainer_(t), tty_(isatty(STDOUT_FILENO)) {}
+  void round_started(int round, int rounds) {
+    round_ = round;
+    rounds_ = rounds;
+    start_ = last_ = std::chrono::steady_clock::now();
+  }
+  void update(int done, int total) {
+    const auto now = std::chrono::steady_clock::now();
+    const double since = std::chrono::duration<double>(now - last_).count();
+    if (since < (tty_ ? 0.25 : 30.0) && done < total) return;
+    last_ = now;
+    const double elapsed = std::chrono::duration<double>(now - start_).count();
+    float d, g, c;
+    trainer_.latest_losses(&d, &g, &c);
+    std::ostringstream line;
+    line << "round " << round_ << "/" << rounds_ << "  step " << done << "/" << total << "  "
+         << std::fixed << std::setprecision(1) << done / std::max(elapsed, 1e-9) << " steps/s  eta "
+         << format_duration(elapsed / std::max(done, 1) * (total - done)) << "  L_D "
+         << std::setprecision(4) << d << "  L_G " << g << "  L_C " << c;
+    if (tty_) {
+      out_ << "\r" << line.str() << "\x1b[K" << std::flush;
+      shown_ = true;
+    } else {
+      out_ << line.str() << "\n" << std::flush;
+    }
+  }
+  void clear() {
+    if (tty_ && shown_) out_ << "\r\x1b[K" << std::flush;
+    shown_ = false;
+  }
+
+ private:
+  std::ostream& out_;
+  Trainer& trainer_;
+  bool tty_;
+  bool shown_ = false;
+  int round_ = 0, rounds_ = 0;
+  std::chrono::steady_clock::time_point start_, last_;
+};
+
 std::string score_name(double score) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "acc%.4f.json", score);
@@ -60,39 +131,63 @@ std::string score_name(double score) {
 
 }  // namespace
 
-RunSummary run_training(const Config& cfg, std::ostream& out) {
+RunSummary run_training(const Config& cfg, std::ostream& out, const RunOptions& opts) {
   // Everything that can fail on bad input happens before the output folder is touched.
   Dataset data = load_configured_dataset(cfg);
   validate_dataset(data, cfg.dataset);
   std::unique_ptr<Backend> backend = select_backend(cfg.device, out);
   Trainer trainer(cfg, data, *backend);
-
+  const bool resuming = !opts.resume_dir.empty();
   const fs::path dir(cfg.output_dir);
-  fs::create_directories(dir / "retrieved");
-  for (const auto& entry : fs::directory_iterator(dir / "retrieved"))
-    if (entry.path().extension() == ".json") fs::remove(entry.path());
-  fs::remove(dir / "metrics.jsonl");
-  write_file_atomic((dir / "config.json").string(), config_to_json(cfg) + "\n");
+  const fs::path last = dir / "checkpoints" / "last.safetensors";
+  const fs::path best_ckpt = dir / "checkpoints" / "best.safetensors";
+  if (resuming) {
+    load_checkpoint(trainer, (fs::path(opts.resume_dir) / "checkpoints" / "last.safetensors").string());
+    out << "resumed from " << opts.resume_dir << " after round " << trainer.state().round
+        << (trainer.round_progress().in_round ? " (inside the next round)" : "") << "\n";
+  }
 
-  const ModelDims& d = trainer.model().dims();
-  out << "dataset " << data.name << ": " << data.train_classes.size() << " seen / "
-      << data.test_classes.size() << " unseen classes, images " << data.image_features.rows
-      << " x " << d.image_dim << ", texts " << data.text_features.rows << " x " << d.text_dim
-      << "; chance Precision@" << cfg.top_k << " ~ " << std::setprecision(3)
-      << 1.0 / data.test_classes.size() << "\n";
-  out << "model " << std::fixed << std::setprecision(1) << trainer.model().bytes() / 1048576.0
-      << " MiB (parameters + gradients + optimizer state); rounds " << cfg.rounds << " x ("
-      << cfg.e_step_iters << " x (" << cfg.n_critic << " D + 1 G) + " << cfg.m_step_iters
-      << " CSEM steps)\n"
-      << std::flush;
+  fs::create_directories(dir / "retrieved");
+  fs::create_directories(dir / "checkpoints");
+  if (!resuming) {
+    for (const auto& entry : fs::directory_iterator(dir / "retrieved"))
+      if (entry.path().extension() == ".json") fs::remove(entry.path());
+    fs::remove(dir / "metrics.jsonl");
+    fs::remove(last);
+    fs::remove(best_ckpt);
+  }
+  write_file_atomic((dir / "config.json").string(), config_to_json(cfg) + "\n");
 
   RunSummary summary;
   RunState& st = trainer.state();
   using clock = std::chrono::steady_clock;
-  const auto start = clock::now();
+  const double elapsed_before = st.elapsed_s;
+  const int rounds_at_start = st.round;
+  StopSignals signals;
+  Progress progress(out, trainer);
+  RoundHooks hooks;
+  hooks.on_progress = [&](int done, int total) { progress.update(done, total); };
+  hooks.should_stop = [] { return g_stop_signal.load() != 0; };
   while (st.round < cfg.rounds) {
     const auto t0 = clock::now();
-    RoundLosses losses = trainer.train_round();
+    progress.round_started(st.round + 1, cfg.rounds);
+    std::optional<RoundLosses> finished = trainer.run_round(hooks);
+    progress.clear();
+    if (!finished) {
+      st.elapsed_s += std::chrono::duration<double>(clock::now() - t0).count();
+      save_checkpoint(trainer, last.string());
+      summary.stopped_by_signal = g_stop_signal.load();
+      const RoundProgress p = trainer.round_progress();
+      out << "stopped by " << (summary.stopped_by_signal == SIGTERM ? "SIGTERM" : "SIGINT")
+          << " in round " << st.round + 1 << " after " << p.e_done + p.csem_done << " of "
+          << cfg.e_step_iters + cfg.m_step_iters << " steps; state saved to " << last.string()
+          << "\nresume with: zscrgan_cuda "
+          << (opts.config_path.empty() ? "" : "--config " + opts.config_path + " ")
+          << "--resume " << cfg.output_dir << "\n"
+          << std::flush;
+      break;
+    }
+    const RoundLosses losses = *finished;
     trainer.check_parameters_finite();
     const double train_s = std::chrono::duration<double>(clock::now() - t0).count();
     EvalResult ev = trainer.evaluate();
@@ -102,6 +197,8 @@ RunSummary run_training(const Config& cfg, std::ostream& out) {
     if (best) {
       st.best_score = ev.prec_at_k;
       st.best_round = st.round;
+    }
+    if (best) {
       TopKLists lists;
       lists.n_queries = static_cast<int64_t>(ev.query_labels.size());
       lists.k = ev.k;
@@ -121,9 +218,11 @@ RunSummary run_training(const Config& cfg, std::ostream& out) {
                            {"top1", ev.top1},
                            {"k", ev.k}};
     append_line((dir / "metrics.jsonl").string(), line.dump());
-    const double elapsed = std::chrono::duration<double>(clock::now() - start).count();
+    save_checkpoint(trainer, last.string());
+    if (best) save_checkpoint(trainer, best_ckpt.string());
     const int done = st.round;
-    const double eta = elapsed / done * (cfg.rounds - done);
+    const double eta = (st.elapsed_s - elapsed_before) / std::max(1, done - rounds_at_start) *
+                       (cfg.rounds - done);
     out << "round " << done << "/" << cfg.rounds << "  " << format_duration(round_s) << " (eta "
         << format_duration(eta) << ")  L_D " << std::setprecision(4) << losses.critic << "  L_G "
         << losses.generator << "  L_C " << losses.csem << "  KL " << losses.kl << "  P@" << ev.k
@@ -132,7 +231,7 @@ RunSummary run_training(const Config& cfg, std::ostream& out) {
         << "\n"
         << std::flush;
     summary.train_seconds += train_s;
-    if (cfg.time_budget_s > 0 && elapsed >= cfg.time_budget_s) {
+    if (cfg.time_budget_s > 0 && st.elapsed_s >= cfg.time_budget_s) {
       out << "time budget of " << cfg.time_budget_s << " s reached after round " << done << "\n";
       break;
     }

@@ -25,10 +25,19 @@ struct RunSummary {
   double best_score = 0;
   int best_round = 0;
   double train_seconds = 0;
+  int stopped_by_signal = 0;  // SIGINT or SIGTERM when the run stopped early for one
 };
 
-// Trains cfg.rounds rounds (or until cfg.time_budget_s), evaluating after each.
-RunSummary run_training(const Config& cfg, std::ostream& out);
+struct RunOptions {
+  std::string resume_dir;  // continue the run whose output_dir this is (its checkpoints/last)
+  std::string config_path; // named in the "how to resume" line
+};
+
+// Trains cfg.rounds rounds (or until cfg.time_budget_s), evaluating after each, writing
+// checkpoints/last after every round and checkpoints/best when a round beats the best.
+// SIGINT/SIGTERM finish the current step, write checkpoints/last and return with
+// stopped_by_signal set.
+RunSummary run_training(const Config& cfg, std::ostream& out, const RunOptions& opts = {});
 
 }  // namespace zscrgan
 
