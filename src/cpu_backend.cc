@@ -12,13 +12,9 @@
 
 #include "zscrgan/backend.h"
 #include "zscrgan/error.h"
+#include "zscrgan/retrieval.h"
 
 namespace zscrgan {
-
-// Defined in src/retrieval.cc.
-void cpu_topk_cosine(const float* queries, int64_t n_queries, int64_t ld_q, const float* gallery,
-                     int64_t n_gallery, int64_t ld_g, int dim, int k, int64_t index_offset,
-                     int64_t* out_index, float* out_score);
 
 namespace {
 

@@ -24,10 +24,6 @@ constexpr int kNoisePerChunk = 2;
 // weights are read a few times per round, small enough to bound the activations.
 constexpr int kRowsPerPass = 4096;
 
-ApDivisor ap_divisor_of(const std::string& s) {
-  return s == "min_relevant_k" ? ApDivisor::MinRelevantK : ApDivisor::RelevantInTopK;
-}
-
 }  // namespace
 
 Trainer::Trainer(const Config& cfg, const Dataset& data, Backend& backend)
@@ -474,7 +470,7 @@ EvalResult Trainer::evaluate() {
   }
   TopKLists lists = retrieve_topk(backend_, queries, gallery, cfg_.top_k, 1 << 16);
   RetrievalMetrics metrics =
-      compute_retrieval_metrics(query_labels_, gallery_labels_, lists, ap_divisor_of(cfg_.ap_divisor));
+      compute_retrieval_metrics(query_labels_, gallery_labels_, lists, parse_ap_divisor(cfg_.ap_divisor));
   EvalResult r;
   r.k = cfg_.top_k;
   r.prec_at_k = metrics.prec_at_k;
