@@ -24,10 +24,6 @@ constexpr int kNoisePerChunk = 2;
 // weights are read a few times per round, small enough to bound the activations.
 constexpr int kRowsPerPass = 4096;
 
-ApDivisor ap_divisor_of(const std::string& s) {
-  return s == "min_relevant_k" ? ApDivisor::MinRelevantK : ApDivisor::RelevantInTopK;
-}
-
 }  // namespace
 
 Trainer::Trainer(const Config& cfg, const Dataset& data, Backend& backend)
@@ -43,8 +39,7 @@ Trainer::Trainer(const Config& cfg, const Dataset& data, Backend& backend)
   dims.z_dim = cfg.z_dim;
   dims.gf_dim = cfg.gf_dim;
   dims.df_dim = cfg.df_dim;
-  model_ = std::make_unique<Model>(backend_, dims);
-  model_->initialize(cfg.seed);
+  model_ = std::make_unique<Model>(backend_, dims, cfg.seed);
 
   // Evaluation rows: every text of an unseen class is a query; every image of one is the gallery.
   std::unordered_set<int64_t> unseen(data.test_classes.begin(), data.test_classes.end());
@@ -475,7 +470,7 @@ EvalResult Trainer::evaluate() {
   }
   TopKLists lists = retrieve_topk(backend_, queries, gallery, cfg_.top_k, 1 << 16);
   RetrievalMetrics metrics =
-      compute_retrieval_metrics(query_labels_, gallery_labels_, lists, ap_divisor_of(cfg_.ap_divisor));
+      compute_retrieval_metrics(query_labels_, gallery_labels_, lists, parse_ap_divisor(cfg_.ap_divisor));
   EvalResult r;
   r.k = cfg_.top_k;
   r.prec_at_k = metrics.prec_at_k;

@@ -1,0 +1,261 @@
+#include "zscrgan/retrieval.h"
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <vector>
+
+#include "zscrgan/elementwise.h"
+#include "zscrgan/error.h"
+
+namespace zscrgan {
+namespace {
+
+// Gallery rows per similarity tile. A query tile of up to kMaxQueryTile rows times this many
+// gallery rows is the only similarity storage (4 MiB per thread at the maximum).
+constexpr int64_t kGalleryTile = 2048;
+constexpr int64_t kMaxQueryTile = 512;
+constexpr int64_t kMinQueryTile = 64;
+
+constexpr float kEmptyScore = -std::numeric_limits<float>::infinity();
+constexpr int64_t kEmptyIndex = -1;
+
+// Squared L2 norm summed in double (more accurate than the float sum TF does; the result is
+// rounded to float before the 1e-12 floor, as TF applies it in float).
+float sum_of_squares(const float* row, int dim) {
+  double s = 0.0;
+  for (int c = 0; c < dim; ++c) s += static_cast<double>(row[c]) * row[c];
+  return static_cast<float>(s);
+}
+
+bool row_is_finite(const float* row, int dim) {
+  for (int c = 0; c < dim; ++c)
+    if (!std::isfinite(row[c])) return false;
+  return true;
+}
+
+// The first row (lowest number) holding NaN or infinity, or -1.
+int64_t first_non_finite_row(const float* data, int64_t rows, int64_t ld, int dim) {
+  int64_t first = std::numeric_limits<int64_t>::max();
+#pragma omp parallel for schedule(static) reduction(min : first)
+  for (int64_t r = 0; r < rows; ++r)
+    if (r < first && !row_is_finite(data + r * ld, dim)) first = r;
+  return first == std::numeric_limits<int64_t>::max() ? -1 : first;
+}
+
+// dst (rows x dim, dense) = src rows scaled as TF's l2_normalize.
+void normalize_rows(const float* src, int64_t ld, int64_t rows, int dim, float* dst) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* x = src + r * ld;
+    float* y = dst + r * static_cast<int64_t>(dim);
+    const float inv = l2_inv_norm(sum_of_squares(x, dim));
+    for (int c = 0; c < dim; ++c) y[c] = x[c] * inv;
+  }
+}
+
+// A pthread-built OpenBLAS runs every large GEMM on all its threads and serialises concurrent
+// callers behind one lock, so GEMMs issued from inside an OpenMP region would queue up and
+// oversubscribe the cores. While alive, this guard makes such an OpenBLAS single-threaded;
+// an OpenMP-built OpenBLAS already does so by itself inside a parallel region.
+class SingleThreadedBlas {
+ public:
+  explicit SingleThreadedBlas(bool active)
+      : active_(active && openblas_get_parallel() == 1 && openblas_get_num_threads() > 1),
+        saved_(active_ ? openblas_get_num_threads() : 0) {
+    if (active_) openblas_set_num_threads(1);
+  }
+  ~SingleThreadedBlas() {
+    if (active_) openblas_set_num_threads(saved_);
+  }
+  SingleThreadedBlas(const SingleThreadedBlas&) = delete;
+  SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
+
+ private:
+  bool active_;
+  int saved_;
+};
+
+// Inserts (s, j) into one best-first list of k if it ranks there. Candidates arrive in
+// increasing gallery index, so an equal score never displaces an entry already present.
+inline void offer(float s, int64_t j, int k, float* list_score, int64_t* list_index) {
+  if (!(s > list_score[k - 1])) return;
+  int p = k - 1;
+  while (p > 0 && s > list_score[p - 1]) {
+    list_score[p] = list_score[p - 1];
+    list_index[p] = list_index[p - 1];
+    --p;
+  }
+  list_score[p] = s;
+  list_index[p] = j;
+}
+
+// True when (sa, ia) ranks strictly before (sb, ib); empty slots rank after everything.
+inline bool ranks_before(float sa, int64_t ia, float sb, int64_t ib) {
+  if (ia < 0) return false;
+  if (ib < 0) return true;
+  return sa > sb || (sa == sb && ia < ib);
+}
+
+}  // namespace
+
+void cpu_topk_cosine(const float* queries, int64_t n_queries, int64_t ld_q,
+                     const float* gallery, int64_t n_gallery, int64_t ld_g, int dim, int k,
+                     int64_t index_offset, int64_t* out_index, float* out_score) {
+  if (k < 1) fail("topk_cosine: k must be >= 1, got ", k);
+  if (dim < 1) fail("topk_cosine: dim must be >= 1, got ", dim);
+  if (n_queries < 0 || n_gallery < 0)
+    fail("topk_cosine: negative row count (queries ", n_queries, ", gallery ", n_gallery, ")");
+  if (ld_q < dim) fail("topk_cosine: query row stride ", ld_q, " < dim ", dim);
+  if (ld_g < dim) fail("topk_cosine: gallery row stride ", ld_g, " < dim ", dim);
+  if (n_queries == 0) return;
+  if (!queries || !out_index || !out_score)
+    fail("topk_cosine: null query or output pointer for ", n_queries, " queries");
+  if (n_gallery > 0 && !gallery) fail("topk_cosine: null gallery pointer for ", n_gallery, " rows");
+  if (index_offset < 0) fail("topk_cosine: index_offset must be >= 0, got ", index_offset);
+
+  const int64_t bad_q = first_non_finite_row(queries, n_queries, ld_q, dim);
+  if (bad_q >= 0) fail("topk_cosine: query row ", bad_q, " holds NaN or infinity");
+  const int64_t bad_g = first_non_finite_row(gallery, n_gallery, ld_g, dim);
+  if (bad_g >= 0) fail("topk_cosine: gallery row ", bad_g, " holds NaN or infinity");
+
+  std::fill(out_index, out_index + n_queries * k, kEmptyIndex);
+  std::fill(out_score, out_score + n_queries * k, kEmptyScore);
+  if (n_gallery == 0) return;
+
+  // The gallery is normalised once (every query tile reads all of it); query tiles are
+  // normalised by the thread that owns them.
+  // Left uninitialised: the parallel normalisation writes (and first touches) every element.
+  const std::unique_ptr<float[]> gallery_unit(new float[static_cast<size_t>(n_gallery) * dim]);
+#pragma omp parallel for schedule(static)
+  for (int64_t r0 = 0; r0 < n_gallery; r0 += 256) {
+    const int64_t rows = std::min<int64_t>(256, n_gallery - r0);
+    normalize_rows(gallery + r0 * ld_g, ld_g, rows, dim, gallery_unit.get() + r0 * dim);
+  }
+
+  // Enough query tiles to keep every thread busy, each large enough to amortise the GEMM's
+  // packing of the gallery tile. Results do not depend on the tiling: every similarity is the
+  // same full-length dot product whichever tile computes it, and each query's list sees the
+  // gallery in index order.
+  const int threads = omp_get_max_threads();
+  int64_t tile_q = (n_queries + threads - 1) / threads;
+  tile_q = std::clamp<int64_t>((tile_q + 15) / 16 * 16, kMinQueryTile, kMaxQueryTile);
+  const int64_t n_tiles = (n_queries + tile_q - 1) / tile_q;
+  const bool parallel_tiles = n_tiles > 1 && threads > 1;
+  const int64_t tile_g = std::min(kGalleryTile, n_gallery);
+
+  SingleThreadedBlas blas_guard(parallel_tiles);
+#pragma omp parallel if (parallel_tiles)
+  {
+    std::vector<float> q_unit(static_cast<size_t>(std::min(tile_q, n_queries)) * dim);
+    std::vector<float> sim(static_cast<size_t>(std::min(tile_q, n_queries)) * tile_g);
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < n_tiles; ++t) {
+      const int64_t q0 = t * tile_q;
+      const int64_t nq = std::min(tile_q, n_queries - q0);
+      normalize_rows(queries + q0 * ld_q, ld_q, nq, dim, q_unit.data());
+      for (int64_t g0 = 0; g0 < n_gallery; g0 += tile_g) {
+        const int64_t ng = std::min(tile_g, n_gallery - g0);
+        // sim (nq x ng) = q_unit (nq x dim) * gallery_unit[g0 : g0 + ng] (ng x dim)^T
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(nq),
+                    static_cast<blasint>(ng), dim, 1.f, q_unit.data(), dim,
+                    gallery_unit.get() + g0 * dim, dim, 0.f, sim.data(),
+                    static_cast<blasint>(ng));
+        for (int64_t i = 0; i < nq; ++i) {
+          const float* row = sim.data() + i * ng;
+          float* list_score = out_score + (q0 + i) * k;
+          int64_t* list_index = out_index + (q0 + i) * k;
+          const int64_t first = index_offset + g0;
+          for (int64_t j = 0; j < ng; ++j) offer(row[j], first + j, k, list_score, list_index);
+        }
+      }
+    }
+  }
+}
+
+TopKLists make_topk_lists(int64_t n_queries, int k) {
+  if (n_queries < 0) fail("make_topk_lists: n_queries must be >= 0, got ", n_queries);
+  if (k < 1) fail("make_topk_lists: k must be >= 1, got ", k);
+  TopKLists lists;
+  lists.n_queries = n_queries;
+  lists.k = k;
+  lists.index.assign(static_cast<size_t>(n_queries) * k, kEmptyIndex);
+  lists.score.assign(static_cast<size_t>(n_queries) * k, kEmptyScore);
+  return lists;
+}
+
+void merge_topk(TopKLists& running, const int64_t* chunk_index, const float* chunk_score) {
+  const int k = running.k;
+  const size_t expected = static_cast<size_t>(running.n_queries) * static_cast<size_t>(k);
+  if (running.index.size() != expected || running.score.size() != expected)
+    fail("merge_topk: running lists hold ", running.index.size(), " indices and ",
+         running.score.size(), " scores, expected ", running.n_queries, " x ", k);
+  if (running.n_queries == 0) return;
+  if (!chunk_index || !chunk_score) fail("merge_topk: null chunk pointer");
+
+#pragma omp parallel
+  {
+    std::vector<float> merged_score(k);
+    std::vector<int64_t> merged_index(k);
+#pragma omp for schedule(static)
+    for (int64_t q = 0; q < running.n_queries; ++q) {
+      float* rs = running.score.data() + q * k;
+      int64_t* ri = running.index.data() + q * k;
+      const float* cs = chunk_score + q * k;
+      const int64_t* ci = chunk_index + q * k;
+      // a + b == out < k, so neither cursor runs past its list.
+      int a = 0, b = 0;
+      for (int out = 0; out < k; ++out) {
+        if (ranks_before(cs[b], ci[b], rs[a], ri[a])) {
+          merged_score[out] = cs[b];
+          merged_index[out] = ci[b];
+          ++b;
+        } else {
+          merged_score[out] = rs[a];
+          merged_index[out] = ri[a];
+          ++a;
+        }
+      }
+      std::copy(merged_score.begin(), merged_score.end(), rs);
+      std::copy(merged_index.begin(), merged_index.end(), ri);
+    }
+  }
+}
+
+TopKLists retrieve_topk(Backend& be, const Tensor& queries, const Tensor& gallery, int k,
+                        int64_t chunk_rows) {
+  if (queries.device != be.device() || gallery.device != be.device())
+    fail("retrieve_topk: queries on ", device_name(queries.device), " and gallery on ",
+         device_name(gallery.device), ", backend on ", device_name(be.device()));
+  if (queries.cols != gallery.cols)
+    fail("retrieve_topk: queries have ", queries.cols, " columns, gallery has ", gallery.cols);
+  if (k < 1 || k > gallery.rows)
+    fail("retrieve_topk: k = ", k, " must lie in [1, gallery rows = ", gallery.rows, "]");
+  if (chunk_rows < 1) fail("retrieve_topk: chunk_rows must be >= 1, got ", chunk_rows);
+
+  TopKLists lists = make_topk_lists(queries.rows, k);
+  if (queries.rows == 0) return lists;
+  const int64_t chunk = std::max<int64_t>(chunk_rows, k);
+  const int64_t n_gallery = gallery.rows;
+  if (chunk >= n_gallery) {
+    be.topk_cosine(queries, gallery, k, 0, lists.index.data(), lists.score.data());
+    return lists;
+  }
+  std::vector<int64_t> chunk_index(lists.index.size());
+  std::vector<float> chunk_score(lists.score.size());
+  for (int64_t g0 = 0; g0 < n_gallery;) {
+    int64_t rows = std::min(chunk, n_gallery - g0);
+    if (n_gallery - (g0 + rows) < k) rows = n_gallery - g0;  // no tail chunk shorter than k
+    const Tensor part = gallery.row_block(static_cast<int>(g0), static_cast<int>(rows));
+    be.topk_cosine(queries, part, k, g0, chunk_index.data(), chunk_score.data());
+    merge_topk(lists, chunk_index.data(), chunk_score.data());
+    g0 += rows;
+  }
+  return lists;
+}
+
+}  // namespace zscrgan
