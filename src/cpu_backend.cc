@@ -3,6 +3,7 @@
 #include <cblas.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -37,6 +38,24 @@ void parallel_range(size_t n, F&& f) {
     for (size_t i = 0; i < n; ++i) f(i);
   } else {
     for (size_t i = 0; i < n; ++i) f(i);
+  }
+}
+
+// Runs f(begin, end) over [0, n) in blocks (one per thread when n is large), so the body is a
+// plain loop the compiler vectorises.
+template <typename F>
+void parallel_blocks(size_t n, F&& f) {
+  if (n < kParallelElements) {
+    f(size_t(0), n);
+    return;
+  }
+#pragma omp parallel
+  {
+    const size_t threads = static_cast<size_t>(omp_get_num_threads());
+    const size_t t = static_cast<size_t>(omp_get_thread_num());
+    const size_t per = (n + threads - 1) / threads;
+    const size_t begin = std::min(n, t * per), end = std::min(n, begin + per);
+    f(begin, end);
   }
 }
 
@@ -277,11 +296,13 @@ class CpuBackend final : public Backend {
                       const RmsPropHyper& h) override {
     ZS_CHECK(params.contiguous() && params.same_shape(grads) && params.same_shape(mean_square),
              "rmsprop: parameters, gradients and state must be contiguous and alike");
-    const size_t n = params.numel();
-    float* p = params.data;
-    const float* g = grads.data;
-    float* ms = mean_square.data;
-    parallel_range(n, [&](size_t i) { rmsprop_tf1_update(&p[i], g[i], &ms[i], h); });
+    float* __restrict__ p = params.data;
+    const float* __restrict__ g = grads.data;
+    float* __restrict__ ms = mean_square.data;
+    parallel_blocks(params.numel(), [&](size_t begin, size_t end) {
+#pragma omp simd
+      for (size_t i = begin; i < end; ++i) rmsprop_tf1_update(&p[i], g[i], &ms[i], h);
+    });
   }
   void adam_update(Tensor params, const Tensor& grads, Tensor m, Tensor v, Tensor beta_powers,
                    const AdamHyper& h) override {
@@ -289,12 +310,14 @@ class CpuBackend final : public Backend {
                  params.same_shape(v) && beta_powers.numel() == 2,
              "adam: parameters, gradients and state must be contiguous and alike");
     const float lr_t = adam_tf1_lr_t(h, beta_powers.data[0], beta_powers.data[1]);
-    const size_t n = params.numel();
-    float* p = params.data;
-    const float* g = grads.data;
-    float* mm = m.data;
-    float* vv = v.data;
-    parallel_range(n, [&](size_t i) { adam_tf1_update(&p[i], g[i], &mm[i], &vv[i], lr_t, h); });
+    float* __restrict__ p = params.data;
+    const float* __restrict__ g = grads.data;
+    float* __restrict__ mm = m.data;
+    float* __restrict__ vv = v.data;
+    parallel_blocks(params.numel(), [&](size_t begin, size_t end) {
+#pragma omp simd
+      for (size_t i = begin; i < end; ++i) adam_tf1_update(&p[i], g[i], &mm[i], &vv[i], lr_t, h);
+    });
     beta_powers.data[0] *= h.beta1;
     beta_powers.data[1] *= h.beta2;
   }

@@ -18,7 +18,7 @@ struct LayerShape {
 
 }  // namespace
 
-Model::Model(Backend& backend, const ModelDims& d, double adam_beta1, double adam_beta2)
+Model::Model(Backend& backend, const ModelDims& d, uint64_t seed, double adam_beta1, double adam_beta2)
     : backend_(backend), dims_(d), adam_beta1_(static_cast<float>(adam_beta1)),
       adam_beta2_(static_cast<float>(adam_beta2)) {
   ZS_CHECK(d.text_dim > 0 && d.image_dim > 0 && d.embed_dim > 0 && d.z_dim > 0 && d.gf_dim > 0 &&
@@ -77,7 +77,7 @@ Model::Model(Backend& backend, const ModelDims& d, double adam_beta1, double ada
       layers_.emplace_back(l.name, l.layer);
     }
   }
-  initialize(0);
+  initialize(seed);
 }
 
 void Model::initialize(uint64_t seed) {
@@ -100,7 +100,9 @@ void Model::initialize(uint64_t seed) {
   for (auto& [name, layer] : layers_) {
     const Tensor& w = layer->w.value;
     std::vector<float> host(w.numel());
-    for (size_t i = 0; i < host.size(); ++i) host[i] = 0.02f * philox_normal(stream, i);
+    const int64_t n = static_cast<int64_t>(host.size());
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) host[i] = 0.02f * philox_normal(stream, static_cast<uint64_t>(i));
     ++stream.offset;
     backend_.upload(w, host.data());
   }
@@ -147,7 +149,17 @@ Var generator_forward(Tape& tape, const Linear& g1, const Linear& g2, const Line
 
 Var critic_forward(Tape& tape, const Linear& d1, const Linear& d2, const Var& images,
                    const Var& texts) {
-  Var h = ops::dense2(tape, images, texts, d1.w, d1.b, Act::LeakyRelu);
+  Var h;
+  if (images.rows() == texts.rows()) {
+    h = ops::dense2(tape, images, texts, d1.w, d1.b, Act::LeakyRelu);
+  } else {
+    // k stacked image blocks share their texts: [v_i, t] W = v_i W_v + t W_t, with t W_t
+    // computed once for all k blocks.
+    const int dv = images.cols();
+    Var h_img = ops::matmul(tape, {images}, ops::slice_rows(d1.w, 0, dv));
+    Var h_txt = ops::matmul(tape, {texts}, ops::slice_rows(d1.w, dv, texts.cols()));
+    h = ops::bias_act(tape, ops::add_tiled(tape, h_img, h_txt), d1.b, Act::LeakyRelu);
+  }
   return ops::dense(tape, h, d2.w, d2.b, Act::None);
 }
 
@@ -161,8 +173,7 @@ Var critic_loss(Tape& tape, const Linear& d1, const Linear& d2, const Var& real,
                 const Var& wrong, const Var& texts) {
   const int b = real.rows();
   Var images = ops::concat_rows(tape, {real, fake, wrong});
-  Var texts3 = ops::concat_rows(tape, {texts, texts, texts});
-  Var scores = critic_forward(tape, d1, d2, images, texts3);
+  Var scores = critic_forward(tape, d1, d2, images, texts);
   Var d_real = ops::mean(tape, ops::slice_rows(scores, 0, b));
   Var d_fake = ops::mean(tape, ops::slice_rows(scores, b, b));
   Var d_wrong = ops::mean(tape, ops::slice_rows(scores, 2 * b, b));

@@ -30,6 +30,14 @@ void bias_act_backward_node(Backend& be, const Node& n) {
   be.bias_act_backward(n.out.value, n.out.grad, n.in[0].grad, n.in[1].grad, n.act);
 }
 
+void add_tiled_backward(Backend& be, const Node& n) {
+  const Var& a = n.in[0];
+  const Var& b = n.in[1];
+  if (a.needs_grad()) be.axpy(a.grad, 1.f, n.out.grad);
+  if (b.needs_grad())
+    for (int r = 0; r < a.rows(); r += b.rows()) be.axpy(b.grad, 1.f, n.out.grad.row_block(r, b.rows()));
+}
+
 void reparam_backward_node(Backend& be, const Node& n) {
   be.reparam_backward(n.in[0].value, n.aux, n.out.grad, n.in[0].grad);
 }
@@ -135,6 +143,26 @@ Var dense(Tape& tape, const Var& x, const Var& w, const Var& b, Act act) {
 
 Var dense2(Tape& tape, const Var& x1, const Var& x2, const Var& w, const Var& b, Act act) {
   return bias_act(tape, matmul(tape, {x1, x2}, w), b, act);
+}
+
+Var add_tiled(Tape& tape, const Var& a, const Var& b) {
+  ZS_CHECK(a.cols() == b.cols() && b.rows() > 0 && a.rows() % b.rows() == 0, "add_tiled: ", a.rows(),
+           "x", a.cols(), " + tiles of ", b.rows(), "x", b.cols());
+  Node n;
+  n.backward = add_tiled_backward;
+  n.in[0] = a;
+  n.in[1] = b;
+  n.n_in = 2;
+  const bool record = should_record(tape, n);
+  for (int r = 0; r < a.rows(); r += b.rows()) tape.backend().axpy(a.value.row_block(r, b.rows()), 1.f, b.value);
+  Var out{a.value, Tensor()};
+  if (record) {
+    out.grad = tape.arena().alloc(a.rows(), a.cols());
+    tape.backend().fill(out.grad, 0.f);
+    n.out = out;
+    tape.record(n);
+  }
+  return out;
 }
 
 Var reparam(Tape& tape, const Var& h, const Tensor& eps) {

@@ -43,8 +43,7 @@ Trainer::Trainer(const Config& cfg, const Dataset& data, Backend& backend)
   dims.z_dim = cfg.z_dim;
   dims.gf_dim = cfg.gf_dim;
   dims.df_dim = cfg.df_dim;
-  model_ = std::make_unique<Model>(backend_, dims);
-  model_->initialize(cfg.seed);
+  model_ = std::make_unique<Model>(backend_, dims, cfg.seed);
 
   // Evaluation rows: every text of an unseen class is a query; every image of one is the gallery.
   std::unordered_set<int64_t> unseen(data.test_classes.begin(), data.test_classes.end());

@@ -290,3 +290,19 @@ TEST(GradCheckNegativeControl, LeakySlopeForgottenInBackwardFails) {
 
 }  // namespace
 }  // namespace zscrgan
+
+namespace zscrgan {
+namespace {
+TEST(GradCheck, AddTiled) {
+  testing::CpuContext ctx;
+  Var a = ctx.param(6, 4), b = ctx.param(2, 4);
+  Probe p = make_probe(ctx, 6, 4);
+  auto f = [&] {
+    Var a_copy = ops::concat_rows(ctx.tape, {a});  // add_tiled works in place
+    return scalarize(ctx, ops::add_tiled(ctx.tape, a_copy, b), p.r, p.wr);
+  };
+  EXPECT_GRAD_OK(testing::grad_check(ctx, f, a.value, a.grad));
+  EXPECT_GRAD_OK(testing::grad_check(ctx, f, b.value, b.grad));
+}
+}  // namespace
+}  // namespace zscrgan

@@ -57,7 +57,9 @@ struct NamedTensor {
 
 class Model {
  public:
-  Model(Backend& backend, const ModelDims& dims, double adam_beta1 = 0.5, double adam_beta2 = 0.999);
+  // Allocates everything and initializes from `seed` (see initialize).
+  Model(Backend& backend, const ModelDims& dims, uint64_t seed = 0, double adam_beta1 = 0.5,
+        double adam_beta2 = 0.999);
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
 
@@ -93,6 +95,7 @@ struct Conditioned {
 Conditioned condition_forward(Tape& tape, const Linear& cond, const Var& text, const Tensor& eps);
 Var generator_forward(Tape& tape, const Linear& g1, const Linear& g2, const Linear& g3,
                       const Var& c, const Var& z);
+// images: k x B rows (k stacked passes over the same B texts) or B rows.
 Var critic_forward(Tape& tape, const Linear& d1, const Linear& d2, const Var& images,
                    const Var& texts);
 Var csem_forward(Tape& tape, const Linear& csem, const Var& images);

@@ -22,6 +22,10 @@ Var dense2(Tape& tape, const Var& x1, const Var& x2, const Var& w, const Var& b,
 // c = h[:, :E] + exp(h[:, E:]) * eps, with eps a constant (B x E) noise tensor.
 Var reparam(Tape& tape, const Var& h, const Tensor& eps);
 
+// a + [b; b; ...; b] (b tiled over a's rows, a.rows a multiple of b.rows), in place over a's
+// value. Lets a stack of k critic passes share one text GEMM of B rows instead of k.
+Var add_tiled(Tape& tape, const Var& a, const Var& b);
+
 // Views: no copy and no node; the gradient is the matching view of the parent's gradient.
 Var slice_rows(const Var& x, int first, int n);
 Var slice_cols(const Var& x, int first, int n);
