@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <sstream>
 #include <vector>
 
@@ -88,7 +89,7 @@ void CudaBackend::release() noexcept {
     capturing_ = false;
   }
   if (stream_ != nullptr) cudaStreamSynchronize(stream_);
-  for (ScratchBuffer* b : {&topk_queries_, &topk_tile_, &topk_scores_, &topk_lists_}) {
+  for (ScratchBuffer* b : {&topk_queries_, &topk_tile_, &topk_scores_, &topk_lists_, &topk_flags_}) {
     if (b->ptr != nullptr) cudaFree(b->ptr);
     *b = ScratchBuffer{};
   }
@@ -411,11 +412,26 @@ void CudaBackend::topk_cosine(const Tensor& queries, const Tensor& gallery, int 
   using cuda_detail::kTopkTileRows;
   ZS_CHECK(queries.cols == gallery.cols, "topk: query width ", queries.cols, " vs gallery width ",
            gallery.cols);
-  ZS_CHECK(k >= 1 && k <= gallery.rows, "topk: k = ", k, " of a gallery of ", gallery.rows, " rows");
-  ZS_CHECK(k <= kTopkMaxK, "topk: k = ", k, " is above the CUDA backend's limit of ", kTopkMaxK);
   ZS_CHECK(!capturing_, "topk_cosine is evaluation: it cannot be captured");
   const int nq = queries.rows, ng = gallery.rows, dim = queries.cols;
+  // The CPU backend's checks, in its order and words.
+  if (k < 1) fail("topk_cosine: k must be >= 1, got ", k);
+  if (dim < 1) fail("topk_cosine: dim must be >= 1, got ", dim);
   if (nq == 0) return;
+  if (index_offset < 0) fail("topk_cosine: index_offset must be >= 0, got ", index_offset);
+  if (k > kTopkMaxK) fail("topk_cosine: k = ", k, " is above the CUDA backend's limit of ", kTopkMaxK);
+  const KernelContext ctx = context();
+  grow(topk_flags_, 2 * sizeof(int));
+  int* flags = static_cast<int*>(topk_flags_.ptr);
+  cuda_detail::launch_first_non_finite_row(ctx, queries.data, static_cast<int64_t>(pitch_of(queries)),
+                                           nq, dim, flags);
+  cuda_detail::launch_first_non_finite_row(ctx, gallery.data, static_cast<int64_t>(pitch_of(gallery)),
+                                           ng, dim, flags + 1);
+  int first_bad[2];
+  download_bytes(first_bad, flags, sizeof first_bad);
+  if (first_bad[0] < nq) fail("topk_cosine: query row ", first_bad[0], " holds NaN or infinity");
+  if (first_bad[1] < ng) fail("topk_cosine: gallery row ", first_bad[1], " holds NaN or infinity");
+
   const int tile_rows = std::min(ng, kTopkTileRows);  // every tile's GEMM has this shape
   const int chunk = std::min(nq, kTopkQueryChunk);
   const size_t fsize = sizeof(float);
@@ -428,7 +444,6 @@ void CudaBackend::topk_cosine(const Tensor& queries, const Tensor& gallery, int 
   float* gn = static_cast<float*>(topk_tile_.ptr);
   float* scores = static_cast<float*>(topk_scores_.ptr);
   auto* lists = static_cast<unsigned long long*>(topk_lists_.ptr);
-  const KernelContext ctx = context();
 
   cuda_detail::launch_l2_normalize_rows(ctx, queries.data, static_cast<int64_t>(pitch_of(queries)),
                                         nq, nq, dim, qn);
@@ -454,6 +469,11 @@ void CudaBackend::topk_cosine(const Tensor& queries, const Tensor& gallery, int 
   std::vector<unsigned long long> keys(static_cast<size_t>(nq) * k);
   download_bytes(keys.data(), lists, list_bytes);
   for (size_t i = 0; i < keys.size(); ++i) {
+    if (keys[i] == cuda_detail::kTopkEmptyKey) {  // k > gallery rows: empty slots, as on the CPU
+      out_index[i] = -1;
+      out_score[i] = -std::numeric_limits<float>::infinity();
+      continue;
+    }
     const uint32_t bits = cuda_detail::topk_key_score_bits(keys[i]);
     float score;
     std::memcpy(&score, &bits, sizeof score);

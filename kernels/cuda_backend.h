@@ -124,6 +124,7 @@ class CudaBackend final : public Backend {
   ScratchBuffer topk_tile_;     // (tile rows, dim) normalised gallery tile
   ScratchBuffer topk_scores_;   // (query chunk, tile rows) similarities
   ScratchBuffer topk_lists_;    // (queries, k) running top-k keys
+  ScratchBuffer topk_flags_;    // (2) first non-finite query row, gallery row
 };
 
 }  // namespace zscrgan

@@ -78,6 +78,10 @@ constexpr int kTopkTileRows = 4096;  // gallery rows per similarity tile
 // from valid_rows to rows_total are zero (padding of the last gallery tile).
 void launch_l2_normalize_rows(const KernelContext& ctx, const float* src, int64_t ld_src,
                               int valid_rows, int rows_total, int dim, float* dst);
+// *first (device) = the lowest of rows whose first dim elements hold NaN or infinity, or a
+// value >= rows when none does.
+void launch_first_non_finite_row(const KernelContext& ctx, const float* src, int64_t ld, int rows,
+                                 int dim, int* first);
 // Merges one tile of similarities into the running top-k lists of n_queries queries:
 // scores is n_queries x ld_scores (the first tile_valid columns are real gallery rows
 // tile_base, tile_base + 1, ...); lists holds k sorted keys per query.

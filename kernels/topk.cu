@@ -78,7 +78,29 @@ __global__ void __launch_bounds__(kMergeThreads, 2)
   }
 }
 
+// Warp per row: *first = the lowest row holding NaN or infinity (atomicMin: the result does
+// not depend on which warp gets there first). *first must start above every row number.
+__global__ void first_non_finite_row_kernel(const float* __restrict__ src, int64_t ld, int rows,
+                                            int dim, int* first) {
+  const int row = static_cast<int>((static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp);
+  const int lane = threadIdx.x % kWarp;
+  if (row >= rows) return;  // whole warps leave together
+  const float* in = src + static_cast<size_t>(row) * ld;
+  bool bad = false;
+  for (int c = lane; c < dim; c += kWarp) bad = bad || !isfinite(in[c]);
+  if (__any_sync(0xffffffffu, bad) && lane == 0) atomicMin(first, row);
+}
+
 }  // namespace
+
+void launch_first_non_finite_row(const KernelContext& ctx, const float* src, int64_t ld, int rows,
+                                 int dim, int* first) {
+  ZS_CUDA_CHECK(cudaMemsetAsync(first, 0x7f, sizeof(int), ctx.stream));  // 0x7f7f7f7f: none
+  if (rows == 0 || dim == 0) return;
+  const int blocks = ceil_div(rows, kBlockThreads / kWarp);
+  first_non_finite_row_kernel<<<blocks, kBlockThreads, 0, ctx.stream>>>(src, ld, rows, dim, first);
+  ZS_LAUNCH_CHECK();
+}
 
 void launch_l2_normalize_rows(const KernelContext& ctx, const float* src, int64_t ld_src,
                               int valid_rows, int rows_total, int dim, float* dst) {

@@ -542,7 +542,7 @@ TEST_F(CudaParity, TopkTiesTilesAndOffsets) {
   };
   const Case cases[] = {
       {9000, 40, 40, 16, 16, {1, 50, 1024}, 1000000},  // three gallery tiles, ties across them
-      {37, 9, 5, 20, 19, {37, 3}, 5},                   // one small tile, strided, k = rows
+      {37, 9, 5, 20, 19, {37, 3, 40}, 5},               // one small tile, strided, k >= rows
       {300, 2100, 30, 16, 24, {50}, 0},                 // more queries than one GEMM chunk
   };
   for (const Case& c : cases) {
@@ -570,10 +570,16 @@ TEST_F(CudaParity, TopkTiesTilesAndOffsets) {
         std::vector<std::pair<double, int>> all;
         for (int j = 0; j < c.gallery_rows; ++j)
           all.push_back({-cosine(prob.queries[i], prob.prototypes[prob.gallery_proto[j]]), j});
-        std::partial_sort(all.begin(), all.begin() + k, all.end());
+        const int filled = std::min(k, c.gallery_rows);  // the rest: empty slots
+        std::partial_sort(all.begin(), all.begin() + filled, all.end());
         for (int r = 0; r < k; ++r) {
-          const int64_t want = all[r].second + c.offset;
           const size_t at = size_t(i) * k + r;
+          if (r >= filled) {
+            EXPECT_EQ(gpu_index[at], -1) << what << ", query " << i << " rank " << r;
+            EXPECT_EQ(gpu_score[at], -INFINITY) << what << ", query " << i << " rank " << r;
+            continue;
+          }
+          const int64_t want = all[r].second + c.offset;
           if (gpu_index[at] != want || cpu_index[at] != want) {
             ADD_FAILURE() << what << ": query " << i << " rank " << r << ": expected gallery row "
                           << want << ", cuda " << gpu_index[at] << ", cpu " << cpu_index[at];
@@ -585,6 +591,29 @@ TEST_F(CudaParity, TopkTiesTilesAndOffsets) {
       EXPECT_TRUE(all_close(cpu_score, gpu_score, 1e-5, 0, what + ": scores, cpu vs cuda"));
     }
   }
+}
+
+TEST_F(CudaParity, TopkRejectsWhatTheCpuRejects) {
+  Pair queries = random(4, 8), gallery = random(50, 8, 10);
+  gallery.cpu.data[17 * 10 + 3] = NAN;
+  gallery.cpu.data[33 * 10 + 0] = INFINITY;
+  push(gallery);
+  std::vector<int64_t> index(4 * 1025);
+  std::vector<float> score(index.size());
+  auto message = [&](Backend& be, bool g, int k, int64_t offset) -> std::string {
+    try {
+      be.topk_cosine(T(queries, g), T(gallery, g), k, offset, index.data(), score.data());
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "no error";
+  };
+  const std::string cpu_nan = message(*cpu_, false, 5, 0), gpu_nan = message(*gpu_, true, 5, 0);
+  EXPECT_NE(cpu_nan.find("gallery row 17"), std::string::npos) << cpu_nan;
+  EXPECT_EQ(gpu_nan, cpu_nan);
+  EXPECT_EQ(message(*gpu_, true, 0, 0), message(*cpu_, false, 0, 0));
+  EXPECT_EQ(message(*gpu_, true, 5, -1), message(*cpu_, false, 5, -1));
+  EXPECT_NE(message(*gpu_, true, 1025, 0).find("limit"), std::string::npos);
 }
 
 // ---- capture ----------------------------------------------------------------------------------
