@@ -111,9 +111,10 @@ void BM_CsemStep(benchmark::State& state, Size s, bool cuda) {
   }
 }
 
-void BM_Round(benchmark::State& state, Size s, bool cuda) {
+void BM_Round(benchmark::State& state, Size s, bool cuda, bool graphs) {
   auto f = make_fixture(s, cuda);
   Trainer& t = *f->trainer;
+  t.set_capture(graphs);
   for (auto _ : state) {
     const auto t0 = std::chrono::steady_clock::now();
     t.train_round();
@@ -139,9 +140,13 @@ void register_all() {
       benchmark::RegisterBenchmark(("csem_step" + suffix).c_str(), BM_CsemStep, s, cuda)
           ->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(slow ? 1 : 5)->Repetitions(3)
           ->ReportAggregatesOnly(true);
-      benchmark::RegisterBenchmark(("round" + suffix).c_str(), BM_Round, s, cuda)
+      benchmark::RegisterBenchmark(("round" + suffix).c_str(), BM_Round, s, cuda, true)
           ->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(1)->Repetitions(slow ? 1 : 3)
           ->ReportAggregatesOnly(true);
+      if (cuda)  // the same round with every call issued eagerly: what graph replay saves
+        benchmark::RegisterBenchmark(("round_eager" + suffix).c_str(), BM_Round, s, cuda, false)
+            ->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(1)->Repetitions(3)
+            ->ReportAggregatesOnly(true);
     }
 }
 

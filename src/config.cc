@@ -62,6 +62,7 @@ const std::vector<Field>& fields() {
       ZS_FIELD("seed", Type::kUint64, seed),
       ZS_FIELD("device", Type::kString, device),
       ZS_FIELD("tf32", Type::kBool, tf32),
+      ZS_FIELD("cuda_graphs", Type::kBool, cuda_graphs),
       ZS_FIELD("output_dir", Type::kString, output_dir),
       ZS_FIELD("datasets_root", Type::kString, datasets_root),
       ZS_FIELD("synthetic.seen_classes", Type::kInt, synthetic.seen_classes),

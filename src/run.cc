@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "zscrgan/checkpoint.h"
+#include "zscrgan/cuda_options.h"
 #include "zscrgan/fileio.h"
 #include "zscrgan/metrics.h"
 #include "zscrgan/retrieval.h"
@@ -137,6 +138,11 @@ RunSummary run_training(const Config& cfg, std::ostream& out, const RunOptions& 
   Dataset data = load_configured_dataset(cfg);
   validate_dataset(data, cfg.dataset);
   std::unique_ptr<Backend> backend = select_backend(cfg.device, out);
+  if (backend->device() == Device::CUDA) {
+    set_cuda_tf32(*backend, cfg.tf32);
+  } else if (cfg.tf32) {
+    out << "note: tf32 applies to CUDA GEMMs only; the CPU computes in FP32\n";
+  }
   Trainer trainer(cfg, data, *backend);
   const bool resuming = !opts.resume_dir.empty();
   const fs::path dir(cfg.output_dir);

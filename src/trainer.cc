@@ -88,7 +88,7 @@ Trainer::Trainer(const Config& cfg, const Dataset& data, Backend& backend)
   backend_.upload_bytes(identity_rows_, identity.data(), n_identity * sizeof(int32_t));
   counters_ = reinterpret_cast<int64_t*>(data_block_->take(1, 2 * kCounters).data);
   host_rows_.resize(n_rows);
-  use_capture_ = backend_.can_capture();
+  use_capture_ = cfg.cuda_graphs && backend_.can_capture();
 
   arena_ = std::make_unique<Arena>(backend_, size_t(16) << 20);
   tape_ = std::make_unique<Tape>(backend_, *arena_);

@@ -40,6 +40,7 @@ struct Config {
   uint64_t seed = 0;
   std::string device = "auto";  // auto | cpu | cuda
   bool tf32 = false;            // TF32 tensor-core GEMMs on CUDA
+  bool cuda_graphs = true;      // replay captured E-step iterations and CSEM steps on CUDA
   std::string output_dir = "runs/default";
   std::string datasets_root = "datasets";
   SyntheticSpec synthetic;      // used when dataset == "synthetic"
