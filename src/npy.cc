@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "fs_util.h"
+#include "npy_format.h"
 #include "zscrgan/error.h"
 
 namespace zscrgan {
@@ -22,44 +23,11 @@ constexpr char kMagic[] = "\x93NUMPY";
 constexpr size_t kMagicLen = 6;
 constexpr size_t kAlign = 64;  // numpy pads the header so the data starts 64-byte aligned
 
-bool host_is_little_endian() {
-  const uint16_t one = 1;
-  unsigned char b;
-  std::memcpy(&b, &one, 1);
-  return b == 1;
-}
-
-enum class Kind { kFloat, kInt, kOther };
-
-struct Dtype {
-  std::string descr;  // as written in the header
-  Kind kind = Kind::kOther;
-  int size = 0;       // bytes per element
-  std::string name() const {
-    if (kind == Kind::kFloat && size == 4) return "float32";
-    if (kind == Kind::kFloat && size == 8) return "float64";
-    if (kind == Kind::kInt && size == 4) return "int32";
-    if (kind == Kind::kInt && size == 8) return "int64";
-    return "'" + descr + "'";
-  }
-};
-
-struct Header {
-  Dtype dtype;
-  std::vector<int64_t> shape;
-  uint64_t data_offset = 0;
-  uint64_t file_size = 0;
-};
-
-std::string shape_text(const std::vector<int64_t>& shape) {
-  std::string s = "(";
-  for (size_t i = 0; i < shape.size(); ++i) {
-    if (i) s += ", ";
-    s += std::to_string(shape[i]);
-  }
-  if (shape.size() == 1) s += ",";
-  return s + ")";
-}
+using Kind = detail::NpyKind;
+using Dtype = detail::NpyDtype;
+using Header = detail::NpyHeader;
+using detail::host_is_little_endian;
+std::string shape_text(const std::vector<int64_t>& shape) { return detail::npy_shape_text(shape); }
 
 std::string excerpt(const std::string& s) {
   std::string out = s.size() > 80 ? s.substr(0, 77) + "..." : s;
@@ -217,7 +185,7 @@ Dtype parse_descr(const std::string& descr, const std::string& path) {
   return d;
 }
 
-Header read_header(std::ifstream& in, const std::string& path) {
+Header read_header(std::istream& in, const std::string& path) {
   in.seekg(0, std::ios::end);
   const std::streamoff end = in.tellg();
   if (end < 0) fail(path, ": cannot determine the file size");
@@ -322,6 +290,15 @@ void read_raw(std::ifstream& in, const Header& h, void* dst, int64_t count,
   }
 }
 
+void check_feature_matrix(const Header& h, const std::string& path) {
+  if (h.dtype.kind != Kind::kFloat || (h.dtype.size != 4 && h.dtype.size != 8))
+    fail(path, ": dtype '", h.dtype.descr, "' (", h.dtype.name(),
+         ") is not supported for features: expected float32 ('<f4') or float64 ('<f8')");
+  if (h.shape.size() != 2)
+    fail(path, ": expected a 2-D array (rows x features) but the shape is ",
+         shape_text(h.shape));
+}
+
 std::ifstream open_for_read(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) fail(path, ": cannot open: ", std::strerror(errno));
@@ -360,15 +337,40 @@ void write_le(std::ostream& out, const T* data, size_t count) {
 
 }  // namespace
 
+namespace detail {
+
+bool host_is_little_endian() {
+  const uint16_t one = 1;
+  unsigned char b;
+  std::memcpy(&b, &one, 1);
+  return b == 1;
+}
+
+std::string npy_shape_text(const std::vector<int64_t>& shape) {
+  std::string s = "(";
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (i) s += ", ";
+    s += std::to_string(shape[i]);
+  }
+  if (shape.size() == 1) s += ",";
+  return s + ")";
+}
+
+NpyHeader read_npy_header(std::istream& in, const std::string& path) { return read_header(in, path); }
+int64_t check_npy_size(const NpyHeader& h, const std::string& path) { return check_size(h, path); }
+void check_npy_feature_matrix(const NpyHeader& h, const std::string& path) {
+  check_feature_matrix(h, path);
+}
+std::string npy_header_bytes(const std::string& descr, const std::vector<int64_t>& shape) {
+  return make_header(descr, shape);
+}
+
+}  // namespace detail
+
 HostMatrix read_npy_matrix(const std::string& path) {
   std::ifstream in = open_for_read(path);
   const Header h = read_header(in, path);
-  if (h.dtype.kind != Kind::kFloat || (h.dtype.size != 4 && h.dtype.size != 8))
-    fail(path, ": dtype '", h.dtype.descr, "' (", h.dtype.name(),
-         ") is not supported for features: expected float32 ('<f4') or float64 ('<f8')");
-  if (h.shape.size() != 2)
-    fail(path, ": expected a 2-D array (rows x features) but the shape is ",
-         shape_text(h.shape));
+  check_feature_matrix(h, path);
   const int64_t count = check_size(h, path);
   HostMatrix m;
   m.rows = h.shape[0];

@@ -92,7 +92,8 @@ class Progress {
   void update(int done, int total) {
     const auto now = std::chrono::steady_clock::now();
     const double since = std::chrono::duration<double>(now - last_).count();
-    if (since < (tty_ ? 0.25 : 30.0) && done < total) return;
+    // A terminal gets a live line (and its final state); a log gets a line every 30 s.
+    if (since < (tty_ ? 0.25 : 30.0) && (done < total || !tty_)) return;
     last_ = now;
     const double elapsed = std::chrono::duration<double>(now - start_).count();
     float d, g, c;
@@ -149,7 +150,23 @@ RunSummary run_training(const Config& cfg, std::ostream& out, const RunOptions& 
 
   fs::create_directories(dir / "retrieved");
   fs::create_directories(dir / "checkpoints");
-  if (!resuming) {
+  if (resuming) {
+    // A run killed between appending a round's metrics and saving its checkpoint repeats that
+    // round: keep only the lines of rounds the checkpoint holds.
+    const fs::path metrics = dir / "metrics.jsonl";
+    if (fs::exists(metrics)) {
+      std::istringstream lines(read_text_file(metrics.string()));
+      std::string line, kept;
+      while (std::getline(lines, line)) {
+        if (line.empty()) continue;
+        const auto j = nlohmann::json::parse(line, nullptr, false);
+        if (!j.is_discarded() && j.contains("round") && j["round"].is_number_integer() &&
+            j["round"].get<int>() <= trainer.state().round)
+          kept += line + "\n";
+      }
+      write_file_atomic(metrics.string(), kept);
+    }
+  } else {
     for (const auto& entry : fs::directory_iterator(dir / "retrieved"))
       if (entry.path().extension() == ".json") fs::remove(entry.path());
     fs::remove(dir / "metrics.jsonl");
