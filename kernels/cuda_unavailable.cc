@@ -1,6 +1,7 @@
 // Linked instead of the CUDA backend when this build has no nvcc: the entry points exist and
 // say why they cannot run.
 #include "zscrgan/backend.h"
+#include "zscrgan/cuda_options.h"
 #include "zscrgan/error.h"
 
 namespace zscrgan {
@@ -13,6 +14,10 @@ std::string cuda_unavailable_reason() {
 
 std::unique_ptr<Backend> make_cuda_backend() {
   fail("--device cuda: ", cuda_unavailable_reason());
+}
+
+void set_cuda_tf32(Backend& backend, bool) {
+  fail("TF32 is a CUDA setting; the backend is ", backend.description());
 }
 
 }  // namespace zscrgan

@@ -92,7 +92,8 @@ class Progress {
   void update(int done, int total) {
     const auto now = std::chrono::steady_clock::now();
     const double since = std::chrono::duration<double>(now - last_).count();
-    if (since < (tty_ ? 0.25 : 30.0) && done < total) return;
+    // A terminal gets a live line (and its final state); a log gets a line every 30 s.
+    if (since < (tty_ ? 0.25 : 30.0) && (done < total || !tty_)) return;
     last_ = now;
     const double elapsed = std::chrono::duration<double>(now - start_).count();
     float d, g, c;

@@ -47,25 +47,41 @@ bool is_sub_byte_dtype(const std::string& dtype) {
 
 std::string sys_error(int err) { return std::error_code(err, std::generic_category()).message(); }
 
-// Names, keys and parser messages come from the file: keep them on one line and short.
+// Length of the UTF-8 sequence starting at s[i], or 0 when the bytes there are not one.
+size_t utf8_sequence_length(const std::string& s, size_t i) {
+  const auto c = static_cast<unsigned char>(s[i]);
+  const size_t len = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3
+                   : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+  if (len == 0 || i + len > s.size()) return 0;
+  for (size_t k = 1; k < len; ++k)
+    if ((static_cast<unsigned char>(s[i + k]) & 0xc0) != 0x80) return 0;
+  return len;
+}
+
+// Names, keys and parser messages come from the file: keep them on one line, printable and
+// short whatever bytes they hold.
 std::string one_line(const std::string& s, size_t max_bytes = 200) {
   static const char* hex = "0123456789abcdef";
   std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
+  for (size_t i = 0; i < s.size();) {
     if (out.size() >= max_bytes) {
       out += "...";
       break;
     }
     const auto c = static_cast<unsigned char>(s[i]);
+    const size_t len = utf8_sequence_length(s, i);
     if (c == '\n') {
       out += "\\n";
-    } else if (c < 0x20 || c == 0x7f) {
+    } else if (c < 0x20 || c == 0x7f || len == 0) {
       out += "\\x";
       out += hex[c >> 4];
       out += hex[c & 15];
     } else {
-      out += static_cast<char>(c);
+      out.append(s, i, len);
+      i += len;
+      continue;
     }
+    ++i;
   }
   return out;
 }
@@ -177,7 +193,7 @@ json parse_header_json(const char* text, size_t size, const std::string& src) {
     return json::parse(text, text + size, callback, /*allow_exceptions=*/true,
                        /*ignore_comments=*/false);
   } catch (const json::exception& e) {
-    fail(src, ": the JSON header is malformed: ", one_line(e.what()));
+    fail(src, ": the JSON header is malformed: ", one_line(e.what(), 400));
   }
 }
 

@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -215,8 +216,18 @@ std::string entry(const std::string& name, const std::string& dtype, const std::
 struct MalformedCase {
   const char* what;
   std::string bytes;
-  std::string message;  // the whole message after "bad.safetensors: "
+  std::string message;  // the whole message after "bad.safetensors: " ...
+  bool prefix_only = false;  // ... or only its start
 };
+
+void expect_message(const std::string& actual, const std::string& expected, bool prefix_only,
+                    const char* what) {
+  if (prefix_only)
+    EXPECT_EQ(actual.substr(0, expected.size()), expected) << what << "\n  whole: " << actual;
+  else
+    EXPECT_EQ(actual, expected) << what;
+  EXPECT_EQ(actual.find('\n'), std::string::npos) << what;
+}
 
 std::vector<MalformedCase> malformed_cases() {
   const std::string w = entry("w", "F32", "[2]", "[0,8]");
@@ -234,14 +245,25 @@ std::vector<MalformedCase> malformed_cases() {
        "the JSON header does not start with '{' (not a safetensors file?)"},
       {"leading space", file_with_header(" {}", 0),
        "the JSON header does not start with '{' (not a safetensors file?)"},
+      // The JSON library's own words follow these messages; only the start is checked.
       {"unterminated JSON", file_with_header(R"({"w":)", 0),
        "the JSON header is malformed: [json.exception.parse_error.101] parse error at line 1, "
-       "column 6: syntax error while parsing value - unexpected end of input; expected '[', "
-       "'{', or a literal"},
+       "column 6: ", true},
       {"text after the object", file_with_header("{} x", 0),
        "the JSON header is malformed: [json.exception.parse_error.101] parse error at line 1, "
-       "column 4: syntax error while parsing value - invalid literal; last read: '{} x'; "
-       "expected end of input"},
+       "column 4: ", true},
+      {"invalid UTF-8 in a name", file_with_header("{" + entry("w\xff", "F32", "[2]", "[0,8]") + "}", 8),
+       "the JSON header is malformed: [json.exception.parse_error.101] parse error at line 1, "
+       "column 4: ", true},
+      {"invalid UTF-8 in a dtype", file_with_header("{" + entry("w", "F3\xc3", "[2]", "[0,8]") + "}", 8),
+       "the JSON header is malformed: [json.exception.parse_error.101] parse error at line 1, "
+       "column 19: ", true},
+      {"lone surrogate escape", file_with_header(R"({"__metadata__":{"a":"\ud800"}})", 0),
+       "the JSON header is malformed: [json.exception.parse_error.101] parse error at line 1, ",
+       true},
+      {"NUL byte in the header", file_with_header(std::string("{\0}", 3), 0),
+       "the JSON header is malformed: [json.exception.parse_error.101] parse error at line 1, "
+       "column 2: ", true},
       {"metadata not an object", file_with_header(R"({"__metadata__":[]})", 0),
        "__metadata__ must be an object of strings, not a array"},
       {"metadata value not a string", file_with_header(R"({"__metadata__":{"epoch":3}})", 0),
@@ -345,8 +367,7 @@ std::vector<MalformedCase> malformed_cases() {
 TEST(Safetensors, RefusesEveryMalformedFileNamingTheFileAndField) {
   for (const MalformedCase& c : malformed_cases()) {
     const std::string message = error_of([&] { parse_string(c.bytes, "bad.safetensors"); });
-    EXPECT_EQ(message, "bad.safetensors: " + c.message) << c.what;
-    EXPECT_EQ(message.find('\n'), std::string::npos) << c.what;
+    expect_message(message, "bad.safetensors: " + c.message, c.prefix_only, c.what);
   }
 }
 
@@ -355,17 +376,9 @@ TEST(Safetensors, TheFileReaderRefusesThemWithTheSameMessages) {
   const std::string path = dir.file("bad.safetensors");
   for (const MalformedCase& c : malformed_cases()) {
     write_file_bytes(path, c.bytes);
-    EXPECT_EQ(error_of([&] { zscrgan::read_safetensors(path); }), path + ": " + c.message)
-        << c.what;
+    expect_message(error_of([&] { zscrgan::read_safetensors(path); }), path + ": " + c.message,
+                   c.prefix_only, c.what);
   }
-}
-
-TEST(Safetensors, RefusesInvalidUtf8InTheHeader) {
-  const std::string bytes =
-      file_with_header("{" + entry("w\xff", "F32", "[2]", "[0,8]") + "}", 8);
-  const std::string message = error_of([&] { parse_string(bytes, "bad.safetensors"); });
-  EXPECT_EQ(message.rfind("bad.safetensors: the JSON header is malformed: ", 0), 0u) << message;
-  EXPECT_NE(message.find("invalid string: ill-formed UTF-8 byte"), std::string::npos) << message;
 }
 
 TEST(Safetensors, SurvivesVeryDeepNestingWithoutRecursing) {
@@ -444,7 +457,10 @@ TEST(Safetensors, RandomByteFlipsNeverCrash) {
       expect_same_content(f, g);
     } catch (const zscrgan::Error& e) {
       ++refused;
-      ASSERT_EQ(std::string(e.what()).rfind("flip: ", 0), 0u) << e.what();
+      const std::string m = e.what();
+      ASSERT_EQ(m.rfind("flip: ", 0), 0u) << m;
+      // One printable line whatever the bytes were.
+      ASSERT_TRUE(std::none_of(m.begin(), m.end(), [](char c) { return c >= 0 && c < 0x20; })) << m;
     }
   }
   EXPECT_EQ(parsed + refused, 5000);
@@ -512,9 +528,9 @@ TEST(Safetensors, WriterRefusesInconsistentContentBeforeTouchingTheDisk) {
       {"negative dimension", [&](SafeTensorsFile& f) { f.tensors[0].shape = {-2}; },
        ": tensor 'a': shape [-2] has a negative dimension or overflows"},
       {"invalid UTF-8 name", [&](SafeTensorsFile& f) { f.tensors[0].name = "a\xc3"; },
-       ": tensor name 'a\xc3' is not valid UTF-8"},
+       ": tensor name 'a\\xc3' is not valid UTF-8"},
       {"invalid UTF-8 metadata", [&](SafeTensorsFile& f) { f.metadata["k"] = "\xff"; },
-       ": the value of metadata key 'k', '\xff' is not valid UTF-8"},
+       ": the value of metadata key 'k', '\\xff' is not valid UTF-8"},
   };
   for (const Case& c : cases) {
     SafeTensorsFile f;

@@ -1,13 +1,22 @@
-// zscrgan_cuda: the command-line program. Parses arguments, maps errors to exit codes.
-//   0 success, 1 bad input or runtime error, 2 usage error, 3 training diverged.
+// zscrgan_cuda: the command-line program. Parses arguments, maps errors to exit codes:
+//   0 success, 1 bad input or runtime error, 2 usage error, 3 training diverged,
+//   130 / 143 stopped by SIGINT / SIGTERM (state saved; the line printed says how to resume).
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <functional>
 #include <iostream>
+#include <map>
 #include <string>
 #include <vector>
 
+#include "zscrgan/checkpoint.h"
 #include "zscrgan/config.h"
 #include "zscrgan/error.h"
+#include "zscrgan/importers.h"
+#include "zscrgan/inference.h"
 #include "zscrgan/run.h"
 #include "zscrgan/trainer.h"
 #include "zscrgan/version.h"
@@ -15,43 +24,157 @@
 namespace {
 
 const char* kUsage =
-    "usage: zscrgan_cuda --config FILE [--set KEY=VALUE ...] [--device auto|cpu|cuda]\n"
+    "usage:\n"
+    "  zscrgan_cuda --config FILE [--set KEY=VALUE ...] [--device auto|cpu|cuda]\n"
+    "  zscrgan_cuda --resume DIR [--config FILE] [--set KEY=VALUE ...]\n"
+    "  zscrgan_cuda import --format xlsa17|gazsl|interchange --input DIR --output DIR\n"
+    "                      [--class-embedding F.npy] [--original-att] [--split easy|hard] [--name N]\n"
+    "  zscrgan_cuda embed --checkpoint F [--texts T.npy] [--images I.npy] --out DIR\n"
+    "                     [--samples S] [--seed N] [--device D] [--chunk-rows N]\n"
+    "  zscrgan_cuda retrieve --checkpoint F --texts T.npy --gallery I.npy --out R.json\n"
+    "                        [--top-k K] [--samples S] [--seed N] [--device D] [--chunk-rows N]\n"
     "\n"
-    "Trains ZSCRGAN with the EM schedule, evaluates Precision@K after every round and keeps\n"
-    "the best retrieval results under the config's output_dir.\n"
+    "Training (the first two forms) runs the EM schedule, evaluates Precision@K after every\n"
+    "round, keeps the best retrieval results and checkpoints under the config's output_dir.\n"
     "\n"
-    "options:\n"
-    "  --config FILE        JSON configuration (see configs/README.md for every key)\n"
+    "training options:\n"
+    "  --config FILE        JSON configuration (configs/README.md lists every key)\n"
     "  --set KEY=VALUE      override a config key; dotted keys reach nested objects\n"
     "                       (e.g. --set rounds=5 --set synthetic.seed=3); repeatable\n"
-    "  --device DEVICE      auto (GPU when usable, else CPU), cpu or cuda; overrides 'device'\n"
-    "  --help               this text\n"
-    "  --version            the version\n";
+    "  --device DEVICE      auto (GPU when usable, else CPU), cpu or cuda\n"
+    "  --resume DIR         continue the run in DIR from DIR/checkpoints/last.safetensors;\n"
+    "                       without --config, the checkpoint's own configuration is used\n"
+    "  --help, --version\n";
 
 struct UsageError : zscrgan::Error {
   using Error::Error;
 };
 
-struct Args {
-  std::string config;
-  std::vector<std::string> overrides;
+// "--name value" and "--flag" options of a subcommand.
+class Options {
+ public:
+  Options(int argc, char** argv, int first, const std::vector<std::string>& flags) {
+    for (int i = first; i < argc; ++i) {
+      std::string a = argv[i];
+      if (a.rfind("--", 0) != 0) throw UsageError("unexpected argument '" + a + "'");
+      bool is_flag = false;
+      for (const auto& f : flags) is_flag |= f == a;
+      if (is_flag) {
+        values_[a].push_back("1");
+      } else {
+        if (i + 1 >= argc) throw UsageError(a + " needs a value");
+        values_[a].push_back(argv[++i]);
+      }
+    }
+  }
+  bool has(const std::string& k) const { return values_.count(k) > 0; }
+  std::string get(const std::string& k, const std::string& def = "") const {
+    auto it = values_.find(k);
+    return it == values_.end() ? def : it->second.back();
+  }
+  std::string need(const std::string& k) const {
+    if (!has(k)) throw UsageError(k + " is required");
+    return get(k);
+  }
+  std::vector<std::string> all(const std::string& k) const {
+    auto it = values_.find(k);
+    return it == values_.end() ? std::vector<std::string>{} : it->second;
+  }
+  long long number(const std::string& k, long long def) const {
+    if (!has(k)) return def;
+    const std::string v = get(k);
+    char* end = nullptr;
+    const long long n = std::strtoll(v.c_str(), &end, 10);
+    if (v.empty() || *end != '\0') throw UsageError(k + " needs an integer, got '" + v + "'");
+    return n;
+  }
+  void only(const std::vector<std::string>& allowed) const {
+    for (const auto& [k, v] : values_) {
+      bool ok = false;
+      for (const auto& a : allowed) ok |= a == k;
+      if (!ok) throw UsageError("unknown option '" + k + "'");
+    }
+  }
+
+ private:
+  std::map<std::string, std::vector<std::string>> values_;
 };
 
-Args parse_args(int argc, char** argv) {
-  Args a;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    auto value = [&](const char* name) -> std::string {
-      if (i + 1 >= argc) throw UsageError(std::string(name) + " needs a value");
-      return argv[++i];
-    };
-    if (arg == "--config") a.config = value("--config");
-    else if (arg == "--set") a.overrides.push_back(value("--set"));
-    else if (arg == "--device") a.overrides.push_back("device=" + value("--device"));
-    else throw UsageError("unknown argument '" + arg + "'");
+int run_train(const Options& o) {
+  o.only({"--config", "--set", "--device", "--resume"});
+  std::vector<std::string> overrides = o.all("--set");
+  if (o.has("--device")) overrides.push_back("device=" + o.get("--device"));
+  zscrgan::RunOptions opts;
+  opts.resume_dir = o.get("--resume");
+  opts.config_path = o.get("--config");
+  zscrgan::Config cfg;
+  if (o.has("--config")) {
+    cfg = zscrgan::load_config(o.get("--config"), overrides);
+  } else if (!opts.resume_dir.empty()) {
+    const std::string last =
+        (std::filesystem::path(opts.resume_dir) / "checkpoints" / "last.safetensors").string();
+    cfg = zscrgan::checkpoint_config(last, overrides);
+  } else {
+    throw UsageError("--config FILE (or --resume DIR) is required");
   }
-  if (a.config.empty()) throw UsageError("--config FILE is required");
-  return a;
+  if (!opts.resume_dir.empty()) cfg.output_dir = opts.resume_dir;  // a resumed run stays in its folder
+  const zscrgan::RunSummary s = zscrgan::run_training(cfg, std::cout, opts);
+  if (s.stopped_by_signal != 0) return 128 + s.stopped_by_signal;
+  return 0;
+}
+
+int run_import(const Options& o) {
+  o.only({"--format", "--input", "--output", "--class-embedding", "--original-att", "--split", "--name"});
+  zscrgan::ImportOptions io;
+  io.format = o.need("--format");
+  io.input = o.need("--input");
+  io.output = o.need("--output");
+  io.class_embedding = o.get("--class-embedding");
+  io.original_att = o.has("--original-att");
+  io.split = o.get("--split", "easy");
+  io.name = o.get("--name");
+  zscrgan::run_import(io, std::cout);
+  return 0;
+}
+
+int run_embed(const Options& o) {
+  o.only({"--checkpoint", "--texts", "--images", "--out", "--samples", "--seed", "--device", "--chunk-rows"});
+  zscrgan::EmbedOptions e;
+  e.checkpoint = o.need("--checkpoint");
+  e.texts = o.get("--texts");
+  e.images = o.get("--images");
+  if (e.texts.empty() && e.images.empty()) throw UsageError("embed needs --texts and/or --images");
+  e.out_dir = o.need("--out");
+  e.samples = static_cast<int>(o.number("--samples", 1));
+  e.seed = static_cast<uint64_t>(o.number("--seed", 0));
+  e.device = o.get("--device", "auto");
+  e.chunk_rows = o.number("--chunk-rows", e.chunk_rows);
+  zscrgan::run_embed(e, std::cout);
+  return 0;
+}
+
+int run_retrieve(const Options& o) {
+  o.only({"--checkpoint", "--texts", "--gallery", "--out", "--top-k", "--samples", "--seed", "--device", "--chunk-rows"});
+  zscrgan::RetrieveOptions r;
+  r.checkpoint = o.need("--checkpoint");
+  r.texts = o.need("--texts");
+  r.gallery = o.need("--gallery");
+  r.out = o.need("--out");
+  r.top_k = static_cast<int>(o.number("--top-k", 50));
+  r.samples = static_cast<int>(o.number("--samples", 1));
+  r.seed = static_cast<uint64_t>(o.number("--seed", 0));
+  r.device = o.get("--device", "auto");
+  r.chunk_rows = o.number("--chunk-rows", r.chunk_rows);
+  zscrgan::run_retrieve(r, std::cout);
+  return 0;
+}
+
+int dispatch(int argc, char** argv) {
+  const std::string first = argc > 1 ? argv[1] : "";
+  if (first == "import") return run_import(Options(argc, argv, 2, {"--original-att"}));
+  if (first == "embed") return run_embed(Options(argc, argv, 2, {}));
+  if (first == "retrieve") return run_retrieve(Options(argc, argv, 2, {}));
+  return run_train(Options(argc, argv, 1, {}));
 }
 
 }  // namespace
@@ -68,19 +191,13 @@ int main(int argc, char** argv) {
     }
   }
   try {
-    const Args args = parse_args(argc, argv);
-    const zscrgan::Config cfg = zscrgan::load_config(args.config, args.overrides);
-    zscrgan::run_training(cfg, std::cout);
-    return 0;
+    return dispatch(argc, argv);
   } catch (const UsageError& e) {
-    std::fprintf(stderr, "zscrgan_cuda: %s\n%s", e.what(), kUsage);
+    std::fprintf(stderr, "zscrgan_cuda: %s (see --help)\n", e.what());
     return 2;
   } catch (const zscrgan::DivergenceError& e) {
-    std::fprintf(stderr, "zscrgan_cuda: %s\n", e.what());
+    std::fprintf(stderr, "zscrgan_cuda: %s; the last good checkpoint is kept\n", e.what());
     return 3;
-  } catch (const zscrgan::Error& e) {
-    std::fprintf(stderr, "zscrgan_cuda: error: %s\n", e.what());
-    return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "zscrgan_cuda: error: %s\n", e.what());
     return 1;

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "zscrgan/error.h"
@@ -32,8 +33,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   zscrgan::SafeTensorsFile parsed;
   try {
     parsed = zscrgan::parse_safetensors(data, size, "fuzz");
-  } catch (const zscrgan::Error&) {
-    return 0;  // refused cleanly
+  } catch (const zscrgan::Error& e) {
+    // Refused cleanly: one line naming the source, with no raw control bytes from the input.
+    const std::string m = e.what();
+    if (m.rfind("fuzz: ", 0) != 0) finding("a message does not start with the source name");
+    for (char c : m)
+      if (c >= 0 && c < 0x20) finding("a message holds a control character");
+    return 0;
   }
   size_t total = 0;
   for (const zscrgan::SafeTensor& t : parsed.tensors) {

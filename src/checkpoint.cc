@@ -1,0 +1,203 @@
+#include "zscrgan/checkpoint.h"
+
+#include <algorithm>
+
+#include <nlohmann/json.hpp>
+
+#include "zscrgan/safetensors.h"
+
+namespace zscrgan {
+namespace {
+
+using nlohmann::json;
+
+std::vector<float> download(Backend& be, const Tensor& t) {
+  std::vector<float> host(t.numel());
+  be.download(t, host.data());
+  return host;
+}
+
+void add_tensors(SafeTensorsFile& f, Backend& be, const std::vector<NamedTensor>& tensors,
+                 const std::string& prefix) {
+  for (const NamedTensor& t : tensors) {
+    const std::vector<float> host = download(be, t.tensor);
+    f.tensors.push_back(make_f32_tensor(prefix + t.name, {t.tensor.rows, t.tensor.cols}, host.data()));
+  }
+}
+
+void load_tensors(const SafeTensorsFile& f, Backend& be, const std::vector<NamedTensor>& tensors,
+                  const std::string& prefix) {
+  for (const NamedTensor& t : tensors) {
+    const std::vector<float> host = f.f32(prefix + t.name, {t.tensor.rows, t.tensor.cols});
+    be.upload(t.tensor, host.data());
+  }
+}
+
+SafeTensorsFile read_checkpoint_file(const std::string& path) {
+  SafeTensorsFile f = read_safetensors(path);
+  auto it = f.metadata.find("format");
+  if (it == f.metadata.end() || it->second != kCheckpointFormat)
+    fail(path, ": not a zscrgan checkpoint (metadata 'format' is ",
+         it == f.metadata.end() ? std::string("missing") : "'" + it->second + "'", ", expected '",
+         kCheckpointFormat, "')");
+  for (const char* key : {"config", "run"})
+    if (!f.metadata.count(key)) fail(path, ": checkpoint metadata lacks '", key, "'");
+  return f;
+}
+
+json parse_metadata_json(const SafeTensorsFile& f, const std::string& key) {
+  try {
+    return json::parse(f.metadata.at(key));
+  } catch (const json::exception& e) {
+    fail(f.source, ": checkpoint metadata '", key, "' is not valid JSON: ", e.what());
+  }
+}
+
+template <typename T>
+T get(const json& j, const char* key, const std::string& source) {
+  if (!j.contains(key)) fail(source, ": checkpoint run state lacks '", key, "'");
+  try {
+    return j.at(key).get<T>();
+  } catch (const json::exception&) {
+    fail(source, ": checkpoint run state '", key, "' has the wrong type");
+  }
+}
+
+}  // namespace
+
+bool resumable_key(const std::string& key) {
+  static const char* keys[] = {"rounds", "time_budget_s", "output_dir", "device", "datasets_root",
+                               "dataset", "top_k", "ap_divisor", "tf32", "epochs"};
+  return std::any_of(std::begin(keys), std::end(keys), [&](const char* k) { return key == k; });
+}
+
+void save_checkpoint(Trainer& trainer, const std::string& path) {
+  Backend& be = trainer.backend();
+  Model& m = trainer.model();
+  SafeTensorsFile f;
+  f.metadata["format"] = kCheckpointFormat;
+  f.metadata["config"] = config_to_json(trainer.config());
+  add_tensors(f, be, m.parameter_tensors(), "param/");
+  add_tensors(f, be, m.state_tensors(), "state/");
+
+  const SamplerState s = trainer.sampler().state();
+  f.tensors.push_back(make_i64_tensor("sampler/class_order", {int64_t(s.class_order.size())}, s.class_order.data()));
+  f.tensors.push_back(make_i64_tensor("sampler/image_cursor", {int64_t(s.image_cursor.size())}, s.image_cursor.data()));
+
+  const RoundProgress p = trainer.round_progress();
+  if (p.in_round) {
+    const std::vector<int64_t> rows(p.rows.begin(), p.rows.end());
+    f.tensors.push_back(make_i64_tensor("round/rows", {int64_t(rows.size())}, rows.data()));
+    f.tensors.push_back(make_f32_tensor("round/step_losses", {int64_t(p.step_losses.size())}, p.step_losses.data()));
+  }
+  const RunState& st = trainer.state();
+  json run = {{"round", st.round},
+              {"noise_offset", st.noise_offset},
+              {"best_score", st.best_score},
+              {"best_round", st.best_round},
+              {"elapsed_s", st.elapsed_s},
+              {"optimizer_steps",
+               {{"generator", m.generator_group.steps},
+                {"critic", m.critic_group.steps},
+                {"csem", m.csem_group.steps}}},
+              {"sampler",
+               {{"position", s.position}, {"rng_seed", s.rng_seed}, {"rng_counter", s.rng_counter}}},
+              {"round_progress",
+               {{"in_round", p.in_round},
+                {"e_done", p.e_done},
+                {"csem_done", p.csem_done},
+                {"noise_base", p.noise_base}}}};
+  f.metadata["run"] = run.dump();
+  write_safetensors_atomic(path, f);
+}
+
+void load_checkpoint(Trainer& trainer, const std::string& path) {
+  const SafeTensorsFile f = read_checkpoint_file(path);
+  // The training configuration must be the one the checkpoint was trained with.
+  const json stored = json::parse(config_to_json(checkpoint_config(path)));
+  const json current = json::parse(config_to_json(trainer.config()));
+  for (auto it = stored.begin(); it != stored.end(); ++it) {
+    if (resumable_key(it.key()) || !current.contains(it.key()) || current[it.key()] == it.value()) continue;
+    fail(path, ": config key '", it.key(), "' is ", it.value().dump(), " in the checkpoint but ",
+         current[it.key()].dump(), " in this run; a run resumes with the configuration it was trained with");
+  }
+  Backend& be = trainer.backend();
+  Model& m = trainer.model();
+  load_tensors(f, be, m.parameter_tensors(), "param/");
+  load_tensors(f, be, m.state_tensors(), "state/");
+
+  const json run = parse_metadata_json(f, "run");
+  RunState& st = trainer.state();
+  st.round = get<int>(run, "round", path);
+  st.noise_offset = get<uint64_t>(run, "noise_offset", path);
+  st.best_score = get<double>(run, "best_score", path);
+  st.best_round = get<int>(run, "best_round", path);
+  st.elapsed_s = get<double>(run, "elapsed_s", path);
+  const json steps = get<json>(run, "optimizer_steps", path);
+  m.generator_group.steps = get<int64_t>(steps, "generator", path);
+  m.critic_group.steps = get<int64_t>(steps, "critic", path);
+  m.csem_group.steps = get<int64_t>(steps, "csem", path);
+
+  const json sj = get<json>(run, "sampler", path);
+  SamplerState s;
+  s.class_order = as_i64(f.at("sampler/class_order"));
+  s.image_cursor = as_i64(f.at("sampler/image_cursor"));
+  s.position = get<int64_t>(sj, "position", path);
+  s.rng_seed = get<uint64_t>(sj, "rng_seed", path);
+  s.rng_counter = get<uint64_t>(sj, "rng_counter", path);
+  try {
+    trainer.sampler().restore(s);
+  } catch (const Error& e) {
+    fail(path, ": ", e.what());
+  }
+
+  const json pj = get<json>(run, "round_progress", path);
+  RoundProgress p;
+  p.in_round = get<bool>(pj, "in_round", path);
+  if (p.in_round) {
+    p.e_done = get<int>(pj, "e_done", path);
+    p.csem_done = get<int>(pj, "csem_done", path);
+    p.noise_base = get<uint64_t>(pj, "noise_base", path);
+    const std::vector<int64_t> rows = as_i64(f.at("round/rows"));
+    p.rows.assign(rows.begin(), rows.end());
+    p.step_losses = as_f32(f.at("round/step_losses"));
+  }
+  try {
+    trainer.restore_round_progress(p);
+  } catch (const Error& e) {
+    fail(path, ": ", e.what());
+  }
+}
+
+Config checkpoint_config(const std::string& path, const std::vector<std::string>& overrides) {
+  const SafeTensorsFile f = read_checkpoint_file(path);
+  return parse_config(f.metadata.at("config"), path + " (stored config)", overrides);
+}
+
+ModelDims checkpoint_model_dims(const std::string& path) {
+  const SafeTensorsFile f = read_checkpoint_file(path);
+  auto shape = [&](const char* name) {
+    const SafeTensor& t = f.at(std::string("param/") + name);
+    if (t.shape.size() != 2) fail(path, ": tensor 'param/", name, "' is not a matrix");
+    return t.shape;
+  };
+  const auto cond = shape("generator.condition.w");  // Dt x 2E
+  const auto fc1 = shape("generator.fc1.w");         // E + Z x Gf
+  const auto fc3 = shape("generator.fc3.w");         // 2Gf x Dv
+  const auto d1 = shape("critic.fc1.w");             // Dv + Dt x Df
+  ModelDims d;
+  d.text_dim = static_cast<int>(cond[0]);
+  d.embed_dim = static_cast<int>(cond[1] / 2);
+  d.z_dim = static_cast<int>(fc1[0] - d.embed_dim);
+  d.gf_dim = static_cast<int>(fc1[1]);
+  d.image_dim = static_cast<int>(fc3[1]);
+  d.df_dim = static_cast<int>(d1[1]);
+  return d;
+}
+
+void load_model_parameters(Model& model, const std::string& path) {
+  const SafeTensorsFile f = read_checkpoint_file(path);
+  load_tensors(f, model.backend(), model.parameter_tensors(), "param/");
+}
+
+}  // namespace zscrgan

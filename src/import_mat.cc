@@ -1,0 +1,333 @@
+#include "import_mat.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <limits>
+#include <mutex>
+#include <sstream>
+
+#include "zscrgan/error.h"
+
+#ifdef ZSCRGAN_HAVE_MATIO
+#include <matio.h>
+#endif
+
+namespace zscrgan {
+namespace detail {
+
+#ifdef ZSCRGAN_HAVE_MATIO
+
+namespace {
+
+// matio reports problems through a global logger that prints to stderr by default. We keep
+// the last message instead, so that a failure is still the single line of our Error.
+thread_local std::string g_last_matio_message;
+
+void record_matio_message(int /*level*/, char* message) {
+  g_last_matio_message = message ? message : "";
+}
+
+void install_matio_logger() {
+  static std::once_flag once;
+  std::call_once(once, [] { Mat_LogInitFunc("zscrgan", record_matio_message); });
+}
+
+std::string matio_reason() {
+  std::string m = g_last_matio_message;
+  g_last_matio_message.clear();
+  std::replace(m.begin(), m.end(), '\n', ' ');
+  return m.empty() ? std::string() : " (matio: " + m + ")";
+}
+
+const char* class_name_of(int class_type) {
+  switch (class_type) {
+    case MAT_C_EMPTY: return "empty";
+    case MAT_C_CELL: return "cell array";
+    case MAT_C_STRUCT: return "struct";
+    case MAT_C_OBJECT: return "object";
+    case MAT_C_CHAR: return "char array";
+    case MAT_C_SPARSE: return "sparse";
+    case MAT_C_DOUBLE: return "double";
+    case MAT_C_SINGLE: return "single";
+    case MAT_C_INT8: return "int8";
+    case MAT_C_UINT8: return "uint8";
+    case MAT_C_INT16: return "int16";
+    case MAT_C_UINT16: return "uint16";
+    case MAT_C_INT32: return "int32";
+    case MAT_C_UINT32: return "uint32";
+    case MAT_C_INT64: return "int64";
+    case MAT_C_UINT64: return "uint64";
+    case MAT_C_FUNCTION: return "function handle";
+    case MAT_C_OPAQUE: return "opaque object";
+  }
+  return "unknown class";
+}
+
+struct MatVarFree {
+  void operator()(matvar_t* v) const { Mat_VarFree(v); }
+};
+
+}  // namespace
+
+struct MatVarData {
+  std::unique_ptr<matvar_t, MatVarFree> var;
+  int class_type = MAT_C_DOUBLE;  // of the values `values()` points at
+  std::vector<double> dense;      // a sparse variable, densified (column-major)
+  const void* values() const { return dense.empty() ? var->data : dense.data(); }
+};
+
+namespace {
+
+// Calls fn(const T* column_major_values) with T the variable's element type.
+template <typename Fn>
+void visit(const MatVarData& d, Fn&& fn) {
+  const void* p = d.values();
+  switch (d.class_type) {
+    case MAT_C_DOUBLE: fn(static_cast<const double*>(p)); return;
+    case MAT_C_SINGLE: fn(static_cast<const float*>(p)); return;
+    case MAT_C_INT8: fn(static_cast<const int8_t*>(p)); return;
+    case MAT_C_UINT8: fn(static_cast<const uint8_t*>(p)); return;
+    case MAT_C_INT16: fn(static_cast<const int16_t*>(p)); return;
+    case MAT_C_UINT16: fn(static_cast<const uint16_t*>(p)); return;
+    case MAT_C_INT32: fn(static_cast<const int32_t*>(p)); return;
+    case MAT_C_UINT32: fn(static_cast<const uint32_t*>(p)); return;
+    case MAT_C_INT64: fn(static_cast<const int64_t*>(p)); return;
+    case MAT_C_UINT64: fn(static_cast<const uint64_t*>(p)); return;
+    default: break;
+  }
+  fail("internal: unexpected matio class ", d.class_type);
+}
+
+// The element type stored for a sparse variable's values (matio keeps the on-disk data type).
+template <typename Fn>
+bool visit_data_type(int data_type, const void* p, Fn&& fn) {
+  switch (data_type) {
+    case MAT_T_DOUBLE: fn(static_cast<const double*>(p)); return true;
+    case MAT_T_SINGLE: fn(static_cast<const float*>(p)); return true;
+    case MAT_T_INT8: fn(static_cast<const int8_t*>(p)); return true;
+    case MAT_T_UINT8: fn(static_cast<const uint8_t*>(p)); return true;
+    case MAT_T_INT16: fn(static_cast<const int16_t*>(p)); return true;
+    case MAT_T_UINT16: fn(static_cast<const uint16_t*>(p)); return true;
+    case MAT_T_INT32: fn(static_cast<const int32_t*>(p)); return true;
+    case MAT_T_UINT32: fn(static_cast<const uint32_t*>(p)); return true;
+    case MAT_T_INT64: fn(static_cast<const int64_t*>(p)); return true;
+    case MAT_T_UINT64: fn(static_cast<const uint64_t*>(p)); return true;
+    default: return false;
+  }
+}
+
+[[noreturn]] void fail_non_finite(const MatMatrix& m, int64_t r, int64_t c, double v) {
+  fail(m.file(), ": variable '", m.name(), "' has a non-finite value (", v, ") at row ", r + 1,
+       ", column ", c + 1, " (1-based)");
+}
+
+}  // namespace
+
+MatMatrix::MatMatrix(std::string file, std::string name, std::unique_ptr<MatVarData> data)
+    : file_(std::move(file)), name_(std::move(name)), data_(std::move(data)) {
+  const matvar_t* v = data_->var.get();
+  rows_ = v->rank >= 1 ? static_cast<int64_t>(v->dims[0]) : 0;
+  cols_ = v->rank >= 2 ? static_cast<int64_t>(v->dims[1]) : 1;
+}
+MatMatrix::MatMatrix(MatMatrix&&) noexcept = default;
+MatMatrix& MatMatrix::operator=(MatMatrix&&) noexcept = default;
+MatMatrix::~MatMatrix() = default;
+
+std::string MatMatrix::shape() const {
+  std::ostringstream os;
+  os << rows_ << " x " << cols_;
+  return os.str();
+}
+
+std::string MatMatrix::class_name() const {
+  if (data_->var->class_type == MAT_C_SPARSE) return "sparse";
+  if (data_->var->isLogical) return "logical";
+  return class_name_of(data_->class_type);
+}
+
+std::vector<int64_t> MatMatrix::integer_vector() const {
+  if (rows_ != 1 && cols_ != 1 && rows_ * cols_ != 0)
+    fail(file_, ": variable '", name_, "' is ", shape(), "; expected a vector (n x 1 or 1 x n)");
+  const int64_t n = rows_ * cols_;
+  std::vector<int64_t> out(static_cast<size_t>(n));
+  visit(*data_, [&](const auto* p) {
+    for (int64_t i = 0; i < n; ++i) {
+      const double v = static_cast<double>(p[i]);
+      // 2^63 is exactly representable; anything at or beyond it does not fit an int64.
+      if (!std::isfinite(v) || v != std::floor(v) || std::fabs(v) >= 9.2233720368547758e18)
+        fail(file_, ": variable '", name_, "' entry ", i + 1, " (1-based) is ", v,
+             ", not an integer");
+      out[i] = static_cast<int64_t>(p[i]);
+    }
+  });
+  return out;
+}
+
+HostMatrix MatMatrix::columns_as_rows(const std::vector<int64_t>& cols) const {
+  HostMatrix out;
+  out.rows = static_cast<int64_t>(cols.size());
+  out.cols = rows_;
+  out.data.resize(static_cast<size_t>(out.rows * out.cols));
+  visit(*data_, [&](const auto* p) {
+    for (int64_t k = 0; k < out.rows; ++k) {
+      const int64_t c = cols[k];
+      ZS_CHECK(c >= 0 && c < cols_, "column ", c, " of ", cols_);
+      const auto* src = p + c * rows_;
+      float* dst = out.row(k);
+      for (int64_t r = 0; r < rows_; ++r) dst[r] = static_cast<float>(src[r]);
+      for (int64_t r = 0; r < rows_; ++r)
+        if (!std::isfinite(dst[r])) fail_non_finite(*this, r, c, static_cast<double>(src[r]));
+    }
+  });
+  return out;
+}
+
+HostMatrix MatMatrix::rows_as_rows(const std::vector<int64_t>& rows) const {
+  HostMatrix out;
+  out.rows = static_cast<int64_t>(rows.size());
+  out.cols = cols_;
+  out.data.resize(static_cast<size_t>(out.rows * out.cols));
+  for (int64_t r : rows) ZS_CHECK(r >= 0 && r < rows_, "row ", r, " of ", rows_);
+  visit(*data_, [&](const auto* p) {
+    // A transpose: take a band of columns at a time so the reads of each band stay in cache.
+    constexpr int64_t kBand = 16;
+    for (int64_t c0 = 0; c0 < cols_; c0 += kBand) {
+      const int64_t c1 = std::min(cols_, c0 + kBand);
+      for (int64_t k = 0; k < out.rows; ++k) {
+        float* dst = out.row(k);
+        for (int64_t c = c0; c < c1; ++c) dst[c] = static_cast<float>(p[c * rows_ + rows[k]]);
+      }
+    }
+    for (int64_t k = 0; k < out.rows; ++k) {
+      const float* row = out.row(k);
+      for (int64_t c = 0; c < cols_; ++c)
+        if (!std::isfinite(row[c]))
+          fail_non_finite(*this, rows[k], c, static_cast<double>(p[c * rows_ + rows[k]]));
+    }
+  });
+  return out;
+}
+
+HostMatrix MatMatrix::all_rows() const {
+  std::vector<int64_t> rows(static_cast<size_t>(rows_));
+  for (int64_t r = 0; r < rows_; ++r) rows[r] = r;
+  return rows_as_rows(rows);
+}
+
+MatFile::MatFile(const std::string& path) : path_(path) {
+  install_matio_logger();
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) fail(path, ": not found");
+  if (std::filesystem::is_directory(path, ec)) fail(path, ": is a folder, expected a .mat file");
+  g_last_matio_message.clear();
+  mat_t* mat = Mat_Open(path.c_str(), MAT_ACC_RDONLY);
+  if (!mat) fail(path, ": cannot open as a MAT file (v4, v5 or v7.3)", matio_reason());
+  mat_ = mat;
+  size_t n = 0;
+  char** dir = Mat_GetDir(mat, &n);  // owned by `mat`, freed by Mat_Close
+  for (size_t i = 0; dir && i < n; ++i)
+    if (dir[i]) names_.insert(dir[i]);
+  g_last_matio_message.clear();
+}
+
+MatFile::~MatFile() {
+  if (mat_) Mat_Close(static_cast<mat_t*>(mat_));
+}
+
+std::string MatFile::listing() const {
+  std::string out;
+  for (const auto& n : names_) out += (out.empty() ? "" : ", ") + n;
+  return out.empty() ? "none" : out;
+}
+
+MatMatrix MatFile::read(const std::string& name) const {
+  if (!has(name))
+    fail(path_, ": variable '", name, "' not found (the file holds: ", listing(), ")");
+  g_last_matio_message.clear();
+  auto data = std::make_unique<MatVarData>();
+  data->var.reset(Mat_VarRead(static_cast<mat_t*>(mat_), name.c_str()));
+  matvar_t* v = data->var.get();
+  if (!v) fail(path_, ": cannot read variable '", name, "'", matio_reason());
+  data->class_type = v->class_type;
+
+  if (v->isComplex) fail(path_, ": variable '", name, "' is complex; expected a real matrix");
+  if (v->rank < 1 || v->rank > 2) {
+    for (int i = 2; i < v->rank; ++i) {
+      if (v->dims[i] != 1) {
+        std::ostringstream dims;
+        for (int j = 0; j < v->rank; ++j) dims << (j ? " x " : "") << v->dims[j];
+        fail(path_, ": variable '", name, "' is ", dims.str(), "; expected a 2-D matrix");
+      }
+    }
+  }
+  const size_t rows = v->rank >= 1 ? v->dims[0] : 0;
+  const size_t cols = v->rank >= 2 ? v->dims[1] : 1;
+
+  if (v->class_type == MAT_C_SPARSE) {
+    const auto* s = static_cast<const mat_sparse_t*>(v->data);
+    if (!s) fail(path_, ": variable '", name, "' is sparse but holds no data", matio_reason());
+    data->dense.assign(rows * cols, 0.0);
+    // Compressed sparse columns: values jc[c] .. jc[c+1]-1 belong to column c, at rows ir[k].
+    if (s->njc != cols + 1 || s->nir < s->ndata)
+      fail(path_, ": variable '", name, "' is a malformed sparse matrix");
+    const bool ok = visit_data_type(v->data_type, s->data, [&](const auto* vals) {
+      for (size_t c = 0; c < cols; ++c) {
+        for (size_t k = s->jc[c]; k < s->jc[c + 1] && k < s->ndata; ++k) {
+          if (s->ir[k] >= rows) fail(path_, ": variable '", name, "' is a malformed sparse matrix");
+          data->dense[c * rows + s->ir[k]] = static_cast<double>(vals[k]);
+        }
+      }
+    });
+    if (!ok) fail(path_, ": variable '", name, "' is sparse of an unsupported element type");
+    data->class_type = MAT_C_DOUBLE;
+    if (data->dense.empty()) data->dense.push_back(0.0);  // keep values() off the matvar
+  } else {
+    switch (v->class_type) {
+      case MAT_C_DOUBLE: case MAT_C_SINGLE: case MAT_C_INT8: case MAT_C_UINT8:
+      case MAT_C_INT16: case MAT_C_UINT16: case MAT_C_INT32: case MAT_C_UINT32:
+      case MAT_C_INT64: case MAT_C_UINT64:
+        break;
+      case MAT_C_EMPTY:
+        data->class_type = MAT_C_DOUBLE;  // 0 x 0: nothing is ever read
+        break;
+      default:
+        fail(path_, ": variable '", name, "' is a ", class_name_of(v->class_type),
+             "; expected a numeric matrix");
+    }
+    if (rows * cols > 0 && !v->data)
+      fail(path_, ": cannot read the data of variable '", name, "'", matio_reason());
+  }
+  return MatMatrix(path_, name, std::move(data));
+}
+
+#else  // !ZSCRGAN_HAVE_MATIO
+
+struct MatVarData {};
+
+MatMatrix::MatMatrix(std::string file, std::string name, std::unique_ptr<MatVarData> data)
+    : file_(std::move(file)), name_(std::move(name)), data_(std::move(data)) {}
+MatMatrix::MatMatrix(MatMatrix&&) noexcept = default;
+MatMatrix& MatMatrix::operator=(MatMatrix&&) noexcept = default;
+MatMatrix::~MatMatrix() = default;
+std::string MatMatrix::shape() const { return ""; }
+std::string MatMatrix::class_name() const { return ""; }
+std::vector<int64_t> MatMatrix::integer_vector() const { return {}; }
+HostMatrix MatMatrix::columns_as_rows(const std::vector<int64_t>&) const { return {}; }
+HostMatrix MatMatrix::rows_as_rows(const std::vector<int64_t>&) const { return {}; }
+HostMatrix MatMatrix::all_rows() const { return {}; }
+
+MatFile::MatFile(const std::string& path) : path_(path) {
+  fail(path, ": cannot read .mat files: this build has no matio (install libmatio-dev and "
+             "reconfigure)");
+}
+MatFile::~MatFile() = default;
+std::string MatFile::listing() const { return ""; }
+MatMatrix MatFile::read(const std::string& name) const {
+  fail(path_, ": cannot read variable '", name, "': this build has no matio");
+}
+
+#endif  // ZSCRGAN_HAVE_MATIO
+
+}  // namespace detail
+}  // namespace zscrgan

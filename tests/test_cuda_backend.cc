@@ -1,0 +1,696 @@
+// CUDA backend vs CPU backend: every Backend op on fresh random inputs, with strided views
+// (ld > cols) and sizes that are not multiples of any block size, compared element by element
+// with abs_tol + rel_tol |cpu| over the whole backing buffer, padding included (a kernel that
+// writes outside its view shows up there). Without a usable GPU the parity tests skip and say
+// why; the entry-point tests run everywhere.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "compare.h"
+#include "zscrgan/backend.h"
+#include "zscrgan/cuda_options.h"
+#include "zscrgan/error.h"
+
+namespace zscrgan {
+namespace {
+
+using zscrgan::testing::all_close;
+
+// ---- entry points: these run with or without a GPU ----------------------------------------
+
+TEST(CudaEntryPoints, CompiledFlagMatchesTheBuild) {
+#ifdef ZSCRGAN_HAVE_CUDA
+  EXPECT_TRUE(cuda_backend_compiled());
+#else
+  EXPECT_FALSE(cuda_backend_compiled());
+#endif
+}
+
+TEST(CudaEntryPoints, FactoryAgreesWithTheReason) {
+  const std::string reason = cuda_unavailable_reason();
+  if (reason.empty()) {
+    std::unique_ptr<Backend> be;
+    ASSERT_NO_THROW(be = make_cuda_backend());
+    EXPECT_EQ(be->device(), Device::CUDA);
+    EXPECT_NE(be->description().find("cuda"), std::string::npos) << be->description();
+    return;
+  }
+  try {
+    make_cuda_backend();
+    FAIL() << "make_cuda_backend() succeeded although: " << reason;
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(reason), std::string::npos)
+        << "the error should carry the reason; got: " << e.what();
+  }
+}
+
+TEST(CudaEntryPoints, Tf32IsACudaOnlySetting) {
+  auto cpu = make_cpu_backend();
+  EXPECT_THROW(set_cuda_tf32(*cpu, true), Error);
+}
+
+// ---- the parity fixture -------------------------------------------------------------------
+
+// One tensor on both backends with identical contents, padding included.
+struct Pair {
+  Tensor cpu, gpu;
+  size_t span = 0;  // floats in the backing buffer (rows x ld)
+};
+Tensor T(const Pair& p, bool on_gpu) { return on_gpu ? p.gpu : p.cpu; }
+
+template <class I>
+struct IntPair {
+  I* cpu = nullptr;
+  I* gpu = nullptr;
+  I* at(bool on_gpu) const { return on_gpu ? gpu : cpu; }
+};
+
+class CudaParity : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const std::string reason = cuda_unavailable_reason();
+    if (!reason.empty()) GTEST_SKIP() << "no usable CUDA device, parity test skipped: " << reason;
+    cpu_ = make_cpu_backend();
+    gpu_ = make_cuda_backend();
+  }
+  void TearDown() override {
+    if (!gpu_) return;
+    gpu_->synchronize();
+    for (void* p : allocations_) gpu_->deallocate(p);
+  }
+
+  Pair alloc(int rows, int cols, int ld = 0) {
+    ld = std::max(ld, cols);
+    Pair p;
+    p.span = std::max<size_t>(1, static_cast<size_t>(rows) * ld);
+    host_.emplace_back(p.span, 0.f);
+    float* d = static_cast<float*>(gpu_->allocate(p.span * sizeof(float)));
+    allocations_.push_back(d);
+    p.cpu = Tensor(host_.back().data(), rows, cols, ld, Device::CPU);
+    p.gpu = Tensor(d, rows, cols, ld, Device::CUDA);
+    return p;
+  }
+  // N(offset, scale^2) everywhere in the buffer.
+  Pair random(int rows, int cols, int ld = 0, float scale = 1.f, float offset = 0.f) {
+    Pair p = alloc(rows, cols, ld);
+    std::normal_distribution<float> n(0.f, 1.f);
+    for (size_t i = 0; i < p.span; ++i) p.cpu.data[i] = offset + scale * n(rng_);
+    push(p);
+    return p;
+  }
+  Pair constant(int rows, int cols, float value, int ld = 0) {
+    Pair p = alloc(rows, cols, ld);
+    std::fill(p.cpu.data, p.cpu.data + p.span, value);
+    push(p);
+    return p;
+  }
+  Pair scalar(float v) { return constant(1, 1, v); }
+  void push(const Pair& p) { gpu_->upload_bytes(p.gpu.data, p.cpu.data, p.span * sizeof(float)); }
+
+  template <class I>
+  IntPair<I> ints(const std::vector<I>& values) {
+    IntPair<I> p;
+    int_host_.emplace_back(values.size() * sizeof(I));
+    std::memcpy(int_host_.back().data(), values.data(), values.size() * sizeof(I));
+    p.cpu = reinterpret_cast<I*>(int_host_.back().data());
+    p.gpu = static_cast<I*>(gpu_->allocate(values.size() * sizeof(I)));
+    allocations_.push_back(p.gpu);
+    gpu_->upload_bytes(p.gpu, values.data(), values.size() * sizeof(I));
+    return p;
+  }
+  template <class I>
+  std::vector<I> gpu_ints(const IntPair<I>& p, size_t n) {
+    std::vector<I> out(n);
+    gpu_->download_bytes(out.data(), p.gpu, n * sizeof(I));
+    return out;
+  }
+
+  std::vector<float> cpu_values(const Pair& p) { return {p.cpu.data, p.cpu.data + p.span}; }
+  std::vector<float> gpu_values(const Pair& p) {
+    std::vector<float> out(p.span);
+    gpu_->download_bytes(out.data(), p.gpu.data, p.span * sizeof(float));
+    return out;
+  }
+  ::testing::AssertionResult agree(const Pair& p, double abs_tol, double rel_tol,
+                                   const std::string& what) {
+    return all_close(cpu_values(p), gpu_values(p), abs_tol, rel_tol, what);
+  }
+
+  // Runs f on the CPU backend with the CPU tensors, then on the GPU with the GPU tensors.
+  void on_both(const std::function<void(Backend&, bool)>& f) {
+    f(*cpu_, false);
+    f(*gpu_, true);
+  }
+
+  std::unique_ptr<Backend> cpu_, gpu_;
+  std::mt19937 rng_{20240611};
+  std::deque<std::vector<float>> host_;
+  std::deque<std::vector<char>> int_host_;
+  std::vector<void*> allocations_;
+};
+
+const Act kActs[] = {Act::None, Act::LeakyRelu, Act::Relu};
+const char* act_name(Act a) { return a == Act::None ? "none" : a == Act::LeakyRelu ? "lrelu" : "relu"; }
+
+// ---- data movement ----------------------------------------------------------------------------
+
+TEST_F(CudaParity, FillCopyAxpy) {
+  Pair t = random(37, 129, 140);
+  on_both([&](Backend& be, bool g) { be.fill(T(t, g), 0.5f); });
+  EXPECT_TRUE(agree(t, 0, 0, "fill 0.5"));
+  on_both([&](Backend& be, bool g) { be.fill(T(t, g).col_block(3, 100), 0.f); });
+  EXPECT_TRUE(agree(t, 0, 0, "fill 0 of a column block"));
+
+  Pair src = random(37, 129, 131), dst = random(37, 129, 160);
+  on_both([&](Backend& be, bool g) { be.copy(T(dst, g), T(src, g)); });
+  EXPECT_TRUE(agree(dst, 0, 0, "copy"));
+
+  Pair y = random(37, 129, 150), x = random(37, 129);
+  on_both([&](Backend& be, bool g) { be.axpy(T(y, g), -0.7f, T(x, g)); });
+  EXPECT_TRUE(agree(y, 1e-6, 1e-6, "axpy"));
+}
+
+TEST_F(CudaParity, GatherRows) {
+  Pair table = random(50, 129, 133);
+  std::uniform_int_distribution<int> pick(0, 49);
+  std::vector<int32_t> idx(3 * 20);
+  for (auto& i : idx) i = pick(rng_);
+  IntPair<int32_t> rows = ints(idx);
+  Pair dst = random(20, 129, 140);
+  on_both([&](Backend& be, bool g) { be.gather_rows(T(dst, g), T(table, g), IndexSpan{rows.at(g), 20}); });
+  EXPECT_TRUE(agree(dst, 0, 0, "gather, eager"));
+  // A replayed step reads slice *step of the index array.
+  IntPair<int64_t> step = ints(std::vector<int64_t>{2});
+  on_both([&](Backend& be, bool g) {
+    be.gather_rows(T(dst, g), T(table, g), IndexSpan{rows.at(g), 20, step.at(g), 20});
+  });
+  EXPECT_TRUE(agree(dst, 0, 0, "gather, stepped"));
+}
+
+TEST_F(CudaParity, GemmAllTransposes) {
+  const int m = 37, n = 129, k = 65;
+  for (bool ta : {false, true})
+    for (bool tb : {false, true})
+      for (float beta : {0.f, 0.3f}) {
+        Pair a = ta ? random(k, m, 70) : random(m, k, 80);
+        Pair b = tb ? random(n, k, 66) : random(k, n, 131);
+        Pair c = random(m, n, 140);
+        on_both([&](Backend& be, bool g) { be.gemm(ta, tb, 0.7f, T(a, g), T(b, g), beta, T(c, g)); });
+        EXPECT_TRUE(agree(c, 1e-4, 1e-5,
+                          std::string("gemm ta=") + (ta ? "1" : "0") + " tb=" + (tb ? "1" : "0") +
+                              " beta=" + std::to_string(beta)));
+      }
+}
+
+TEST_F(CudaParity, GemmPublishedSizeAndEmptyInner) {
+  Pair a = random(32, 1024, 0, 0.05f), b = random(2048, 1024, 0, 0.05f), c = random(32, 2048);
+  on_both([&](Backend& be, bool g) { be.gemm(false, true, 1.f, T(a, g), T(b, g), 0.f, T(c, g)); });
+  EXPECT_TRUE(agree(c, 1e-4, 1e-4, "gemm 32x1024 * (2048x1024)^T"));
+  // k == 0: C = beta C on both backends.
+  Pair e = alloc(37, 0), f = alloc(0, 129), d = random(37, 129, 140);
+  on_both([&](Backend& be, bool g) { be.gemm(false, false, 1.f, T(e, g), T(f, g), 0.5f, T(d, g)); });
+  EXPECT_TRUE(agree(d, 0, 0, "gemm with k = 0"));
+}
+
+TEST_F(CudaParity, GemmTf32IsCloseButOptional) {
+  Pair a = random(64, 512, 0, 0.1f), b = random(512, 96, 0, 0.1f), c = random(64, 96);
+  set_cuda_tf32(*gpu_, true);
+  EXPECT_NE(gpu_->description().find("TF32 on"), std::string::npos) << gpu_->description();
+  on_both([&](Backend& be, bool g) { be.gemm(false, false, 1.f, T(a, g), T(b, g), 0.f, T(c, g)); });
+  set_cuda_tf32(*gpu_, false);
+  EXPECT_TRUE(agree(c, 2e-2, 1e-2, "gemm in TF32"));
+}
+
+// ---- fused layer pieces -------------------------------------------------------------------------
+
+TEST_F(CudaParity, BiasActForward) {
+  for (Act act : kActs) {
+    Pair y = random(37, 129, 140), bias = random(1, 129);
+    on_both([&](Backend& be, bool g) { be.bias_act_forward(T(y, g), T(bias, g), act); });
+    EXPECT_TRUE(agree(y, 0, 1e-6, std::string("bias_act_forward ") + act_name(act)));
+  }
+}
+
+TEST_F(CudaParity, BiasActBackward) {
+  // 1000 rows span several row chunks: the two-stage column sums.
+  for (int rows : {37, 300, 1000})
+    for (Act act : kActs)
+      for (int variant = 0; variant < 3; ++variant) {  // both, d_pre only, d_bias only
+        Pair y = random(rows, 129, 140);
+        for (size_t i = 0; i < y.span; ++i) y.cpu.data[i] = act_forward(y.cpu.data[i], act);
+        push(y);  // an activation's output: exact zeros under ReLU
+        Pair dy = random(rows, 129, 135), d_pre = random(rows, 129, 150), d_bias = random(1, 129);
+        const bool want_pre = variant != 2, want_bias = variant != 1;
+        on_both([&](Backend& be, bool g) {
+          be.bias_act_backward(T(y, g), T(dy, g), want_pre ? T(d_pre, g) : Tensor(),
+                               want_bias ? T(d_bias, g) : Tensor(), act);
+        });
+        const std::string what = std::string("bias_act_backward ") + act_name(act) + ", " +
+                                 std::to_string(rows) + " rows, variant " + std::to_string(variant);
+        EXPECT_TRUE(agree(d_pre, 1e-6, 1e-6, what + ", d_pre"));
+        EXPECT_TRUE(agree(d_bias, 1e-4, 1e-5, what + ", d_bias"));
+      }
+}
+
+TEST_F(CudaParity, NoiseFillsDrawTheSameStreams) {
+  IntPair<int64_t> step = ints(std::vector<int64_t>{5});
+  for (bool truncated : {false, true})
+    for (int shape = 0; shape < 2; ++shape) {
+      Pair t = shape == 0 ? random(37, 129, 140) : random(300, 1024);
+      for (bool stepped : {false, true}) {
+        on_both([&](Backend& be, bool g) {
+          NoiseStream s{42, 7, stepped ? step.at(g) : nullptr, stepped ? 1000u : 0u};
+          if (truncated)
+            be.fill_truncated_normal(T(t, g), s);
+          else
+            be.fill_normal(T(t, g), s);
+        });
+        EXPECT_TRUE(agree(t, 1e-6, 0,
+                          std::string(truncated ? "truncated " : "") + "normal, shape " +
+                              std::to_string(shape) + (stepped ? ", stepped" : "")));
+      }
+    }
+}
+
+TEST_F(CudaParity, Reparam) {
+  const int b = 37, e = 65;
+  Pair h = random(b, 2 * e, 140, 0.5f), eps = random(b, e, 70), c = random(b, e, 80);
+  on_both([&](Backend& be, bool g) { be.reparam_forward(T(h, g), T(eps, g), T(c, g)); });
+  EXPECT_TRUE(agree(c, 1e-6, 1e-5, "reparam_forward"));
+  Pair dc = random(b, e, 66), dh = random(b, 2 * e, 150);
+  on_both([&](Backend& be, bool g) { be.reparam_backward(T(h, g), T(eps, g), T(dc, g), T(dh, g)); });
+  EXPECT_TRUE(agree(dh, 1e-6, 1e-5, "reparam_backward"));
+}
+
+// ---- losses -----------------------------------------------------------------------------------
+
+TEST_F(CudaParity, Kl) {
+  // 100 x 2048 spans many blocks: the two-stage reduction.
+  for (auto [rows, width] : {std::pair{37, 130}, std::pair{100, 2048}}) {
+    Pair h = random(rows, width, width + 7, 0.5f), out = scalar(0.f);
+    on_both([&](Backend& be, bool g) { be.kl_forward(T(h, g), T(out, g)); });
+    EXPECT_TRUE(agree(out, 1e-6, 1e-5, "kl_forward " + std::to_string(rows)));
+    Pair d_out = scalar(1.3f), dh = random(rows, width, width + 3);
+    on_both([&](Backend& be, bool g) { be.kl_backward(T(h, g), T(d_out, g), T(dh, g)); });
+    EXPECT_TRUE(agree(dh, 1e-6, 1e-5, "kl_backward " + std::to_string(rows)));
+  }
+}
+
+TEST_F(CudaParity, L1) {
+  for (auto [rows, cols] : {std::pair{37, 129}, std::pair{300, 2048}}) {
+    Pair x = random(rows, cols, cols + 11), v = random(rows, cols, cols + 5);
+    // Exact zeros of x - v (as the generator's ReLU output against ReLU features gives):
+    // the derivative there is sign(0) = 0.
+    for (int r = 0; r < rows; ++r)
+      for (int c = 0; c < cols; c += 3) v.cpu.data[size_t(r) * v.cpu.ld + c] = x.cpu.data[size_t(r) * x.cpu.ld + c];
+    push(v);
+    Pair out = scalar(0.f);
+    on_both([&](Backend& be, bool g) { be.l1_forward(T(x, g), T(v, g), T(out, g)); });
+    EXPECT_TRUE(agree(out, 1e-5, 1e-5, "l1_forward " + std::to_string(rows)));
+    Pair d_out = scalar(-0.8f), dx = random(rows, cols), dv = random(rows, cols, cols + 1);
+    for (int variant = 0; variant < 3; ++variant) {
+      on_both([&](Backend& be, bool g) {
+        be.l1_backward(T(x, g), T(v, g), T(d_out, g), variant != 2 ? T(dx, g) : Tensor(),
+                       variant != 1 ? T(dv, g) : Tensor());
+      });
+      EXPECT_TRUE(agree(dx, 1e-7, 1e-6, "l1_backward dx, variant " + std::to_string(variant)));
+      EXPECT_TRUE(agree(dv, 1e-7, 1e-6, "l1_backward dv, variant " + std::to_string(variant)));
+    }
+  }
+}
+
+TEST_F(CudaParity, Mean) {
+  for (auto [rows, cols] : {std::pair{37, 129}, std::pair{96, 1}, std::pair{500, 2048}}) {
+    Pair x = random(rows, cols, cols + 2, 1.f, 0.25f), out = scalar(0.f);
+    on_both([&](Backend& be, bool g) { be.mean_forward(T(x, g), T(out, g)); });
+    EXPECT_TRUE(agree(out, 1e-6, 1e-5, "mean_forward " + std::to_string(rows)));
+    Pair d_out = scalar(2.5f), dx = random(rows, cols, cols + 4);
+    on_both([&](Backend& be, bool g) { be.mean_backward(T(d_out, g), T(dx, g)); });
+    EXPECT_TRUE(agree(dx, 1e-7, 1e-6, "mean_backward " + std::to_string(rows)));
+  }
+}
+
+TEST_F(CudaParity, CosineMean) {
+  // 2000 rows: more rows than reduction blocks.
+  for (auto [rows, cols] : {std::pair{37, 129}, std::pair{2000, 64}}) {
+    Pair a = random(rows, cols, cols + 3), b = random(rows, cols, cols + 9);
+    // Zero rows: the 1e-12 floor of the norm, whose gradient term vanishes.
+    std::fill(a.cpu.data + 5 * a.cpu.ld, a.cpu.data + 5 * a.cpu.ld + cols, 0.f);
+    std::fill(b.cpu.data + 7 * b.cpu.ld, b.cpu.data + 7 * b.cpu.ld + cols, 0.f);
+    push(a);
+    push(b);
+    Pair out = scalar(0.f);
+    on_both([&](Backend& be, bool g) { be.cosine_mean_forward(T(a, g), T(b, g), T(out, g)); });
+    EXPECT_TRUE(agree(out, 1e-6, 1e-5, "cosine_mean_forward " + std::to_string(rows)));
+    Pair d_out = scalar(0.9f), da = random(rows, cols), db = random(rows, cols, cols + 1);
+    for (int variant = 0; variant < 2; ++variant) {
+      on_both([&](Backend& be, bool g) {
+        be.cosine_mean_backward(T(a, g), T(b, g), T(d_out, g), T(da, g),
+                                variant == 0 ? T(db, g) : Tensor());
+      });
+      EXPECT_TRUE(agree(da, 1e-6, 1e-5, "cosine_mean_backward da " + std::to_string(rows)));
+      EXPECT_TRUE(agree(db, 1e-6, 1e-5, "cosine_mean_backward db " + std::to_string(rows)));
+    }
+  }
+}
+
+TEST_F(CudaParity, Softplus) {
+  Pair x = random(37, 129, 140, 2.f), out = random(37, 129, 133);
+  on_both([&](Backend& be, bool g) { be.softplus_forward(T(x, g), T(out, g)); });
+  EXPECT_TRUE(agree(out, 1e-6, 1e-5, "softplus_forward"));
+  Pair d_out = random(37, 129), dx = random(37, 129, 131);
+  on_both([&](Backend& be, bool g) { be.softplus_backward(T(x, g), T(d_out, g), T(dx, g)); });
+  EXPECT_TRUE(agree(dx, 1e-6, 1e-5, "softplus_backward"));
+  Pair s = scalar(0.37f), s_out = scalar(0.f);  // the CSEM loss's use: one scalar
+  on_both([&](Backend& be, bool g) { be.softplus_forward(T(s, g), T(s_out, g)); });
+  EXPECT_TRUE(agree(s_out, 1e-7, 1e-6, "softplus_forward of a scalar"));
+}
+
+TEST_F(CudaParity, Combine) {
+  Pair v0 = scalar(1.5f), v1 = scalar(-2.25f), v2 = scalar(0.125f), out = scalar(0.f);
+  on_both([&](Backend& be, bool g) {
+    ScalarTerms t;
+    t.n = 3;
+    t.value[0] = T(v0, g).data;
+    t.value[1] = T(v1, g).data;
+    t.value[2] = T(v2, g).data;
+    t.weight[0] = -1.f;
+    t.weight[1] = 2.f;
+    t.weight[2] = 0.5f;
+    t.constant = 2.f;
+    be.combine_forward(t, T(out, g));
+  });
+  EXPECT_TRUE(agree(out, 1e-7, 1e-6, "combine_forward"));
+  Pair d_out = scalar(0.75f), g0 = scalar(0.1f), g1 = scalar(-0.2f);
+  on_both([&](Backend& be, bool g) {
+    ScalarTermGrads gr;
+    gr.n = 4;  // g0 twice (accumulates twice), one term without a gradient
+    gr.grad[0] = T(g0, g).data;
+    gr.grad[1] = nullptr;
+    gr.grad[2] = T(g1, g).data;
+    gr.grad[3] = T(g0, g).data;
+    gr.weight[0] = 1.f;
+    gr.weight[1] = 3.f;
+    gr.weight[2] = 2.f;
+    gr.weight[3] = -0.5f;
+    be.combine_backward(gr, T(d_out, g));
+  });
+  EXPECT_TRUE(agree(g0, 1e-7, 1e-6, "combine_backward g0"));
+  EXPECT_TRUE(agree(g1, 1e-7, 1e-6, "combine_backward g1"));
+}
+
+// ---- optimizers ---------------------------------------------------------------------------------
+
+TEST_F(CudaParity, RmsPropWithAndWithoutClip) {
+  const int n = 10007;  // not a multiple of 4: the vector body and the scalar tail
+  for (bool misaligned : {false, true})  // misaligned: the element-by-element path
+    for (float clip : {0.f, 0.01f}) {
+      const int off = misaligned ? 1 : 0;
+      Pair p = random(1, n + off, 0, 0.02f), ms = constant(1, n + off, 1.f);
+      auto flat = [&](const Pair& x, bool g) { return Tensor(T(x, g).data + off, 1, n, T(x, g).device); };
+      for (int step = 0; step < 5; ++step) {
+        Pair grad = random(1, n + off, 0, 0.5f);
+        on_both([&](Backend& be, bool g) {
+          RmsPropHyper h{2e-4f};
+          h.clip = clip;
+          be.rmsprop_update(flat(p, g), flat(grad, g), flat(ms, g), h);
+        });
+      }
+      const std::string what = std::string("rmsprop") + (clip > 0 ? " + clip" : "") +
+                               (misaligned ? ", misaligned" : "");
+      EXPECT_TRUE(agree(p, 1e-7, 1e-5, what + ": parameters"));
+      EXPECT_TRUE(agree(ms, 1e-7, 1e-5, what + ": mean squares"));
+    }
+}
+
+TEST_F(CudaParity, Adam) {
+  const int n = 10007;
+  Pair p = random(1, n, 0, 0.02f), m = constant(1, n, 0.f), v = constant(1, n, 0.f);
+  Pair powers = alloc(1, 2);
+  powers.cpu.data[0] = 0.5f;
+  powers.cpu.data[1] = 0.999f;
+  push(powers);
+  for (int step = 0; step < 5; ++step) {
+    Pair grad = random(1, n, 0, 0.5f);
+    on_both([&](Backend& be, bool g) {
+      be.adam_update(T(p, g), T(grad, g), T(m, g), T(v, g), T(powers, g), AdamHyper{0.002f});
+    });
+  }
+  EXPECT_TRUE(agree(p, 1e-7, 1e-5, "adam: parameters"));
+  EXPECT_TRUE(agree(m, 1e-7, 1e-5, "adam: m"));
+  EXPECT_TRUE(agree(v, 1e-9, 1e-5, "adam: v"));
+  EXPECT_TRUE(agree(powers, 0, 0, "adam: beta powers"));
+}
+
+// ---- counters -----------------------------------------------------------------------------------
+
+TEST_F(CudaParity, CountersAndStoredScalars) {
+  IntPair<int64_t> counter = ints(std::vector<int64_t>{0});
+  Pair slots = constant(1, 16, -1.f), value = scalar(3.5f);
+  on_both([&](Backend& be, bool g) {
+    for (int i = 0; i < 3; ++i) be.increment_counter(counter.at(g));
+    be.store_scalar(T(value, g), T(slots, g), 1, counter.at(g), 2);  // slot 1 + 3 * 2
+    be.store_scalar(T(value, g), T(slots, g), 15, nullptr, 2);
+  });
+  EXPECT_EQ(gpu_ints(counter, 1)[0], 3);
+  EXPECT_EQ(*counter.cpu, 3);
+  EXPECT_TRUE(agree(slots, 0, 0, "store_scalar"));
+  EXPECT_EQ(gpu_values(slots)[7], 3.5f);
+}
+
+TEST_F(CudaParity, AllocationFailureNamesTheSize) {
+  try {
+    gpu_->allocate(size_t(1) << 50);
+    FAIL() << "a 1 PiB allocation succeeded";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find(std::to_string(size_t(1) << 50)), std::string::npos) << what;
+    EXPECT_NE(what.find("MiB free"), std::string::npos) << what;
+  }
+  Pair still_works = random(3, 3);  // the failure is not sticky
+  EXPECT_TRUE(agree(still_works, 0, 0, "after a failed allocation"));
+}
+
+// ---- top-k retrieval ----------------------------------------------------------------------------
+
+// Gallery rows are copies of a few integer prototypes, so equal rows give exactly equal scores
+// on any backend (ties, broken by the lower index), and distinct prototypes are kept far enough
+// apart in cosine (1e-4) for float rounding never to reorder them. The expected lists follow
+// from double-precision cosines.
+struct TopkProblem {
+  int dim = 16;
+  std::vector<std::vector<double>> prototypes;
+  std::vector<int> gallery_proto;            // prototype of each gallery row
+  std::vector<std::vector<double>> queries;  // query 0 is all zeros: every score ties at 0
+};
+
+double cosine(const std::vector<double>& a, const std::vector<double>& b) {
+  double aa = 0, bb = 0, ab = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    aa += a[i] * a[i];
+    bb += b[i] * b[i];
+    ab += a[i] * b[i];
+  }
+  return ab / std::sqrt(std::max(aa, 1e-12)) / std::sqrt(std::max(bb, 1e-12));
+}
+
+TopkProblem make_topk_problem(std::mt19937& rng, int gallery_rows, int query_rows, int n_proto) {
+  TopkProblem p;
+  std::uniform_int_distribution<int> value(-3, 3);
+  auto draw = [&] {
+    std::vector<double> v(p.dim);
+    for (auto& x : v) x = value(rng);
+    return v;
+  };
+  while (static_cast<int>(p.prototypes.size()) < n_proto) {
+    auto v = draw();
+    bool ok = cosine(v, v) > 0.5;  // not all zero
+    for (const auto& q : p.prototypes) ok = ok && std::fabs(cosine(v, q)) < 0.999;
+    if (ok) p.prototypes.push_back(v);
+  }
+  std::uniform_int_distribution<int> pick(0, n_proto - 1);
+  for (int j = 0; j < gallery_rows; ++j) p.gallery_proto.push_back(pick(rng));
+  p.queries.push_back(std::vector<double>(p.dim, 0.0));
+  while (static_cast<int>(p.queries.size()) < query_rows) {
+    auto q = draw();
+    if (cosine(q, q) < 0.5) continue;
+    std::vector<double> s;
+    for (const auto& proto : p.prototypes) s.push_back(cosine(q, proto));
+    std::sort(s.begin(), s.end());
+    bool separated = true;
+    for (size_t i = 1; i < s.size(); ++i) separated = separated && s[i] - s[i - 1] > 1e-4;
+    if (separated) p.queries.push_back(q);
+  }
+  return p;
+}
+
+TEST_F(CudaParity, TopkTiesTilesAndOffsets) {
+  struct Case {
+    int gallery_rows, query_rows, n_proto, ld_gallery, ld_queries;
+    std::vector<int> ks;
+    int64_t offset;
+  };
+  const Case cases[] = {
+      {9000, 40, 40, 16, 16, {1, 50, 1024}, 1000000},  // three gallery tiles, ties across them
+      {37, 9, 5, 20, 19, {37, 3, 40}, 5},               // one small tile, strided, k >= rows
+      {300, 2100, 30, 16, 24, {50}, 0},                 // more queries than one GEMM chunk
+  };
+  for (const Case& c : cases) {
+    TopkProblem prob = make_topk_problem(rng_, c.gallery_rows, c.query_rows, c.n_proto);
+    Pair gallery = alloc(c.gallery_rows, prob.dim, c.ld_gallery);
+    Pair queries = alloc(c.query_rows, prob.dim, c.ld_queries);
+    for (int j = 0; j < c.gallery_rows; ++j)
+      for (int d = 0; d < prob.dim; ++d)
+        gallery.cpu.data[size_t(j) * c.ld_gallery + d] = float(prob.prototypes[prob.gallery_proto[j]][d]);
+    for (int i = 0; i < c.query_rows; ++i)
+      for (int d = 0; d < prob.dim; ++d)
+        queries.cpu.data[size_t(i) * c.ld_queries + d] = float(prob.queries[i][d]);
+    push(gallery);
+    push(queries);
+    for (int k : c.ks) {
+      const size_t n = size_t(c.query_rows) * k;
+      std::vector<int64_t> cpu_index(n), gpu_index(n);
+      std::vector<float> cpu_score(n), gpu_score(n);
+      cpu_->topk_cosine(queries.cpu, gallery.cpu, k, c.offset, cpu_index.data(), cpu_score.data());
+      gpu_->topk_cosine(queries.gpu, gallery.gpu, k, c.offset, gpu_index.data(), gpu_score.data());
+      const std::string what = std::to_string(c.gallery_rows) + " gallery rows, k " + std::to_string(k);
+      // The expected list: cosine descending, ties to the lower gallery row.
+      int index_mismatches = 0;
+      for (int i = 0; i < c.query_rows && index_mismatches < 5; ++i) {
+        std::vector<std::pair<double, int>> all;
+        for (int j = 0; j < c.gallery_rows; ++j)
+          all.push_back({-cosine(prob.queries[i], prob.prototypes[prob.gallery_proto[j]]), j});
+        const int filled = std::min(k, c.gallery_rows);  // the rest: empty slots
+        std::partial_sort(all.begin(), all.begin() + filled, all.end());
+        for (int r = 0; r < k; ++r) {
+          const size_t at = size_t(i) * k + r;
+          if (r >= filled) {
+            EXPECT_EQ(gpu_index[at], -1) << what << ", query " << i << " rank " << r;
+            EXPECT_EQ(gpu_score[at], -INFINITY) << what << ", query " << i << " rank " << r;
+            continue;
+          }
+          const int64_t want = all[r].second + c.offset;
+          if (gpu_index[at] != want || cpu_index[at] != want) {
+            ADD_FAILURE() << what << ": query " << i << " rank " << r << ": expected gallery row "
+                          << want << ", cuda " << gpu_index[at] << ", cpu " << cpu_index[at];
+            if (++index_mismatches >= 5) break;
+          }
+          EXPECT_NEAR(gpu_score[at], -all[r].first, 1e-5) << what << ", query " << i << " rank " << r;
+        }
+      }
+      EXPECT_TRUE(all_close(cpu_score, gpu_score, 1e-5, 0, what + ": scores, cpu vs cuda"));
+    }
+  }
+}
+
+TEST_F(CudaParity, TopkRejectsWhatTheCpuRejects) {
+  Pair queries = random(4, 8), gallery = random(50, 8, 10);
+  gallery.cpu.data[17 * 10 + 3] = NAN;
+  gallery.cpu.data[33 * 10 + 0] = INFINITY;
+  push(gallery);
+  std::vector<int64_t> index(4 * 1025);
+  std::vector<float> score(index.size());
+  auto message = [&](Backend& be, bool g, int k, int64_t offset) -> std::string {
+    try {
+      be.topk_cosine(T(queries, g), T(gallery, g), k, offset, index.data(), score.data());
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "no error";
+  };
+  const std::string cpu_nan = message(*cpu_, false, 5, 0), gpu_nan = message(*gpu_, true, 5, 0);
+  EXPECT_NE(cpu_nan.find("gallery row 17"), std::string::npos) << cpu_nan;
+  EXPECT_EQ(gpu_nan, cpu_nan);
+  EXPECT_EQ(message(*gpu_, true, 0, 0), message(*cpu_, false, 0, 0));
+  EXPECT_EQ(message(*gpu_, true, 5, -1), message(*cpu_, false, 5, -1));
+  EXPECT_NE(message(*gpu_, true, 1025, 0).find("limit"), std::string::npos);
+}
+
+// ---- capture ----------------------------------------------------------------------------------
+
+// A short step: noise from the step counter, a GEMM, a fused layer, a loss stored in the
+// counter's slot, a stepped gather, a clipped RMSProp update, an accumulation, the counter.
+struct StepBuffers {
+  Pair z, w, y, bias, target, loss, slots, table, gathered, grad, ms, acc;
+  IntPair<int32_t> rows;
+  IntPair<int64_t> counter;
+};
+
+TEST_F(CudaParity, CapturedStepReplaysLikeEagerCalls) {
+  const int b = 8, in = 24, out = 40, steps = 6;
+  auto make_state = [&](uint32_t seed) {
+    rng_.seed(seed);
+    StepBuffers s;
+    s.z = random(b, in, in + 3);
+    s.w = random(in, out, 0, 0.1f);
+    s.y = random(b, out, out + 5);
+    s.bias = random(1, out);
+    s.target = random(b, out);
+    s.loss = scalar(0.f);
+    s.slots = constant(1, steps, -1.f);
+    s.table = random(30, out);
+    s.gathered = random(b, out, out + 2);
+    s.grad = random(in, out, 0, 0.3f);
+    s.ms = constant(in, out, 1.f);
+    s.acc = constant(b, out, 0.f);
+    std::vector<int32_t> rows(size_t(steps) * b);
+    std::uniform_int_distribution<int> pick(0, 29);
+    for (auto& r : rows) r = pick(rng_);
+    s.rows = ints(rows);
+    s.counter = ints(std::vector<int64_t>{0});
+    return s;
+  };
+  auto step = [&](Backend& be, const StepBuffers& s, bool g) {
+    be.fill_normal(T(s.z, g), NoiseStream{7, 100, s.counter.at(g), 1000});
+    be.gemm(false, false, 1.f, T(s.z, g), T(s.w, g), 0.f, T(s.y, g));
+    be.bias_act_forward(T(s.y, g), T(s.bias, g), Act::LeakyRelu);
+    be.l1_forward(T(s.y, g), T(s.target, g), T(s.loss, g));
+    be.store_scalar(T(s.loss, g), T(s.slots, g), 0, s.counter.at(g), 1);
+    be.gather_rows(T(s.gathered, g), T(s.table, g), IndexSpan{s.rows.at(g), b, s.counter.at(g), b});
+    RmsPropHyper h{0.01f};
+    h.clip = 0.05f;
+    be.rmsprop_update(T(s.w, g), T(s.grad, g), T(s.ms, g), h);
+    be.axpy(T(s.acc, g), 1.f, T(s.y, g));
+    be.increment_counter(s.counter.at(g));
+  };
+  StepBuffers eager = make_state(99), captured = make_state(99);
+  for (int i = 0; i < steps; ++i) {
+    step(*cpu_, eager, false);
+    step(*gpu_, eager, true);  // also warms cuBLAS up before the capture
+  }
+  ASSERT_TRUE(gpu_->can_capture());
+  gpu_->begin_capture();
+  step(*gpu_, captured, true);
+  std::unique_ptr<CapturedProgram> program = gpu_->end_capture();
+  ASSERT_TRUE(program);
+  for (int i = 0; i < steps; ++i) program->replay();
+  gpu_->synchronize();
+
+  EXPECT_EQ(gpu_ints(captured.counter, 1)[0], steps);
+  EXPECT_EQ(gpu_ints(eager.counter, 1)[0], steps);
+  const std::pair<const char*, Pair StepBuffers::*> fields[] = {
+      {"z", &StepBuffers::z},       {"w", &StepBuffers::w},         {"y", &StepBuffers::y},
+      {"loss", &StepBuffers::loss}, {"slots", &StepBuffers::slots}, {"gathered", &StepBuffers::gathered},
+      {"ms", &StepBuffers::ms},     {"acc", &StepBuffers::acc}};
+  for (const auto& [name, field] : fields) {
+    EXPECT_TRUE(all_close(gpu_values(eager.*field), gpu_values(captured.*field), 1e-6, 1e-6,
+                          std::string("replayed vs eager cuda: ") + name));
+    EXPECT_TRUE(agree(eager.*field, 1e-4, 1e-4, std::string("eager cuda vs cpu: ") + name));
+  }
+  // Every replay logged its own loss.
+  const std::vector<float> slots = gpu_values(captured.slots);
+  for (int i = 0; i < steps; ++i) EXPECT_NE(slots[i], -1.f) << "slot " << i;
+}
+
+}  // namespace
+}  // namespace zscrgan
