@@ -1,6 +1,8 @@
 #include "zscrgan/checkpoint.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <cstring>
 
 #include <nlohmann/json.hpp>
 
@@ -33,6 +35,36 @@ void load_tensors(const SafeTensorsFile& f, Backend& be, const std::vector<Named
   }
 }
 
+// A fast 64-bit hash of every tensor's name and bytes, in name order: safetensors has no
+// checksum of its own, and a flipped bit in a weight would otherwise load silently.
+std::string content_hash(const SafeTensorsFile& f) {
+  std::vector<const SafeTensor*> order;
+  for (const SafeTensor& t : f.tensors) order.push_back(&t);
+  std::sort(order.begin(), order.end(), [](const SafeTensor* a, const SafeTensor* b) { return a->name < b->name; });
+  uint64_t h = 0x9E3779B97F4A7C15ull;
+  auto mix = [&](uint64_t w) {
+    h ^= w;
+    h *= 0xFF51AFD7ED558CCDull;
+    h ^= h >> 32;
+  };
+  for (const SafeTensor* t : order) {
+    for (unsigned char c : t->name) mix(c);
+    const uint8_t* p = t->bytes.data();
+    const size_t n = t->bytes.size();
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      uint64_t w;
+      std::memcpy(&w, p + i, 8);
+      mix(w);
+    }
+    for (; i < n; ++i) mix(p[i]);
+    mix(n);
+  }
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
 SafeTensorsFile read_checkpoint_file(const std::string& path) {
   SafeTensorsFile f = read_safetensors(path);
   auto it = f.metadata.find("format");
@@ -40,8 +72,12 @@ SafeTensorsFile read_checkpoint_file(const std::string& path) {
     fail(path, ": not a zscrgan checkpoint (metadata 'format' is ",
          it == f.metadata.end() ? std::string("missing") : "'" + it->second + "'", ", expected '",
          kCheckpointFormat, "')");
-  for (const char* key : {"config", "run"})
+  for (const char* key : {"config", "run", "content_hash"})
     if (!f.metadata.count(key)) fail(path, ": checkpoint metadata lacks '", key, "'");
+  const std::string hash = content_hash(f);
+  if (hash != f.metadata.at("content_hash"))
+    fail(path, ": corrupted: the tensors' content hash is ", hash, " but the file records ",
+         f.metadata.at("content_hash"));
   return f;
 }
 
@@ -108,6 +144,7 @@ void save_checkpoint(Trainer& trainer, const std::string& path) {
                 {"csem_done", p.csem_done},
                 {"noise_base", p.noise_base}}}};
   f.metadata["run"] = run.dump();
+  f.metadata["content_hash"] = content_hash(f);
   write_safetensors_atomic(path, f);
 }
 

@@ -150,7 +150,23 @@ RunSummary run_training(const Config& cfg, std::ostream& out, const RunOptions& 
 
   fs::create_directories(dir / "retrieved");
   fs::create_directories(dir / "checkpoints");
-  if (!resuming) {
+  if (resuming) {
+    // A run killed between appending a round's metrics and saving its checkpoint repeats that
+    // round: keep only the lines of rounds the checkpoint holds.
+    const fs::path metrics = dir / "metrics.jsonl";
+    if (fs::exists(metrics)) {
+      std::istringstream lines(read_text_file(metrics.string()));
+      std::string line, kept;
+      while (std::getline(lines, line)) {
+        if (line.empty()) continue;
+        const auto j = nlohmann::json::parse(line, nullptr, false);
+        if (!j.is_discarded() && j.contains("round") && j["round"].is_number_integer() &&
+            j["round"].get<int>() <= trainer.state().round)
+          kept += line + "\n";
+      }
+      write_file_atomic(metrics.string(), kept);
+    }
+  } else {
     for (const auto& entry : fs::directory_iterator(dir / "retrieved"))
       if (entry.path().extension() == ".json") fs::remove(entry.path());
     fs::remove(dir / "metrics.jsonl");

@@ -1,0 +1,220 @@
+// Checkpoints: every tensor and every piece of run state survives a save/load; a run stopped
+// mid-round and resumed from the file continues exactly; truncated, corrupted and mismatched
+// checkpoints are refused with a message naming what is wrong; the NaN guard names the step.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "zscrgan/checkpoint.h"
+#include "zscrgan/run.h"
+
+namespace fs = std::filesystem;
+
+namespace zscrgan {
+namespace {
+
+Config small_config() {
+  Config c;
+  c.gf_dim = 32;
+  c.df_dim = 16;
+  c.embed_dim = 8;
+  c.z_dim = 4;
+  c.e_step_iters = 6;
+  c.m_step_iters = 6;
+  c.seed = 5;
+  c.top_k = 10;
+  c.synthetic.seen_classes = 8;
+  c.synthetic.unseen_classes = 4;
+  c.synthetic.images_per_class = 15;
+  c.synthetic.text_dim = 12;
+  c.synthetic.image_dim = 16;
+  return c;
+}
+
+class CheckpointTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("zscrgan_ckpt_" + std::to_string(::getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    path_ = (dir_ / "ckpt.safetensors").string();
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  fs::path dir_;
+  std::string path_;
+  Config cfg_ = small_config();
+  Dataset data_ = load_configured_dataset(cfg_);
+  std::unique_ptr<Backend> be_ = make_cpu_backend();
+};
+
+std::vector<float> host(Backend& be, const Tensor& t) {
+  std::vector<float> v(t.numel());
+  be.download(t, v.data());
+  return v;
+}
+
+TEST_F(CheckpointTest, EveryTensorAndRunStateRoundTrips) {
+  Trainer a(cfg_, data_, *be_);
+  a.train_round();
+  a.state().best_score = 0.25;
+  a.state().best_round = 1;
+  int polls = 0;
+  RoundHooks stop;
+  stop.should_stop = [&] { return polls++ == 3; };
+  ASSERT_FALSE(a.run_round(stop).has_value());
+  save_checkpoint(a, path_);
+
+  Trainer b(cfg_, data_, *be_);
+  load_checkpoint(b, path_);
+  const auto pa = a.model().parameter_tensors(), pb = b.model().parameter_tensors();
+  for (size_t i = 0; i < pa.size(); ++i) EXPECT_EQ(host(*be_, pa[i].tensor), host(*be_, pb[i].tensor)) << pa[i].name;
+  const auto sa = a.model().state_tensors(), sb = b.model().state_tensors();
+  for (size_t i = 0; i < sa.size(); ++i) EXPECT_EQ(host(*be_, sa[i].tensor), host(*be_, sb[i].tensor)) << sa[i].name;
+  EXPECT_EQ(a.model().critic_group.steps, b.model().critic_group.steps);
+  EXPECT_EQ(a.model().csem_group.steps, b.model().csem_group.steps);
+  EXPECT_EQ(b.state().round, 1);
+  EXPECT_EQ(b.state().noise_offset, a.state().noise_offset);
+  EXPECT_EQ(b.state().best_score, 0.25);
+  const SamplerState ssa = a.sampler().state(), ssb = b.sampler().state();
+  EXPECT_EQ(ssa.class_order, ssb.class_order);
+  EXPECT_EQ(ssa.image_cursor, ssb.image_cursor);
+  EXPECT_EQ(ssa.rng_counter, ssb.rng_counter);
+  const RoundProgress ra = a.round_progress(), rb = b.round_progress();
+  EXPECT_TRUE(rb.in_round);
+  EXPECT_EQ(ra.e_done, rb.e_done);
+  EXPECT_EQ(ra.rows, rb.rows);
+  EXPECT_EQ(ra.step_losses, rb.step_losses);
+}
+
+TEST_F(CheckpointTest, ResumedFromTheFileContinuesLikeAnUninterruptedRun) {
+  Trainer a(cfg_, data_, *be_);
+  std::vector<RoundLosses> la;
+  std::vector<double> pa;
+  for (int r = 0; r < 3; ++r) {
+    la.push_back(a.train_round());
+    pa.push_back(a.evaluate().prec_at_k);
+  }
+  for (int stop_at : {2, 6}) {  // inside the E-step; between the E-step and the M-step
+    SCOPED_TRACE(stop_at);
+    Trainer b(cfg_, data_, *be_);
+    b.train_round();
+    b.evaluate();
+    int polls = 0;
+    RoundHooks stop;
+    stop.should_stop = [&] { return polls++ == stop_at; };
+    ASSERT_FALSE(b.run_round(stop).has_value());
+    save_checkpoint(b, path_);
+    Trainer c(cfg_, data_, *be_);
+    load_checkpoint(c, path_);
+    for (int r = 1; r < 3; ++r) {
+      const RoundLosses l = c.train_round();
+      EXPECT_EQ(l.critic, la[r].critic);
+      EXPECT_EQ(l.generator, la[r].generator);
+      EXPECT_EQ(l.csem, la[r].csem);
+      EXPECT_EQ(c.evaluate().prec_at_k, pa[r]);
+    }
+  }
+}
+
+TEST_F(CheckpointTest, TruncatedFilesAreRefusedCleanly) {
+  Trainer a(cfg_, data_, *be_);
+  save_checkpoint(a, path_);
+  const auto size = fs::file_size(path_);
+  const std::string cut = (dir_ / "cut.safetensors").string();
+  for (uintmax_t keep : {uintmax_t(0), uintmax_t(7), uintmax_t(100), size / 2, size - 1}) {
+    fs::copy_file(path_, cut, fs::copy_options::overwrite_existing);
+    fs::resize_file(cut, keep);
+    Trainer b(cfg_, data_, *be_);
+    try {
+      load_checkpoint(b, cut);
+      ADD_FAILURE() << "a checkpoint cut to " << keep << " bytes loaded";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("cut.safetensors"), std::string::npos) << e.what();
+    }
+  }
+}
+
+TEST_F(CheckpointTest, CorruptedTensorBytesAreRefused) {
+  Trainer a(cfg_, data_, *be_);
+  a.train_round();
+  save_checkpoint(a, path_);
+  {
+    std::fstream f(path_, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(-40, std::ios::end);  // inside the tensor data
+    char c;
+    f.read(&c, 1);
+    f.seekp(-40, std::ios::end);
+    c ^= 0x10;
+    f.write(&c, 1);
+  }
+  Trainer b(cfg_, data_, *be_);
+  try {
+    load_checkpoint(b, path_);
+    FAIL() << "a corrupted checkpoint loaded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("corrupted"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(CheckpointTest, MismatchedConfigOrShapesAreRefusedNamingTheKeyOrTensor) {
+  Trainer a(cfg_, data_, *be_);
+  save_checkpoint(a, path_);
+  Config other = cfg_;
+  other.gf_dim = 48;
+  Trainer b(other, data_, *be_);
+  try {
+    load_checkpoint(b, path_);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("gf_dim"), std::string::npos) << e.what();
+  }
+  // Same config, data of another text width: the tensor is named.
+  Config wider = cfg_;
+  wider.synthetic.text_dim = 14;
+  Dataset wider_data = load_configured_dataset(wider);
+  Trainer c(cfg_, wider_data, *be_);
+  try {
+    load_checkpoint(c, path_);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("generator.condition.w"), std::string::npos) << e.what();
+  }
+  // Keys that only say how long or where to run may change.
+  Config longer = cfg_;
+  longer.rounds = 99;
+  longer.output_dir = "elsewhere";
+  Trainer d(longer, data_, *be_);
+  EXPECT_NO_THROW(load_checkpoint(d, path_));
+}
+
+TEST_F(CheckpointTest, NonFiniteLossStopsNamingTheQuantityAndStep) {
+  Trainer a(cfg_, data_, *be_);
+  const Tensor w = a.model().critic2.w.value;
+  std::vector<float> v = host(*be_, w);
+  v[0] = std::nanf("");
+  be_->upload(w, v.data());
+  try {
+    a.train_round();
+    FAIL() << "a NaN critic weight trained on";
+  } catch (const DivergenceError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("L_D"), std::string::npos) << m;
+    EXPECT_NE(m.find("E-step iteration 1, D step 1"), std::string::npos) << m;
+  }
+  Trainer b(cfg_, data_, *be_);
+  be_->upload(b.model().csem.b.value, std::vector<float>(cfg_.embed_dim, INFINITY).data());
+  try {
+    b.check_parameters_finite();
+    FAIL();
+  } catch (const DivergenceError& e) {
+    EXPECT_NE(std::string(e.what()).find("csem.fc.b"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace zscrgan
