@@ -15,6 +15,9 @@
 // or on the other texts, sample 0 of an S-sample run is the single-sample query, and
 // `retrieve` uses exactly the queries `embed` writes for the same seed and samples.
 //
+// Arithmetic is float32 throughout (on CUDA, TF32 stays off whatever the training config said):
+// retrieval ranks by small differences of cosine similarity.
+//
 // Memory: everything is allocated once, before the first block, sized by chunk_rows (gallery
 // or image rows per pass) and the query count; a gallery is streamed from its .npy file in
 // chunks, so memory does not grow with the gallery.
