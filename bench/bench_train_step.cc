@@ -20,26 +20,16 @@ struct Size {
 constexpr Size kDemo{"demo", 64, 128, 256, 128, 64, 32};
 constexpr Size kPublished{"published", 1024, 2048, 2048, 1024, 1024, 256};
 
-// Random seen/unseen data of the given widths: timing does not depend on the values.
+// The synthetic dataset at the given widths: timing does not depend on the values.
 Dataset bench_dataset(const Size& s) {
-  Dataset d;
-  d.name = "bench";
-  const int classes = 60, per_class = 20;
-  for (int c = 0; c < classes; ++c) (c < 45 ? d.train_classes : d.test_classes).push_back(c);
-  uint32_t state = 7;
-  auto next = [&] { state = state * 1664525u + 1013904223u; return float(state >> 8) / float(1 << 24); };
-  d.image_features.cols = s.image_dim;
-  d.text_features.cols = s.text_dim;
-  for (int c = 0; c < classes; ++c)
-    for (int k = 0; k < per_class; ++k) {
-      d.image_labels.push_back(c);
-      for (int j = 0; j < s.image_dim; ++j) d.image_features.data.push_back(next());
-      d.text_labels.push_back(c);
-      for (int j = 0; j < s.text_dim; ++j) d.text_features.data.push_back(next() - 0.5f);
-    }
-  d.image_features.rows = static_cast<int64_t>(d.image_labels.size());
-  d.text_features.rows = static_cast<int64_t>(d.text_labels.size());
-  return d;
+  SyntheticSpec spec;
+  spec.seen_classes = 45;
+  spec.unseen_classes = 15;
+  spec.images_per_class = 20;
+  spec.texts_per_class = 2;
+  spec.text_dim = s.text_dim;
+  spec.image_dim = s.image_dim;
+  return make_synthetic_dataset(spec);
 }
 
 Config bench_config(const Size& s) {

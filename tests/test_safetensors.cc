@@ -16,15 +16,15 @@
 #include <string>
 #include <vector>
 
-#include "safetensors_test_util.h"
+#include "data_test_util.h"
 #include "zscrgan/error.h"
 
 namespace {
 
-using safetensors_test::error_of;
-using safetensors_test::read_file_bytes;
-using safetensors_test::TempFolder;
-using safetensors_test::write_file_bytes;
+using zscrgan_test::error_of;
+using TempFolder = zscrgan_test::ScopedTempDir;
+const auto read_file_bytes = zscrgan_test::read_bytes;
+const auto write_file_bytes = zscrgan_test::write_bytes;
 using zscrgan::SafeTensor;
 using zscrgan::SafeTensorsFile;
 

@@ -17,7 +17,7 @@
 #include <thread>
 #include <vector>
 
-#include "safetensors_test_util.h"
+#include "data_test_util.h"
 #include "zscrgan/error.h"
 #include "zscrgan/safetensors.h"
 
@@ -51,7 +51,7 @@ int64_t loaded_version(const std::string& path) {
 }
 
 TEST(CheckpointKill, FileAlwaysHoldsOneCompleteVersion) {
-  safetensors_test::TempFolder dir;
+  zscrgan_test::ScopedTempDir dir;
   const std::string path = dir.file("last.safetensors");
   std::vector<int64_t> scratch(kElements);
 

@@ -67,25 +67,15 @@ void free(void* p) { __libc_free(p); }
 namespace zscrgan {
 namespace {
 
-Dataset random_dataset() {
-  Dataset d;
-  d.name = "random";
-  const int classes = 12, per_class = 6, dv = 24, dt = 10;
-  for (int c = 0; c < classes; ++c) (c < 8 ? d.train_classes : d.test_classes).push_back(c);
-  uint32_t s = 1;
-  auto next = [&] { s = s * 1664525u + 1013904223u; return float(s >> 8) / float(1 << 24); };
-  d.image_features.cols = dv;
-  d.text_features.cols = dt;
-  for (int c = 0; c < classes; ++c)
-    for (int k = 0; k < per_class; ++k) {
-      d.image_labels.push_back(c);
-      for (int j = 0; j < dv; ++j) d.image_features.data.push_back(next());
-      d.text_labels.push_back(c);
-      for (int j = 0; j < dt; ++j) d.text_features.data.push_back(next() - 0.5f);
-    }
-  d.image_features.rows = static_cast<int64_t>(d.image_labels.size());
-  d.text_features.rows = static_cast<int64_t>(d.text_labels.size());
-  return d;
+Dataset small_dataset() {
+  SyntheticSpec spec;
+  spec.seen_classes = 8;
+  spec.unseen_classes = 4;
+  spec.images_per_class = 6;
+  spec.texts_per_class = 1;
+  spec.text_dim = 10;
+  spec.image_dim = 24;
+  return make_synthetic_dataset(spec);
 }
 
 TEST(SteadyState, TrainingStepsAllocateNothing) {
@@ -98,7 +88,7 @@ TEST(SteadyState, TrainingStepsAllocateNothing) {
   cfg.e_step_iters = 6;
   cfg.m_step_iters = 12;
   cfg.top_k = 5;
-  const Dataset d = random_dataset();
+  const Dataset d = small_dataset();
   auto be = make_cpu_backend();
   Trainer t(cfg, d, *be);
   t.train_round();  // warm-up: the arena settles at its high-water size
