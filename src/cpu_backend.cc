@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <type_traits>
 #include <sstream>
 
 #include "zscrgan/backend.h"
@@ -21,6 +22,8 @@ namespace {
 // Element-wise loops parallelise only above this many elements: at batch 32 most tensors are
 // small enough that waking a second thread costs more than it saves.
 constexpr size_t kParallelElements = 1 << 16;
+// GEMMs below this many FLOPs run on one OpenBLAS thread.
+constexpr double kParallelGemmFlops = 8e6;
 
 float scalar_of(const Tensor& t) { return t.data[0]; }
 
@@ -70,8 +73,29 @@ void for_each_element(const Tensor& shape, F&& f) {  // f(row, col)
 
 inline float& at(const Tensor& t, int r, int c) { return t.data[static_cast<size_t>(r) * t.ld + c]; }
 
+// Runs f(row) for every row, in parallel when the tensor is large.
+template <typename F>
+void rows_of(const Tensor& t, F&& f) {
+  if (t.numel() >= kParallelElements)
+    parallel_range(size_t(t.rows), [&](size_t r) { f(int(r)); });
+  else
+    for (int r = 0; r < t.rows; ++r) f(r);
+}
+
+// Calls f with the activation as a compile-time constant, so each loop specialises and
+// vectorises instead of branching on the activation per element.
+template <typename F>
+void with_act(Act act, F&& f) {
+  switch (act) {
+    case Act::LeakyRelu: return f(std::integral_constant<Act, Act::LeakyRelu>{});
+    case Act::Relu: return f(std::integral_constant<Act, Act::Relu>{});
+    case Act::None: return f(std::integral_constant<Act, Act::None>{});
+  }
+}
+
 class CpuBackend final : public Backend {
  public:
+  CpuBackend() : blas_threads_(openblas_get_num_threads()), current_blas_threads_(blas_threads_) {}
   Device device() const override { return Device::CPU; }
   std::string description() const override {
     std::ostringstream os;
@@ -129,6 +153,14 @@ class CpuBackend final : public Backend {
       for_each_element(c, [&](int r, int col) { at(c, r, col) *= beta; });
       return;
     }
+    // Small GEMMs run on one thread: waking OpenBLAS's workers (they spin with sched_yield)
+    // costs more than it saves below a few MFLOP, and most GEMMs at batch 32 are that small.
+    const double flops = 2.0 * m * n * k;
+    const int threads = flops < kParallelGemmFlops ? 1 : blas_threads_;
+    if (threads != current_blas_threads_) {
+      openblas_set_num_threads(threads);
+      current_blas_threads_ = threads;
+    }
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m,
                 n, k, alpha, a.data, a.ld, b.data, b.ld, beta, c.data, c.ld);
   }
@@ -136,25 +168,46 @@ class CpuBackend final : public Backend {
   void bias_act_forward(Tensor y, const Tensor& bias, Act act) override {
     ZS_CHECK(bias.rows == 1 && bias.cols == y.cols, "bias 1x", y.cols, " expected, got ",
              bias.rows, "x", bias.cols);
-    for_each_element(y, [&](int r, int c) { at(y, r, c) = act_forward(at(y, r, c) + bias.data[c], act); });
+    with_act(act, [&](auto a) {
+      constexpr Act kAct = decltype(a)::value;
+      const float* __restrict__ b = bias.data;
+      const int cols = y.cols;
+      rows_of(y, [&](int r) {
+        float* __restrict__ yr = &at(y, r, 0);
+        for (int c = 0; c < cols; ++c) yr[c] = act_forward(yr[c] + b[c], kAct);
+      });
+    });
   }
   void bias_act_backward(const Tensor& y, const Tensor& dy, Tensor d_pre, Tensor d_bias,
                          Act act) override {
     ZS_CHECK(y.same_shape(dy), "bias_act_backward dy shape");
-    if (!d_pre.empty()) {
-      ZS_CHECK(d_pre.same_shape(y), "bias_act_backward d_pre shape");
-      for_each_element(y, [&](int r, int c) {
-        at(d_pre, r, c) += at(dy, r, c) * act_grad_from_output(at(y, r, c), act);
-      });
-    }
-    if (!d_bias.empty()) {
-      ZS_CHECK(d_bias.rows == 1 && d_bias.cols == y.cols, "bias_act_backward d_bias shape");
-      for (int c = 0; c < y.cols; ++c) {
-        double s = 0;
-        for (int r = 0; r < y.rows; ++r) s += at(dy, r, c) * act_grad_from_output(at(y, r, c), act);
-        d_bias.data[c] += static_cast<float>(s);
+    ZS_CHECK(d_pre.empty() || d_pre.same_shape(y), "bias_act_backward d_pre shape");
+    ZS_CHECK(d_bias.empty() || (d_bias.rows == 1 && d_bias.cols == y.cols),
+             "bias_act_backward d_bias shape");
+    with_act(act, [&](auto a) {
+      constexpr Act kAct = decltype(a)::value;
+      const int cols = y.cols;
+      if (!d_pre.empty())
+        rows_of(y, [&](int r) {
+          const float* __restrict__ yr = &at(y, r, 0);
+          const float* __restrict__ gr = &at(dy, r, 0);
+          float* __restrict__ dr = &at(d_pre, r, 0);
+          for (int c = 0; c < cols; ++c) dr[c] += gr[c] * act_grad_from_output(yr[c], kAct);
+        });
+      if (d_bias.empty()) return;
+      // Column sums in double, a block of columns at a time, walking rows in memory order.
+      constexpr int kBlock = 256;
+      for (int c0 = 0; c0 < cols; c0 += kBlock) {
+        const int n = std::min(kBlock, cols - c0);
+        double acc[kBlock] = {};
+        for (int r = 0; r < y.rows; ++r) {
+          const float* yr = &at(y, r, c0);
+          const float* gr = &at(dy, r, c0);
+          for (int c = 0; c < n; ++c) acc[c] += gr[c] * act_grad_from_output(yr[c], kAct);
+        }
+        for (int c = 0; c < n; ++c) d_bias.data[c0 + c] += static_cast<float>(acc[c]);
       }
-    }
+    });
   }
 
   void fill_normal(Tensor t, NoiseStream s) override {
@@ -336,6 +389,8 @@ class CpuBackend final : public Backend {
   }
 
  private:
+  const int blas_threads_;    // OpenBLAS's thread count at start-up
+  int current_blas_threads_;  // what it is set to now
   static void row_dots(const Tensor& a, const Tensor& b, int r, float* saa, float* sbb, float* sab) {
     double aa = 0, bb = 0, ab = 0;
     for (int c = 0; c < a.cols; ++c) {
