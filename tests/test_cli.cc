@@ -167,3 +167,22 @@ TEST_F(CliTest, HelpAndVersion) {
 
 }  // namespace
 }  // namespace zscrgan
+
+namespace zscrgan {
+namespace {
+TEST_F(CliTest, SyntheticDatasetIsWrittenInTheInterchangeFormat) {
+  const fs::path out = dir_ / "synthetic";
+  const std::string cmd = std::string(ZSCRGAN_CLI_PATH) + " synthetic --out " + out.string() +
+                          " --set synthetic.seed=9 --set synthetic.unseen_classes=5 >/dev/null";
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  SyntheticSpec spec;
+  spec.seed = 9;
+  spec.unseen_classes = 5;
+  const Dataset want = make_synthetic_dataset(spec), got = load_dataset_folder(out.string());
+  EXPECT_EQ(got.image_features.data, want.image_features.data);
+  EXPECT_EQ(got.text_features.data, want.text_features.data);
+  EXPECT_EQ(got.image_labels, want.image_labels);
+  EXPECT_EQ(got.test_classes, want.test_classes);
+}
+}  // namespace
+}  // namespace zscrgan

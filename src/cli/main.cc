@@ -29,6 +29,7 @@ const char* kUsage =
     "  zscrgan_cuda --resume DIR [--config FILE] [--set KEY=VALUE ...]\n"
     "  zscrgan_cuda import --format xlsa17|gazsl|interchange --input DIR --output DIR\n"
     "                      [--class-embedding F.npy] [--original-att] [--split easy|hard] [--name N]\n"
+    "  zscrgan_cuda synthetic --out DIR [--config FILE] [--set synthetic.KEY=VALUE ...]\n"
     "  zscrgan_cuda embed --checkpoint F [--texts T.npy] [--images I.npy] --out DIR\n"
     "                     [--samples S] [--seed N] [--device D] [--chunk-rows N]\n"
     "  zscrgan_cuda retrieve --checkpoint F --texts T.npy --gallery I.npy --out R.json\n"
@@ -137,6 +138,21 @@ int run_import(const Options& o) {
   return 0;
 }
 
+// Writes the embedded synthetic dataset (the config's "synthetic" settings) as an interchange
+// folder, so other tools can read exactly what the demo trains on.
+int run_synthetic(const Options& o) {
+  o.only({"--out", "--config", "--set"});
+  const std::string out = o.need("--out");
+  const zscrgan::Config cfg = o.has("--config") ? zscrgan::load_config(o.get("--config"), o.all("--set"))
+                                                : zscrgan::parse_config("{}", "--set", o.all("--set"));
+  const zscrgan::Dataset d = zscrgan::make_synthetic_dataset(cfg.synthetic);
+  zscrgan::write_dataset_folder(d, out);
+  std::cout << "wrote " << out << ": " << d.train_classes.size() << " seen / " << d.test_classes.size()
+            << " unseen classes, images " << d.image_features.rows << " x " << d.image_features.cols
+            << ", texts " << d.text_features.rows << " x " << d.text_features.cols << "\n";
+  return 0;
+}
+
 int run_embed(const Options& o) {
   o.only({"--checkpoint", "--texts", "--images", "--out", "--samples", "--seed", "--device", "--chunk-rows"});
   zscrgan::EmbedOptions e;
@@ -173,6 +189,7 @@ int dispatch(int argc, char** argv) {
   const std::string first = argc > 1 ? argv[1] : "";
   if (first == "import") return run_import(Options(argc, argv, 2, {"--original-att"}));
   if (first == "embed") return run_embed(Options(argc, argv, 2, {}));
+  if (first == "synthetic") return run_synthetic(Options(argc, argv, 2, {}));
   if (first == "retrieve") return run_retrieve(Options(argc, argv, 2, {}));
   return run_train(Options(argc, argv, 1, {}));
 }
