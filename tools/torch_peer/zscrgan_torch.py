@@ -156,7 +156,8 @@ class AdamTF1:
     def step(self):
         self.t += 1
         grads = [p.grad for p in self.params]
-        torch._foreach_lerp_(self.m, grads, 1.0 - self.b1)  # m = b1 m + (1 - b1) g
+        torch._foreach_mul_(self.m, self.b1)
+        torch._foreach_add_(self.m, grads, alpha=1.0 - self.b1)
         torch._foreach_mul_(self.v, self.b2)
         torch._foreach_addcmul_(self.v, grads, grads, value=1.0 - self.b2)
         lr_t = self.lr * (1.0 - self.b2 ** self.t) ** 0.5 / (1.0 - self.b1 ** self.t)
