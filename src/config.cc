@@ -12,7 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "fs_util.h"
+#include "zscrgan/fileio.h"
 #include "json_strict.h"
 #include "zscrgan/error.h"
 
@@ -325,7 +325,7 @@ Config parse_config(const std::string& json_text, const std::string& source,
 }
 
 Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
-  return parse_config(detail::read_text_file(path), path, overrides);
+  return parse_config(read_text_file(path), path, overrides);
 }
 
 std::string config_to_json(const Config& config) {

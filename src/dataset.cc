@@ -8,7 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "fs_util.h"
+#include "zscrgan/fileio.h"
 #include "json_strict.h"
 #include "zscrgan/error.h"
 
@@ -126,7 +126,7 @@ Dataset load_dataset_folder(const std::string& dir) {
   const std::string meta_path = join(dir, kMetaFile);
   if (!fs::exists(meta_path, ec)) fail(meta_path, ": not found (every dataset folder has one)");
 
-  const json meta = detail::parse_json_strict(detail::read_text_file(meta_path), meta_path);
+  const json meta = detail::parse_json_strict(read_text_file(meta_path), meta_path);
   if (!meta.is_object())
     fail(meta_path, ": expected a JSON object, got ", detail::describe_json(meta));
   const std::vector<std::string> known = {"name", "train_classes", "test_classes"};
@@ -189,7 +189,7 @@ void write_dataset_folder(const Dataset& d, const std::string& dir) {
   fs::path tmp;
   for (int attempt = 0;; ++attempt) {
     tmp = target;
-    tmp += ".tmp-" + detail::unique_suffix();
+    tmp += ".tmp-" + unique_suffix();
     if (fs::create_directory(tmp, ec)) break;
     if (ec || attempt > 8)
       fail(dir, ": cannot create the temporary folder ", tmp.string(), ": ",
@@ -215,13 +215,13 @@ void write_dataset_folder(const Dataset& d, const std::string& dir) {
     } catch (const json::exception& e) {
       fail(dir, ": cannot write dataset.json: ", e.what());
     }
-    detail::write_file_atomically(join(tmp.string(), kMetaFile),
+    write_file_atomically(join(tmp.string(), kMetaFile),
                                   [&](std::ostream& out) { out << text; });
 
     if (target_exists) {
       // Move the old folder aside first so a failed rename can put it back.
       fs::path old = target;
-      old += ".old-" + detail::unique_suffix();
+      old += ".old-" + unique_suffix();
       fs::rename(target, old, ec);
       if (ec) fail(dir, ": cannot move the existing folder aside: ", ec.message());
       fs::rename(tmp, target, ec);

@@ -14,10 +14,9 @@
 #include <string>
 #include <vector>
 
-#include "fs_util.h"
+#include "zscrgan/fileio.h"
 #include "zscrgan/arena.h"
 #include "zscrgan/checkpoint.h"
-#include "zscrgan/fileio.h"
 #include "zscrgan/model.h"
 #include "zscrgan/npy_stream.h"
 #include "zscrgan/retrieval.h"
@@ -263,7 +262,7 @@ fs::path make_temp_sibling(const fs::path& target) {
   }
   for (int attempt = 0;; ++attempt) {
     fs::path tmp = target;
-    tmp += ".tmp-" + detail::unique_suffix();
+    tmp += ".tmp-" + unique_suffix();
     if (fs::create_directory(tmp, ec)) return tmp;
     if (ec || attempt > 8)
       fail(target.string(), ": cannot create the temporary folder ", tmp.string(), ": ",
@@ -276,7 +275,7 @@ void move_into_place(const fs::path& tmp, const fs::path& target) {
   if (fs::exists(fs::symlink_status(target, ec))) {
     // Move the old folder aside first so that a failed rename can put it back.
     fs::path old = target;
-    old += ".old-" + detail::unique_suffix();
+    old += ".old-" + unique_suffix();
     fs::rename(target, old, ec);
     if (ec) fail(target.string(), ": cannot move the existing folder aside: ", ec.message());
     fs::rename(tmp, target, ec);

@@ -11,7 +11,7 @@
 #include <map>
 #include <sstream>
 
-#include "fs_util.h"
+#include "zscrgan/fileio.h"
 #include "npy_format.h"
 #include "zscrgan/error.h"
 
@@ -411,7 +411,7 @@ void write_npy_matrix(const std::string& path, const HostMatrix& m) {
     fail(path, ": cannot write a ", m.rows, " x ", m.cols, " matrix holding ", m.data.size(),
          " values");
   const std::string header = make_header("<f4", {m.rows, m.cols});
-  detail::write_file_atomically(path, [&](std::ostream& out) {
+  write_file_atomically(path, [&](std::ostream& out) {
     out.write(header.data(), static_cast<std::streamsize>(header.size()));
     write_le(out, m.data.data(), m.data.size());
   });
@@ -419,7 +419,7 @@ void write_npy_matrix(const std::string& path, const HostMatrix& m) {
 
 void write_npy_labels(const std::string& path, const std::vector<int64_t>& labels) {
   const std::string header = make_header("<i8", {static_cast<int64_t>(labels.size())});
-  detail::write_file_atomically(path, [&](std::ostream& out) {
+  write_file_atomically(path, [&](std::ostream& out) {
     out.write(header.data(), static_cast<std::streamsize>(header.size()));
     write_le(out, labels.data(), labels.size());
   });

@@ -11,7 +11,7 @@
 #include <fstream>
 #include <limits>
 
-#include "fs_util.h"
+#include "zscrgan/fileio.h"
 #include "npy_format.h"
 #include "zscrgan/error.h"
 
@@ -103,7 +103,7 @@ void NpyRowReader::read_rows(int64_t first, int64_t n, float* out) {
 NpyRowWriter::NpyRowWriter(const std::string& path, int64_t rows, int64_t cols)
     : path_(path), rows_(rows), cols_(cols) {
   if (rows < 0 || cols < 0) fail(path, ": cannot write a ", rows, " x ", cols, " matrix");
-  tmp_ = path + ".tmp-" + detail::unique_suffix();
+  tmp_ = path + ".tmp-" + unique_suffix();
   fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd_ < 0) fail(path, ": cannot create ", tmp_, ": ", std::strerror(errno));
   const std::string header = detail::npy_header_bytes("<f4", {rows, cols});

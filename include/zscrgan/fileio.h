@@ -1,14 +1,26 @@
-// Small file helpers: whole-file reads and crash-safe writes (temp file, flush, rename).
+// Small file helpers shared by every reader and writer: whole-file reads, crash-safe writes
+// (a temporary sibling, flushed and synced, renamed into place), and appends.
 #ifndef ZSCRGAN_FILEIO_H
 #define ZSCRGAN_FILEIO_H
 
+#include <functional>
+#include <ostream>
 #include <string>
 
 namespace zscrgan {
 
-std::string read_text_file(const std::string& path);  // throws Error naming the path
-// Writes to path + ".tmp", flushes and fsyncs, renames over path. Never leaves a partial path.
+// Reads a whole file; a missing or unreadable file fails naming the path.
+std::string read_text_file(const std::string& path);
+
+// A short random hex string for temporary sibling names (".tmp-<suffix>").
+std::string unique_suffix();
+
+// Writes `path` through a temporary sibling that is flushed, synced and renamed into place, so
+// a failure or a crash never leaves a partial file (and never destroys an existing one).
+// `write` fills the stream.
+void write_file_atomically(const std::string& path, const std::function<void(std::ostream&)>& write);
 void write_file_atomic(const std::string& path, const std::string& content);
+
 // Appends one line and flushes (metrics.jsonl).
 void append_line(const std::string& path, const std::string& line);
 
