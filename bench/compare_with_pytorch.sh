@@ -4,17 +4,20 @@
 # both with OMP_WAIT_POLICY=PASSIVE and the same thread count. On the CPU the PyTorch peer runs
 # a second time on one thread when --threads is above 1 (eager PyTorch on small matrices is often
 # faster single-threaded than with waking OpenMP workers) and the faster of the two counts, so
-# the ratio is against PyTorch's better setting. Prints size, device, seconds per round for each,
-# the PyTorch thread count used and the speed-up (PyTorch's time / ours). Builds nothing.
+# the ratio is against PyTorch's better setting (--torch-active adds a third: PyTorch on all
+# threads with libgomp's default spinning, fast on an idle machine, very slow on a busy one).
+# Prints size, device, seconds per round for each, the PyTorch setting that counted and the
+# speed-up (PyTorch's time / ours). Builds nothing.
 #
 # Usage: bash bench/compare_with_pytorch.sh [--published] [--device cpu|cuda] [--rounds N]
-#                                           [--threads N] [--bench PATH]
+#                                           [--threads N] [--bench PATH] [--torch-active]
 #   --published   also the published size (slow on a CPU: tens of seconds per round each)
 #   --device      cpu (default) or cuda
 #   --rounds N    timed PyTorch rounds after its warm-up round (default 3 at demo, 1 at published)
 #   --threads N   threads for both (default: every core this process may use); PyTorch
 #                 also runs on 1 thread and the faster counts
 #   --bench PATH  bench_train_step to run (default ./build/bench_train_step)
+#   --torch-active  also time PyTorch with OMP_WAIT_POLICY=ACTIVE (CPU only)
 # Environment: PYTHON, a Python with torch (default ./.venv/bin/python if present, else python3);
 # install it with: python3 -m venv .venv && .venv/bin/python -m pip install -r tools/torch_peer/requirements.txt
 set -euo pipefail
@@ -30,6 +33,7 @@ device=cpu
 rounds=""
 threads=""
 bench="./build/bench_train_step"
+torch_active=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --published) sizes=(demo published) ;;
@@ -41,6 +45,7 @@ while [ $# -gt 0 ]; do
     --threads=*) threads="${1#*=}" ;;
     --bench) [ $# -ge 2 ] || die "--bench needs a path"; bench="$2"; shift ;;
     --bench=*) bench="${1#*=}" ;;
+    --torch-active) torch_active=1 ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument '$1'" ;;
   esac
@@ -112,27 +117,30 @@ for size in "${sizes[@]}"; do
 
   n="$rounds"
   if [ -z "$n" ]; then if [ "$size" = demo ]; then n=3; else n=1; fi; fi
-  torch_threads=("$threads")
-  if [ "$device" = cpu ] && [ "$threads" -gt 1 ]; then torch_threads+=(1); fi
+  trials=("$threads:PASSIVE")  # PyTorch settings to try: threads:OMP_WAIT_POLICY
+  if [ "$device" = cpu ] && [ "$threads" -gt 1 ]; then trials+=("1:PASSIVE"); fi
+  if [ "$device" = cpu ] && [ "$torch_active" = 1 ]; then trials+=("$threads:ACTIVE"); fi
   theirs="" theirs_threads=""
-  for th in "${torch_threads[@]}"; do
-    echo "[$size/$device] PyTorch: zscrgan_torch.py --size $size --device $device --threads $th --rounds $n (+1 warm-up) ..." >&2
-    out="$tmp/torch-$size-$th"
-    "$PYTHON" "$peer" --size "$size" --device "$device" --rounds "$n" --threads "$th" --json \
-      >"$out.json" 2>"$out.err" ||
+  for trial in "${trials[@]}"; do
+    th="${trial%%:*}" policy="${trial#*:}"
+    echo "[$size/$device] PyTorch: zscrgan_torch.py --size $size --device $device --threads $th --rounds $n (+1 warm-up), OMP_WAIT_POLICY=$policy ..." >&2
+    out="$tmp/torch-$size-$th-$policy"
+    OMP_WAIT_POLICY="$policy" "$PYTHON" "$peer" --size "$size" --device "$device" --rounds "$n" \
+      --threads "$th" --json >"$out.json" 2>"$out.err" ||
       { cat "$out.err" >&2; die "the PyTorch peer failed at $size/$device on $th thread(s)"; }
     t="$("$PYTHON" -c 'import json, sys; print("%.6f" % json.load(open(sys.argv[1]))["round_seconds_median"])' "$out.json")" ||
       die "could not read the PyTorch peer's output: $(cat "$out.json")"
-    printf "[%s/%s] PyTorch on %s thread(s): %.3f s/round\n" "$size" "$device" "$th" "$t" >&2
+    printf "[%s/%s] PyTorch on %s thread(s), %s: %.3f s/round\n" "$size" "$device" "$th" "$policy" "$t" >&2
     if [ -z "$theirs" ] || awk -v a="$t" -v b="$theirs" 'BEGIN { exit !(a < b) }'; then
-      theirs="$t" theirs_threads="$th"
+      theirs="$t" theirs_threads="${th}thr"
+      if [ "$policy" = ACTIVE ]; then theirs_threads="${th}thr,spin"; fi
     fi
   done
   if [ "$device" = cuda ]; then theirs_threads="-"; fi
   rows+=("$size $device $ours $theirs $theirs_threads")
 done
 
-printf '\n%-10s %-6s %14s %18s %15s %9s\n' size device "ours (s/round)" "PyTorch (s/round)" "PyTorch threads" speed-up
+printf '\n%-10s %-6s %14s %18s %15s %9s\n' size device "ours (s/round)" "PyTorch (s/round)" "PyTorch setting" speed-up
 for r in "${rows[@]}"; do
   read -r size dev ours theirs th <<<"$r"
   printf '%-10s %-6s %14.3f %18.3f %15s %8.2fx\n' "$size" "$dev" "$ours" "$theirs" "$th" \
