@@ -174,6 +174,7 @@ class CpuBackend final : public Backend {
       const int cols = y.cols;
       rows_of(y, [&](int r) {
         float* __restrict__ yr = &at(y, r, 0);
+#pragma omp simd
         for (int c = 0; c < cols; ++c) yr[c] = act_forward(yr[c] + b[c], kAct);
       });
     });
@@ -192,6 +193,7 @@ class CpuBackend final : public Backend {
           const float* __restrict__ yr = &at(y, r, 0);
           const float* __restrict__ gr = &at(dy, r, 0);
           float* __restrict__ dr = &at(d_pre, r, 0);
+#pragma omp simd
           for (int c = 0; c < cols; ++c) dr[c] += gr[c] * act_grad_from_output(yr[c], kAct);
         });
       if (d_bias.empty()) return;
@@ -203,6 +205,7 @@ class CpuBackend final : public Backend {
         for (int r = 0; r < y.rows; ++r) {
           const float* yr = &at(y, r, c0);
           const float* gr = &at(dy, r, c0);
+#pragma omp simd
           for (int c = 0; c < n; ++c) acc[c] += gr[c] * act_grad_from_output(yr[c], kAct);
         }
         for (int c = 0; c < n; ++c) d_bias.data[c0 + c] += static_cast<float>(acc[c]);
