@@ -36,6 +36,18 @@ void* Arena::alloc_bytes(size_t bytes) {
   return p;
 }
 
+void Arena::ensure_free(size_t bytes) {
+  bytes = align_up(std::max<size_t>(bytes, 1));
+  while (current_ < chunks_.size() && used_ + bytes > chunks_[current_].size) {
+    ++current_;
+    used_ = 0;
+  }
+  if (current_ == chunks_.size()) {
+    add_chunk(std::max(bytes, step_bytes_ + bytes));
+    used_ = 0;
+  }
+}
+
 Tensor Arena::alloc(int rows, int cols) {
   ZS_CHECK(rows >= 0 && cols >= 0, "arena tensor ", rows, " x ", cols);
   float* p = static_cast<float*>(alloc_bytes(sizeof(float) * static_cast<size_t>(rows) * cols));

@@ -273,6 +273,7 @@ void Trainer::csem_chunk(int first, int count) {
   }
   chunk_rows_ = n;
   reset_counter(counters_ + kCsemRow);
+  size_t step_bytes = 0;  // arena bytes one CSEM step uses, measured on the eager first step
   for (int s = 0; s < count; ++s) {
     if (!use_capture_) {
       csem_step();
@@ -282,8 +283,12 @@ void Trainer::csem_chunk(int first, int count) {
     if (cap.csem_step && cap.csem_rows == n && cap.csem_generation == arena_->generation()) {
       cap.csem_step->replay();
     } else if (s == 0) {
+      const size_t before = arena_->bytes_since_reset();
       csem_step();  // the first step of a chunk runs eagerly: any arena growth happens here
+      step_bytes = arena_->bytes_since_reset() - before;
     } else {
+      // The recorded step must find its scratch already allocated.
+      arena_->ensure_free(2 * step_bytes);
       backend_.begin_capture();
       csem_step();
       cap.csem_step = backend_.end_capture();

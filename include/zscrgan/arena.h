@@ -29,6 +29,10 @@ class Arena {
   void* alloc_bytes(size_t bytes);
   // Invalidates everything allocated since the last reset.
   void reset();
+  // Makes sure the next `bytes` of allocations need no new backend allocation (one is made now
+  // if needed): a captured step must not allocate while it is being recorded.
+  void ensure_free(size_t bytes);
+  size_t bytes_since_reset() const { return step_bytes_; }
 
   size_t capacity_bytes() const;
   size_t high_water_bytes() const { return high_water_; }
