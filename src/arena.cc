@@ -21,15 +21,7 @@ void Arena::add_chunk(size_t min_bytes) {
 
 void* Arena::alloc_bytes(size_t bytes) {
   bytes = align_up(std::max<size_t>(bytes, 1));
-  while (current_ < chunks_.size() && used_ + bytes > chunks_[current_].size) {
-    ++current_;
-    used_ = 0;
-  }
-  if (current_ == chunks_.size()) {
-    // Warm-up growth: a new chunk at least as large as everything used so far this step.
-    add_chunk(std::max(bytes, step_bytes_ + bytes));
-    used_ = 0;
-  }
+  ensure_free(bytes);
   void* p = chunks_[current_].base + used_;
   used_ += bytes;
   step_bytes_ += bytes;
@@ -38,6 +30,8 @@ void* Arena::alloc_bytes(size_t bytes) {
 
 void Arena::ensure_free(size_t bytes) {
   bytes = align_up(std::max<size_t>(bytes, 1));
+  // Move past chunks without room; past the last one, grow (warm-up only) by a chunk at least
+  // as large as everything used so far this step.
   while (current_ < chunks_.size() && used_ + bytes > chunks_[current_].size) {
     ++current_;
     used_ = 0;
