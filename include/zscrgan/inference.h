@@ -1,7 +1,7 @@
 // Using a trained model: embedding texts and images, and text-to-image retrieval over galleries
 // of any size.
 //
-// Queries follow the evaluation of ../shared/docs/algorithm.md: text -> condition (fresh
+// Queries follow the evaluation of docs/algorithm.md: text -> condition (fresh
 // truncated-normal eps) -> generator (fresh normal z) -> CSEM. With samples S > 1 a text's
 // query is the mean of S such embeddings, each with its own noise: one draw of the noise is a
 // random variable, the mean of S has 1/S of its variance. Gallery images -> CSEM. Embeddings

@@ -1,4 +1,4 @@
-// The ZSCRGAN networks and losses, exactly as ../shared/docs/algorithm.md states them.
+// The ZSCRGAN networks and losses, exactly as docs/algorithm.md states them.
 //
 //   condition  h = lrelu(t Wc + bc) (2E); c = h[:, :E] + exp(h[:, E:]) * eps
 //   generator  [c, z] -> Gf lrelu -> 2Gf lrelu -> Dv relu
