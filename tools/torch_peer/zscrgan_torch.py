@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """ZSCRGAN in plain PyTorch, as a speed reference for bench_train_step.
 
-The same model, losses, optimizers and EM schedule as ../../../shared/docs/algorithm.md (the
+The same model, losses, optimizers and EM schedule as docs/algorithm.md (the
 published TensorFlow 1.13 code's semantics), written the straightforward way: nn.Linear layers,
 one fresh batch and one fresh generator pass per step, eager mode, no batching across steps.
 It trains on random data (60 classes, 45 seen, 20 images and 20 texts each) and reports the
