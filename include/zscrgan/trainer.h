@@ -1,7 +1,7 @@
 // The EM trainer: E-step (e_step_iters x (n_critic D steps + 1 G step)), M-step (m_step_iters
 // CSEM steps), then evaluation; rounds repeat, the best retrieval is kept.
 //
-// Exact reorderings that cut weight traffic (design.md, point 5): the generator is frozen
+// Exact reorderings that cut weight traffic: the generator is frozen
 // during the n_critic D steps of an E-step iteration and during the whole M-step, so the fake
 // images those steps need are generated in one pass of n_critic x B rows (D steps) and in a few
 // passes of many CSEM steps' rows (M-step). Same function, same distributions; only the order
