@@ -188,11 +188,10 @@ Var csem_loss(Tape& tape, const Linear& csem, const Var& x, const Var& xw, const
   return ops::softplus(tape, ops::combine(tape, {cos_w, cos_r}, {1.f, -1.f}));
 }
 
-GeneratorLoss generator_loss(Tape& tape, const Model& m, const Linear& cond, const Linear& g1,
+GeneratorLoss generator_loss(Tape& tape, const Linear& cond, const Linear& g1,
                              const Linear& g2, const Linear& g3, const Linear& d1,
                              const Linear& d2, const Linear& csem, const GeneratorInputs& in,
                              const LossWeights& w) {
-  (void)m;
   const int b = in.real.rows();
   ZS_CHECK(in.texts.rows() == 2 * b && in.eps.rows == 2 * b && in.z.rows == 2 * b,
            "generator_loss: texts, eps and z must hold 2B = ", 2 * b, " rows");

@@ -195,7 +195,7 @@ void Trainer::g_step() {
   backend_.fill_normal(z, e_noise(3));
   backend_.fill(m.generator_group.grads, 0.f);
   GeneratorInputs in{constant(real), constant(wrong), constant(texts), eps, z};
-  GeneratorLoss loss = generator_loss(*tape_, m, m.condition, m.gen1, m.gen2, m.gen3,
+  GeneratorLoss loss = generator_loss(*tape_, m.condition, m.gen1, m.gen2, m.gen3,
                                       frozen(m.critic1), frozen(m.critic2), frozen(m.csem), in, weights_);
   tape_->backward(loss.total);
   RmsPropHyper hyper;

@@ -217,7 +217,7 @@ TEST(GradCheck, GeneratorLossEveryParameterThroughFrozenCriticAndCsem) {
   LossWeights w{2.f, 1.f};
   auto f = [&] {
     GeneratorInputs in{constant(real), constant(wrong), constant(texts), eps, z};
-    return generator_loss(s.ctx.tape, m, m.condition, m.gen1, m.gen2, m.gen3, frozen(m.critic1),
+    return generator_loss(s.ctx.tape, m.condition, m.gen1, m.gen2, m.gen3, frozen(m.critic1),
                           frozen(m.critic2), frozen(m.csem), in, w).total;
   };
   for (auto& [name, v] : s.params({&m.condition, &m.gen1, &m.gen2, &m.gen3},

@@ -130,7 +130,7 @@ struct GeneratorInputs {
 };
 // Condition and generator are taken as given (trainable in the G step); the critic and CSEM
 // passed in are normally frozen.
-GeneratorLoss generator_loss(Tape& tape, const Model& m, const Linear& cond, const Linear& g1,
+GeneratorLoss generator_loss(Tape& tape, const Linear& cond, const Linear& g1,
                              const Linear& g2, const Linear& g3, const Linear& d1,
                              const Linear& d2, const Linear& csem, const GeneratorInputs& in,
                              const LossWeights& w);
