@@ -71,8 +71,12 @@ CudaBackend::CudaBackend() {
     cublas_workspace_ = allocate(kCublasWorkspaceBytes);
     ZS_CUBLAS_CHECK(cublasSetWorkspace(cublas_, cublas_workspace_, kCublasWorkspaceBytes));
     ZS_CUBLAS_CHECK(cublasSetPointerMode(cublas_, CUBLAS_POINTER_MODE_HOST));
-    set_tf32(false);
+    // The math mode stays the default (no TF32); each GEMM names its compute type instead, so
+    // that retrieval stays FP32 whatever tf32 says.
+    ZS_CUBLAS_CHECK(cublasSetMathMode(cublas_, CUBLAS_DEFAULT_MATH));
     partials_ = static_cast<float*>(allocate(kPartialFloats * sizeof(float)));
+    fault_ = static_cast<cuda_detail::KernelFaultRecord*>(allocate(sizeof(cuda_detail::KernelFaultRecord)));
+    ZS_CUDA_CHECK(cudaMemset(fault_, 0, sizeof(cuda_detail::KernelFaultRecord)));
   } catch (...) {
     release();
     throw;
@@ -95,6 +99,8 @@ void CudaBackend::release() noexcept {
   }
   if (partials_ != nullptr) cudaFree(partials_);
   partials_ = nullptr;
+  if (fault_ != nullptr) cudaFree(fault_);
+  fault_ = nullptr;
   if (cublas_ != nullptr) cublasDestroy(cublas_);
   cublas_ = nullptr;
   if (cublas_workspace_ != nullptr) cudaFree(cublas_workspace_);
@@ -105,7 +111,7 @@ void CudaBackend::release() noexcept {
 }
 
 KernelContext CudaBackend::context() const {
-  return KernelContext{stream_, std::max(1, sm_count_ * 16), partials_, kPartialFloats};
+  return KernelContext{stream_, std::max(1, sm_count_ * 16), partials_, kPartialFloats, fault_};
 }
 
 std::string CudaBackend::description() const {
@@ -118,9 +124,24 @@ std::string CudaBackend::description() const {
   return os.str();
 }
 
-void CudaBackend::set_tf32(bool on) {
-  ZS_CUBLAS_CHECK(cublasSetMathMode(cublas_, on ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
-  tf32_ = on;
+void CudaBackend::set_tf32(bool on) { tf32_ = on; }
+
+void CudaBackend::wait_and_check_faults() {
+  cuda_detail::KernelFaultRecord record;
+  ZS_CUDA_CHECK(cudaMemcpyAsync(&record, fault_, sizeof record, cudaMemcpyDeviceToHost, stream_));
+  ZS_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  if (record.fault == cuda_detail::kNoFault) return;
+  ZS_CUDA_CHECK(cudaMemset(fault_, 0, sizeof record));  // the backend stays usable
+  switch (record.fault) {
+    case cuda_detail::kGatherRowIndex:
+      fail("CUDA kernel check failed in gather_rows: output row ", record.where, " reads row ",
+           record.value, " of a ", record.limit, "-row table (reported at the next synchronisation)");
+    case cuda_detail::kStoreScalarSlot:
+      fail("CUDA kernel check failed in store_scalar: slot ", record.value, " of ", record.limit,
+           " (reported at the next synchronisation)");
+    default:
+      fail("CUDA kernel check failed: fault code ", record.fault);
+  }
 }
 
 // ---- memory and transfers -------------------------------------------------------------------
@@ -167,7 +188,7 @@ void CudaBackend::download(const Tensor& src, float* host) {
   const size_t row_bytes = sizeof(float) * static_cast<size_t>(src.cols);
   ZS_CUDA_CHECK(cudaMemcpy2DAsync(host, row_bytes, src.data, sizeof(float) * pitch_of(src),
                                   row_bytes, src.rows, cudaMemcpyDeviceToHost, stream_));
-  ZS_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  wait_and_check_faults();
 }
 
 void CudaBackend::upload_bytes(void* dst, const void* host, size_t bytes) {
@@ -179,10 +200,10 @@ void CudaBackend::upload_bytes(void* dst, const void* host, size_t bytes) {
 void CudaBackend::download_bytes(void* host, const void* src, size_t bytes) {
   if (bytes == 0) return;
   ZS_CUDA_CHECK(cudaMemcpyAsync(host, src, bytes, cudaMemcpyDeviceToHost, stream_));
-  ZS_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  wait_and_check_faults();
 }
 
-void CudaBackend::synchronize() { ZS_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+void CudaBackend::synchronize() { wait_and_check_faults(); }
 
 // ---- data movement and GEMM -----------------------------------------------------------------
 
@@ -210,6 +231,11 @@ void CudaBackend::gather_rows(Tensor dst, const Tensor& src, IndexSpan rows) {
 
 void CudaBackend::gemm(bool ta, bool tb, float alpha, const Tensor& a, const Tensor& b, float beta,
                        Tensor c) {
+  gemm_in(tf32_ ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F, ta, tb, alpha, a, b, beta, c);
+}
+
+void CudaBackend::gemm_in(cublasComputeType_t compute, bool ta, bool tb, float alpha,
+                          const Tensor& a, const Tensor& b, float beta, Tensor c) {
   const int m = ta ? a.cols : a.rows, k = ta ? a.rows : a.cols;
   const int kb = tb ? b.cols : b.rows, n = tb ? b.rows : b.cols;
   ZS_CHECK(k == kb && c.rows == m && c.cols == n, "gemm shapes: op(A) ", m, "x", k, ", op(B) ",
@@ -224,7 +250,6 @@ void CudaBackend::gemm(bool ta, bool tb, float alpha, const Tensor& a, const Ten
   // cuBLAS gets B first, A second, the same transpose flags, and n, m swapped.
   const cublasOperation_t op_a = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op_b = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
-  const cublasComputeType_t compute = tf32_ ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
   ZS_CUBLAS_CHECK(cublasGemmEx(cublas_, op_b, op_a, n, m, k, &alpha, b.data, CUDA_R_32F,
                                static_cast<int>(pitch_of(b)), a.data, CUDA_R_32F,
                                static_cast<int>(pitch_of(a)), &beta, c.data, CUDA_R_32F,
@@ -460,7 +485,7 @@ void CudaBackend::topk_cosine(const Tensor& queries, const Tensor& gallery, int 
       const int nqc = std::min(chunk, nq - q0);
       const Tensor q(qn + static_cast<size_t>(q0) * dim, nqc, dim, Device::CUDA);
       const Tensor s(scores, nqc, tile_rows, Device::CUDA);
-      gemm(false, true, 1.f, q, tile, 0.f, s);
+      gemm_in(CUBLAS_COMPUTE_32F, false, true, 1.f, q, tile, 0.f, s);  // FP32 whatever tf32 says
       cuda_detail::launch_topk_merge_tile(ctx, scores, tile_rows, nqc, valid,
                                           static_cast<uint32_t>(t0),
                                           lists + static_cast<size_t>(q0) * k, k);

@@ -20,6 +20,7 @@ namespace zscrgan {
 
 namespace cuda_detail {
 struct KernelContext;
+struct KernelFaultRecord;
 }
 
 class CudaBackend final : public Backend {
@@ -92,8 +93,9 @@ class CudaBackend final : public Backend {
   // ---- CUDA-specific ----
   cudaStream_t stream() const { return stream_; }
   cublasHandle_t cublas() const { return cublas_; }
-  // GEMMs in TF32 on the tensor cores (about 10 mantissa bits per product) or in full FP32
-  // (the default). Applies to GEMMs issued (or captured) afterwards.
+  // Training GEMMs in TF32 on the tensor cores (about 10 mantissa bits per product) or in full
+  // FP32 (the default). Applies to GEMMs issued (or captured) afterwards; retrieval's
+  // similarity GEMMs stay FP32 either way.
   void set_tf32(bool on);
   bool tf32() const { return tf32_; }
   int sm_count() const { return sm_count_; }
@@ -105,6 +107,10 @@ class CudaBackend final : public Backend {
     size_t bytes = 0;
   };
   void grow(ScratchBuffer& b, size_t bytes);  // outside steps only (it may allocate)
+  void gemm_in(cublasComputeType_t compute, bool trans_a, bool trans_b, float alpha,
+               const Tensor& a, const Tensor& b, float beta, Tensor c);
+  // Waits for the stream, then throws an Error naming the op if a kernel recorded a fault.
+  void wait_and_check_faults();
   void release() noexcept;
   cuda_detail::KernelContext context() const;
 
@@ -117,6 +123,7 @@ class CudaBackend final : public Backend {
   cublasHandle_t cublas_ = nullptr;
   void* cublas_workspace_ = nullptr;
   float* partials_ = nullptr;  // (kPartialFloats) per-block partial sums of the reductions
+  cuda_detail::KernelFaultRecord* fault_ = nullptr;  // the first broken kernel invariant
   bool tf32_ = false;
   bool capturing_ = false;
   // topk_cosine's scratch, grown on demand and kept.

@@ -15,13 +15,27 @@
 
 namespace zscrgan::cuda_detail {
 
-// What every launcher needs: the stream, a block budget for grid-stride loops, and the
-// backend's reduction scratch (per-block partial sums of the two-stage reductions).
+// A broken invariant seen inside a kernel (an index out of range). The first one is recorded
+// in this device-memory record and the kernel skips the offending element; the backend reads
+// the record at its next synchronisation and throws an Error naming the op. (A __trap would
+// poison the CUDA context instead: every later call of the process would fail.)
+enum KernelFault : int { kNoFault = 0, kGatherRowIndex = 1, kStoreScalarSlot = 2 };
+struct KernelFaultRecord {
+  int fault;        // a KernelFault; kNoFault while none happened
+  int unused;
+  long long value;  // the offending index
+  long long limit;  // the valid range is [0, limit)
+  long long where;  // the output row it was read for (gather_rows), else 0
+};
+
+// What every launcher needs: the stream, a block budget for grid-stride loops, the backend's
+// reduction scratch (per-block partial sums of the two-stage reductions) and its fault record.
 struct KernelContext {
   cudaStream_t stream;
   int max_blocks;        // grid-stride launches use at most this many blocks
   float* partials;       // reduction scratch, partial_floats floats
   size_t partial_floats;
+  KernelFaultRecord* fault;  // device memory
 };
 
 // Reductions to one scalar use at most this many blocks (and partials).

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstdio>
 
+#include "cuda_kernels.h"
 #include "zscrgan/tensor.h"
 
 namespace zscrgan::cuda_detail {
@@ -85,15 +86,16 @@ __device__ __forceinline__ float block_sum(float v, float* shared) {
   return total;
 }
 
-// A broken invariant inside a kernel (an index out of range): say which, then stop the kernel
-// with an error that the next checked CUDA call reports.
-#define ZS_DEVICE_CHECK(cond, ...)                                     \
-  do {                                                                 \
-    if (!(cond)) {                                                     \
-      printf("zscrgan kernel check failed: " #cond ": " __VA_ARGS__); \
-      __trap();                                                        \
-    }                                                                  \
-  } while (0)
+// Records a broken invariant (see KernelFaultRecord in cuda_kernels.h); the first fault wins.
+// The caller then skips the element instead of reading or writing out of bounds.
+__device__ __forceinline__ void report_fault(KernelFaultRecord* record, int fault, long long value,
+                                             long long limit, long long where) {
+  if (atomicCAS(&record->fault, kNoFault, fault) == kNoFault) {
+    record->value = value;
+    record->limit = limit;
+    record->where = where;
+  }
+}
 
 }  // namespace zscrgan::cuda_detail
 

@@ -23,12 +23,14 @@ __global__ void scale_kernel(Mat t, float beta) {
   ZS_FOR_ROWS(r, t.rows) ZS_FOR_COLS(c, t.cols) t(r, c) = beta == 0.f ? 0.f : beta * t(r, c);
 }
 
-__global__ void gather_rows_kernel(Mat dst, Mat src, IndexSpan rows) {
+__global__ void gather_rows_kernel(Mat dst, Mat src, IndexSpan rows, KernelFaultRecord* fault) {
   const int32_t* idx = resolve_indices(rows);  // reads the device step counter when replayed
   ZS_FOR_ROWS(r, dst.rows) {
     const int i = idx[r];
-    ZS_DEVICE_CHECK(i >= 0 && i < src.rows, "gather_rows: index %d of %d rows (row %d)\n", i,
-                    src.rows, r);
+    if (i < 0 || i >= src.rows) {
+      report_fault(fault, kGatherRowIndex, i, src.rows, r);
+      continue;
+    }
     ZS_FOR_COLS(c, dst.cols) dst(r, c) = src(i, c);
   }
 }
@@ -99,10 +101,13 @@ __global__ void reparam_backward_kernel(Mat h, Mat eps, Mat dc, Mat dh, int e) {
 __global__ void increment_counter_kernel(int64_t* counter) { *counter += 1; }
 
 __global__ void store_scalar_kernel(const float* value, float* slots, int64_t n_slots,
-                                    int64_t base, const int64_t* counter, int64_t stride) {
+                                    int64_t base, const int64_t* counter, int64_t stride,
+                                    KernelFaultRecord* fault) {
   const int64_t at = base + (counter != nullptr ? *counter * stride : 0);
-  ZS_DEVICE_CHECK(at >= 0 && at < n_slots, "store_scalar: slot %lld of %lld\n",
-                  static_cast<long long>(at), static_cast<long long>(n_slots));
+  if (at < 0 || at >= n_slots) {
+    report_fault(fault, kStoreScalarSlot, at, n_slots, 0);
+    return;
+  }
   slots[at] = value[0];
 }
 
@@ -134,7 +139,7 @@ void launch_scale(const KernelContext& ctx, Tensor t, float beta) {
 void launch_gather_rows(const KernelContext& ctx, Tensor dst, const Tensor& src, IndexSpan rows) {
   if (empty_shape(dst)) return;
   const Launch2d l = launch_2d(dst.rows, dst.cols, ctx.max_blocks);
-  gather_rows_kernel<<<l.grid, l.block, 0, ctx.stream>>>(view(dst), view(src), rows);
+  gather_rows_kernel<<<l.grid, l.block, 0, ctx.stream>>>(view(dst), view(src), rows, ctx.fault);
   ZS_LAUNCH_CHECK();
 }
 
@@ -194,7 +199,7 @@ void launch_store_scalar(const KernelContext& ctx, const Tensor& value, Tensor s
                          const int64_t* counter, int64_t stride) {
   store_scalar_kernel<<<1, 1, 0, ctx.stream>>>(value.data, slots.data,
                                                static_cast<int64_t>(slots.numel()), base, counter,
-                                               stride);
+                                               stride, ctx.fault);
   ZS_LAUNCH_CHECK();
 }
 
