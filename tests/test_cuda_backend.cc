@@ -692,5 +692,205 @@ TEST_F(CudaParity, CapturedStepReplaysLikeEagerCalls) {
   for (int i = 0; i < steps; ++i) EXPECT_NE(slots[i], -1.f) << "slot " << i;
 }
 
+// ---- sizes past the kernels' block and grid limits ------------------------------------------
+
+TEST_F(CudaParity, GemmsWithOneRowOrOneColumnOperands) {
+  struct Shape {
+    int m, n, k;
+  };
+  for (Shape sh : {Shape{1, 129, 65}, Shape{37, 1, 65}, Shape{37, 129, 1}, Shape{1, 1, 300},
+                   Shape{1, 1, 1}, Shape{300, 1, 1}})
+    for (bool ta : {false, true})
+      for (bool tb : {false, true}) {
+        Pair a = ta ? random(sh.k, sh.m) : random(sh.m, sh.k);
+        Pair b = tb ? random(sh.n, sh.k) : random(sh.k, sh.n);
+        Pair c = random(sh.m, sh.n);
+        on_both([&](Backend& be, bool g) { be.gemm(ta, tb, 1.f, T(a, g), T(b, g), 0.5f, T(c, g)); });
+        EXPECT_TRUE(agree(c, 1e-4, 1e-5,
+                          "gemm " + std::to_string(sh.m) + "x" + std::to_string(sh.n) + "x" +
+                              std::to_string(sh.k) + (ta ? " A^T" : "") + (tb ? " B^T" : "")));
+      }
+}
+
+TEST_F(CudaParity, ReductionsOverMoreThanFourMillionElements) {
+  // 2100 x 2048 = 4.3M elements: more elements than blocks x threads of one reduction pass.
+  Pair x = random(2100, 2048, 0, 1.f, 0.25f), v = random(2100, 2048), out = scalar(0.f);
+  on_both([&](Backend& be, bool g) { be.mean_forward(T(x, g), T(out, g)); });
+  EXPECT_TRUE(agree(out, 1e-6, 1e-4, "mean_forward over 4.3M"));
+  on_both([&](Backend& be, bool g) { be.l1_forward(T(x, g), T(v, g), T(out, g)); });
+  EXPECT_TRUE(agree(out, 1e-3, 1e-4, "l1_forward over 4.3M"));
+  Pair h = random(1100, 2 * 2048, 0, 0.3f);  // KL over 1100 x 2048 pairs: 2.25M, two halves
+  on_both([&](Backend& be, bool g) { be.kl_forward(T(h, g), T(out, g)); });
+  EXPECT_TRUE(agree(out, 1e-6, 1e-4, "kl_forward over 1100 x 2048"));
+  Pair a = random(4200, 1024), b = random(4200, 1024, 1030);
+  on_both([&](Backend& be, bool g) { be.cosine_mean_forward(T(a, g), T(b, g), T(out, g)); });
+  EXPECT_TRUE(agree(out, 1e-6, 1e-4, "cosine_mean_forward over 4200 rows"));
+}
+
+TEST_F(CudaParity, BiasGradientsWithMoreThanSixteenThousandColumns) {
+  for (Act act : kActs) {
+    Pair y = random(70, 17000);
+    for (size_t i = 0; i < y.span; ++i) y.cpu.data[i] = act_forward(y.cpu.data[i], act);
+    push(y);
+    Pair dy = random(70, 17000), d_pre = random(70, 17000), d_bias = random(1, 17000);
+    on_both([&](Backend& be, bool g) { be.bias_act_backward(T(y, g), T(dy, g), T(d_pre, g), T(d_bias, g), act); });
+    EXPECT_TRUE(agree(d_pre, 1e-6, 1e-6, std::string("bias_act_backward 17000 columns d_pre ") + act_name(act)));
+    EXPECT_TRUE(agree(d_bias, 1e-4, 1e-5, std::string("bias_act_backward 17000 columns d_bias ") + act_name(act)));
+    Pair yf = random(70, 17000), bias = random(1, 17000);
+    on_both([&](Backend& be, bool g) { be.bias_act_forward(T(yf, g), T(bias, g), act); });
+    EXPECT_TRUE(agree(yf, 0, 1e-6, std::string("bias_act_forward 17000 columns ") + act_name(act)));
+  }
+}
+
+// ---- faults inside kernels ------------------------------------------------------------------
+
+TEST_F(CudaParity, BadIndexInsideAKernelIsAnErrorAtTheNextSyncAndTheBackendLivesOn) {
+  Pair table = random(40, 16), dst = random(4, 16);
+  IntPair<int32_t> rows = ints(std::vector<int32_t>{0, 57, 3, -1});
+  gpu_->gather_rows(dst.gpu, table.gpu, IndexSpan{rows.gpu, 4});
+  try {
+    gpu_->synchronize();
+    ADD_FAILURE() << "an out-of-range row index was not reported";
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("gather_rows"), std::string::npos) << m;
+    EXPECT_TRUE(m.find("57") != std::string::npos || m.find("-1") != std::string::npos) << m;
+  }
+  // The context is not poisoned: the next ops run and report nothing.
+  Pair t = random(3, 5);
+  gpu_->fill(t.gpu, 2.f);
+  EXPECT_NO_THROW(gpu_->synchronize());
+  EXPECT_EQ(gpu_values(t)[0], 2.f);
+  Pair slots = constant(1, 4, 0.f), value = scalar(1.f);
+  gpu_->store_scalar(value.gpu, slots.gpu, 9, nullptr, 0);
+  try {
+    gpu_values(slots);
+    ADD_FAILURE() << "an out-of-range slot was not reported";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("store_scalar"), std::string::npos) << e.what();
+  }
+  EXPECT_NO_THROW(gpu_->synchronize());
+}
+
+// ---- retrieval ------------------------------------------------------------------------------
+
+TEST_F(CudaParity, TopkStaysFp32WhenTf32IsOn) {
+  Pair queries = random(20, 1024), gallery = random(5000, 1024);
+  const int k = 50;
+  auto run = [&](bool tf32) {
+    set_cuda_tf32(*gpu_, tf32);
+    std::vector<int64_t> index(20 * k);
+    std::vector<float> score(index.size());
+    gpu_->topk_cosine(queries.gpu, gallery.gpu, k, 0, index.data(), score.data());
+    set_cuda_tf32(*gpu_, false);
+    return std::make_pair(index, score);
+  };
+  const auto fp32 = run(false), with_tf32 = run(true);
+  EXPECT_EQ(fp32.first, with_tf32.first);
+  EXPECT_EQ(fp32.second, with_tf32.second);
+}
+
+TEST_F(CudaParity, TopkNanQueryIsAnErrorNamingTheRow) {
+  Pair queries = random(6, 32), gallery = random(100, 32);
+  queries.cpu.data[4 * 32 + 7] = NAN;
+  push(queries);
+  std::vector<int64_t> index(6 * 5);
+  std::vector<float> score(index.size());
+  auto message = [&](Backend& be, bool g) -> std::string {
+    try {
+      be.topk_cosine(T(queries, g), T(gallery, g), 5, 0, index.data(), score.data());
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "no error";
+  };
+  const std::string cpu = message(*cpu_, false), gpu = message(*gpu_, true);
+  EXPECT_NE(cpu.find("query row 4"), std::string::npos) << cpu;
+  EXPECT_EQ(gpu, cpu);
+}
+
+// ---- capture: the reductions, Adam and the fused backward in a replayed step ----------------
+
+struct ReductionStepBuffers {
+  Pair x, y, bias, dy, d_pre, d_bias, a, b, cos_out, cos_da, cos_db, mean_out, terms_out, d_out,
+      p, grad, m, v, powers, slots;
+  IntPair<int64_t> counter;
+};
+
+TEST_F(CudaParity, CapturedReductionsAdamAndFusedBackwardReplayLikeEagerCalls) {
+  const int rows = 1000, cols = 129, steps = 5, n = 10007;
+  auto make_state = [&](uint32_t seed) {
+    rng_.seed(seed);
+    ReductionStepBuffers s;
+    s.x = random(rows, cols, cols + 3);
+    s.y = random(rows, cols, cols + 7);
+    s.bias = random(1, cols);
+    s.dy = random(rows, cols);
+    s.d_pre = constant(rows, cols, 0.f);
+    s.d_bias = constant(1, cols, 0.f);
+    s.a = random(2000, 64);
+    s.b = random(2000, 64, 70);
+    s.cos_out = scalar(0.f);
+    s.cos_da = constant(2000, 64, 0.f);
+    s.cos_db = constant(2000, 64, 0.f);
+    s.mean_out = scalar(0.f);
+    s.terms_out = scalar(0.f);
+    s.d_out = scalar(0.8f);
+    s.p = random(1, n, 0, 0.02f);
+    s.grad = random(1, n, 0, 0.5f);
+    s.m = constant(1, n, 0.f);
+    s.v = constant(1, n, 0.f);
+    s.powers = alloc(1, 2);
+    s.powers.cpu.data[0] = 0.5f;
+    s.powers.cpu.data[1] = 0.999f;
+    push(s.powers);
+    s.slots = constant(1, steps, -1.f);
+    s.counter = ints(std::vector<int64_t>{0});
+    return s;
+  };
+  auto step = [&](Backend& be, const ReductionStepBuffers& s, bool g) {
+    be.bias_act_forward(T(s.y, g), T(s.bias, g), Act::LeakyRelu);
+    be.bias_act_backward(T(s.y, g), T(s.dy, g), T(s.d_pre, g), T(s.d_bias, g), Act::LeakyRelu);
+    be.mean_forward(T(s.x, g), T(s.mean_out, g));
+    be.cosine_mean_forward(T(s.a, g), T(s.b, g), T(s.cos_out, g));
+    be.cosine_mean_backward(T(s.a, g), T(s.b, g), T(s.d_out, g), T(s.cos_da, g), T(s.cos_db, g));
+    ScalarTerms t;
+    t.n = 2;
+    t.value[0] = T(s.mean_out, g).data;
+    t.value[1] = T(s.cos_out, g).data;
+    t.weight[0] = 0.5f;
+    t.weight[1] = -2.f;
+    t.constant = 1.f;
+    be.combine_forward(t, T(s.terms_out, g));
+    be.store_scalar(T(s.terms_out, g), T(s.slots, g), 0, s.counter.at(g), 1);
+    be.adam_update(T(s.p, g), T(s.grad, g), T(s.m, g), T(s.v, g), T(s.powers, g), AdamHyper{0.002f});
+    be.axpy(T(s.x, g), 0.01f, T(s.x, g));  // the next replay reduces other values
+    be.increment_counter(s.counter.at(g));
+  };
+  ReductionStepBuffers eager = make_state(7), captured = make_state(7);
+  for (int i = 0; i < steps; ++i) {
+    step(*cpu_, eager, false);
+    step(*gpu_, eager, true);
+  }
+  gpu_->begin_capture();
+  step(*gpu_, captured, true);
+  std::unique_ptr<CapturedProgram> program = gpu_->end_capture();
+  ASSERT_TRUE(program);
+  for (int i = 0; i < steps; ++i) program->replay();
+  gpu_->synchronize();
+  const std::pair<const char*, Pair ReductionStepBuffers::*> fields[] = {
+      {"y", &ReductionStepBuffers::y},           {"d_pre", &ReductionStepBuffers::d_pre},
+      {"d_bias", &ReductionStepBuffers::d_bias}, {"cos_da", &ReductionStepBuffers::cos_da},
+      {"cos_db", &ReductionStepBuffers::cos_db}, {"p", &ReductionStepBuffers::p},
+      {"m", &ReductionStepBuffers::m},           {"v", &ReductionStepBuffers::v},
+      {"powers", &ReductionStepBuffers::powers}, {"slots", &ReductionStepBuffers::slots}};
+  for (const auto& [name, field] : fields) {
+    // The same kernels in the same order: replay equals eager to the bit.
+    EXPECT_TRUE(all_close(gpu_values(eager.*field), gpu_values(captured.*field), 0, 0,
+                          std::string("replayed vs eager cuda: ") + name));
+    EXPECT_TRUE(agree(eager.*field, 1e-4, 1e-4, std::string("eager cuda vs cpu: ") + name));
+  }
+}
+
 }  // namespace
 }  // namespace zscrgan
