@@ -4,68 +4,39 @@
 
 #include <cmath>
 #include <fstream>
-#include <sstream>
+#include <iterator>
 
 #include <nlohmann/json.hpp>
 
+#include "end_to_end_golden.h"
 #include "zscrgan/run.h"
 #include "zscrgan/trainer.h"
 
 namespace zscrgan {
 namespace {
 
-const char* kGolden = ZSCRGAN_SOURCE_DIR "/tests/golden/end_to_end.json";
-
-Config short_run() {
-  Config c;
-  c.gf_dim = 64;
-  c.df_dim = 32;
-  c.embed_dim = 16;
-  c.z_dim = 8;
-  c.e_step_iters = 10;
-  c.m_step_iters = 10;
-  c.seed = 11;
-  c.synthetic.seen_classes = 12;
-  c.synthetic.unseen_classes = 6;
-  c.synthetic.images_per_class = 20;
-  c.synthetic.text_dim = 16;
-  c.synthetic.image_dim = 24;
-  c.top_k = 10;
-  return c;
-}
-
-std::vector<double> flatten(const RoundLosses& l, const EvalResult& e) {
-  return {l.critic, l.generator, l.csem, l.kl, e.prec_at_k, e.map_at_k, e.top1};
-}
-
 TEST(EndToEnd, ShortFixedSeedRunMatchesStoredValues) {
-  const Config cfg = short_run();
-  const Dataset data = load_configured_dataset(cfg);
-  auto be = make_cpu_backend();
-  Trainer t(cfg, data, *be);
-  nlohmann::json rounds = nlohmann::json::array();
-  for (int r = 0; r < 3; ++r) {
-    RoundLosses l = t.train_round();
-    rounds.push_back(flatten(l, t.evaluate()));
-  }
-  if (std::getenv("ZSCRGAN_UPDATE_GOLDEN")) {
-    std::ofstream(kGolden) << nlohmann::json{{"rounds", rounds}}.dump(2) << "\n";
-    GTEST_SKIP() << "golden values written to " << kGolden;
-  }
-  std::ifstream in(kGolden);
-  ASSERT_TRUE(in) << kGolden << " is missing; run with ZSCRGAN_UPDATE_GOLDEN=1 to create it";
-  const nlohmann::json golden = nlohmann::json::parse(in)["rounds"];
-  ASSERT_EQ(golden.size(), rounds.size());
-  const char* names[] = {"loss_d", "loss_g", "loss_csem", "loss_kl", "prec", "map", "top1"};
-  for (size_t r = 0; r < rounds.size(); ++r)
-    for (size_t i = 0; i < 7; ++i) {
-      const double want = golden[r][i], got = rounds[r][i];
-      EXPECT_NEAR(got, want, 1e-3 * std::fabs(want) + 1e-5) << "round " << r + 1 << " " << names[i];
+  // The golden file is written only by the update_golden program, never by this test.
+  std::ifstream in(golden::kEndToEndPath);
+  ASSERT_TRUE(in) << golden::kEndToEndPath << " is missing; create it with: "
+                  << golden::kUpdateCommand;
+  const nlohmann::json golden_rounds = nlohmann::json::parse(in)["rounds"];
+  const nlohmann::json rounds = golden::end_to_end_values()["rounds"];
+  ASSERT_EQ(golden_rounds.size(), rounds.size());
+  for (size_t r = 0; r < rounds.size(); ++r) {
+    ASSERT_EQ(golden_rounds[r].size(), std::size(golden::kValueNames))
+        << golden::kEndToEndPath << ": round " << r + 1;
+    for (size_t i = 0; i < std::size(golden::kValueNames); ++i) {
+      const double want = golden_rounds[r][i], got = rounds[r][i];
+      EXPECT_NEAR(got, want, 1e-3 * std::fabs(want) + 1e-5)
+          << "round " << r + 1 << " " << golden::kValueNames[i]
+          << " (if the change is meant to alter it: " << golden::kUpdateCommand << ")";
     }
+  }
 }
 
 TEST(EndToEnd, StoppedMidRoundAndResumedContinuesIdentically) {
-  const Config cfg = short_run();
+  const Config cfg = golden::short_run();
   const Dataset data = load_configured_dataset(cfg);
   auto be = make_cpu_backend();
   // Uninterrupted: two rounds.
