@@ -16,7 +16,11 @@
 
 #include "zscrgan/fileio.h"
 #include "zscrgan/arena.h"
+#include <nlohmann/json.hpp>
+
 #include "zscrgan/checkpoint.h"
+#include "zscrgan/config.h"
+#include "zscrgan/encoder.h"
 #include "zscrgan/model.h"
 #include "zscrgan/npy_stream.h"
 #include "zscrgan/retrieval.h"
@@ -81,34 +85,23 @@ LoadedModel load_model(const std::string& checkpoint, const ModelDims& d, const 
   return m;
 }
 
-// The forward passes of inference, with every buffer allocated once up front: a device block
-// for the inputs, the noise and the kept query embeddings, and one arena chunk sized for the
-// larger of a query block's and an image chunk's activations.
-class Encoder {
+// The embedding passes of inference: the shared Encoder (encoder.h), fed from .npy files.
+// Every buffer is allocated once up front: a device block for the inputs and the kept query
+// embeddings (and, off the CPU, host staging), plus the encoder's own noise and scratch.
+class FileEncoder {
  public:
   // text_rows: rows per query block (0: no texts); image_rows: rows per image chunk (0: no
   // images); kept_queries: query embedding rows kept on the device.
-  Encoder(Backend& be, Model& model, int text_rows, int image_rows, int kept_queries)
-      : be_(be), model_(model), d_(model.dims()), text_rows_(text_rows), image_rows_(image_rows) {
+  FileEncoder(Backend& be, const Model& model, int text_rows, int image_rows, int kept_queries)
+      : be_(be), d_(model.dims()), encoder_(be, model, text_rows, image_rows) {
     const int e = d_.embed_dim;
     auto bytes = [](int64_t rows, int64_t cols) { return align_up(size_t(rows) * cols * sizeof(float)); };
-    const size_t block_bytes = bytes(text_rows, d_.text_dim) + bytes(text_rows, e) +
-                               bytes(text_rows, d_.z_dim) + bytes(image_rows, d_.image_dim) +
-                               bytes(kept_queries, e) + 8 * kAllocAlignment;
-    // What ops allocate from the arena per pass (forward only, nothing recorded): the
-    // condition layer's h and c, the generator's three layers, the CSEM output.
-    const size_t query_pass = bytes(text_rows, 2 * e) + bytes(text_rows, e) +
-                              bytes(text_rows, d_.gf_dim) + bytes(text_rows, 2 * d_.gf_dim) +
-                              bytes(text_rows, d_.image_dim) + bytes(text_rows, e);
-    const size_t image_pass = bytes(image_rows, e);
-    block_ = std::make_unique<DeviceBlock>(be_, block_bytes);
+    block_ = std::make_unique<DeviceBlock>(be_, bytes(text_rows, d_.text_dim) +
+                                                    bytes(image_rows, d_.image_dim) +
+                                                    bytes(kept_queries, e) + 4 * kAllocAlignment);
     texts_ = block_->take(text_rows, d_.text_dim);
-    eps_ = block_->take(text_rows, e);
-    z_ = block_->take(text_rows, d_.z_dim);
     images_ = block_->take(image_rows, d_.image_dim);
     queries_ = block_->take(kept_queries, e);
-    arena_ = std::make_unique<Arena>(be_, std::max(query_pass, image_pass));
-    tape_ = std::make_unique<Tape>(be_, *arena_);
     if (be_.device() != Device::CPU) {
       // Host staging for reads and downloads; on the CPU the device buffers are host memory.
       host_in_.resize(std::max(size_t(text_rows) * d_.text_dim, size_t(image_rows) * d_.image_dim));
@@ -116,49 +109,25 @@ class Encoder {
     }
   }
 
-  size_t buffer_bytes() const { return block_->size_bytes(); }
-  size_t scratch_bytes() const { return arena_->capacity_bytes(); }
+  size_t buffer_bytes() const { return block_->size_bytes() + encoder_.buffer_bytes(); }
+  size_t scratch_bytes() const { return encoder_.scratch_bytes(); }
   size_t host_bytes() const { return (host_in_.size() + host_out_.size()) * sizeof(float); }
-  // The arena never grew past its start-up chunk (memory was sized right).
-  bool allocated_once() const { return arena_->backend_allocations() == 1; }
+  bool allocated_once() const { return encoder_.allocated_once(); }
   Tensor queries() const { return queries_; }
 
-  // The queries of text rows [block * kQueryBlockRows, + n) into out (n x E): the mean over
-  // `samples` draws of CSEM(generator(condition(text, eps), z)).
+  // The queries of text rows [block * kQueryBlockRows, + n) into out (n x E).
   void embed_text_block(NpyRowReader& texts, int64_t block, int n, int samples, uint64_t seed,
                         Tensor out) {
-    ZS_CHECK(n > 0 && n <= text_rows_ && out.rows == n && out.cols == d_.embed_dim,
-             "query block of ", n, " rows into ", out.rows, " x ", out.cols);
     Tensor text = texts_.row_block(0, n);
     read_into(texts, block * kQueryBlockRows, n, text);
-    Tensor eps = eps_.row_block(0, n), z = z_.row_block(0, n);
-    Tape::NoRecord no_record(*tape_);
-    for (int s = 0; s < samples; ++s) {
-      arena_->reset();
-      be_.fill_truncated_normal(eps, NoiseStream{seed, query_noise_offset(block, s, 0)});
-      be_.fill_normal(z, NoiseStream{seed, query_noise_offset(block, s, 1)});
-      Conditioned cd = condition_forward(*tape_, frozen(model_.condition), constant(text), eps);
-      Var x = generator_forward(*tape_, frozen(model_.gen1), frozen(model_.gen2),
-                                frozen(model_.gen3), cd.c, constant(z));
-      Var q = csem_forward(*tape_, frozen(model_.csem), x);
-      if (samples == 1) {
-        be_.copy(out, q.value);
-      } else {
-        if (s == 0) be_.fill(out, 0.f);
-        be_.axpy(out, 1.f / static_cast<float>(samples), q.value);
-      }
-    }
-    arena_->reset();
+    encoder_.embed_queries(text, block, samples, seed, out);
   }
 
   // CSEM embeddings of image rows [first, first + n), n x E; valid until the next call.
   Tensor embed_image_chunk(NpyRowReader& images, int64_t first, int n) {
-    ZS_CHECK(n > 0 && n <= image_rows_, "image chunk of ", n, " rows, room for ", image_rows_);
-    arena_->reset();
     Tensor v = images_.row_block(0, n);
     read_into(images, first, n, v);
-    Tape::NoRecord no_record(*tape_);
-    return csem_forward(*tape_, frozen(model_.csem), constant(v)).value;
+    return encoder_.embed_images(v);
   }
 
   // The values of a contiguous device tensor on the host (the tensor itself on the CPU).
@@ -185,21 +154,16 @@ class Encoder {
   }
 
   Backend& be_;
-  Model& model_;
   ModelDims d_;
-  int text_rows_, image_rows_;
+  Encoder encoder_;
   std::unique_ptr<DeviceBlock> block_;
   Tensor texts_;    // (text_rows, Dt)
-  Tensor eps_;      // (text_rows, E)
-  Tensor z_;        // (text_rows, Z)
   Tensor images_;   // (image_rows, Dv)
   Tensor queries_;  // (kept_queries, E)
-  std::unique_ptr<Arena> arena_;
-  std::unique_ptr<Tape> tape_;
   std::vector<float> host_in_, host_out_;
 };
 
-void log_memory(std::ostream& log, const Model& model, const Encoder& enc, const Backend& be) {
+void log_memory(std::ostream& log, const Model& model, const FileEncoder& enc, const Backend& be) {
   log << "memory: model " << fixed1(mib(model.bytes())) << " MiB, buffers "
       << fixed1(mib(enc.buffer_bytes())) << " MiB, scratch " << fixed1(mib(enc.scratch_bytes()))
       << " MiB on " << device_name(be.device());
@@ -339,7 +303,7 @@ void run_embed(const EmbedOptions& o, std::ostream& log) {
   Backend& be = *lm.backend;
   const int text_rows = texts ? int(std::min<int64_t>(kQueryBlockRows, texts->rows())) : 0;
   const int image_rows = images ? int(std::min<int64_t>(o.chunk_rows, images->rows())) : 0;
-  Encoder enc(be, *lm.model, text_rows, image_rows, text_rows);
+  FileEncoder enc(be, *lm.model, text_rows, image_rows, text_rows);
   log_memory(log, *lm.model, enc, be);
 
   const fs::path tmp = make_temp_sibling(target);
@@ -413,7 +377,7 @@ void run_retrieve(const RetrieveOptions& o, std::ostream& log) {
   const int k = o.top_k;
   const int text_rows = int(std::min<int64_t>(kQueryBlockRows, n_q));
   const int chunk = int(std::min<int64_t>(o.chunk_rows, m));
-  Encoder enc(be, *lm.model, text_rows, chunk, n_q);
+  FileEncoder enc(be, *lm.model, text_rows, chunk, n_q);
   TopKLists running = make_topk_lists(n_q, k);
   std::vector<int64_t> chunk_index(size_t(n_q) * k);
   std::vector<float> chunk_score(size_t(n_q) * k);
@@ -460,6 +424,35 @@ void run_retrieve(const RetrieveOptions& o, std::ostream& log) {
   log << "retrieved the top " << k << " of " << m << " gallery rows for " << n_q << " queries ("
       << o.samples << (o.samples == 1 ? " sample" : " samples") << " per text, seed " << o.seed
       << ") in " << fixed1(seconds_since(t0)) << " s; wrote " << o.out << "\n";
+}
+
+EvalResult run_evaluate(const EvaluateOptions& o, std::ostream& out) {
+  if (o.checkpoint.empty()) fail("evaluate: no checkpoint given");
+  const Config cfg = o.config.empty() ? checkpoint_config(o.checkpoint, o.overrides)
+                                      : load_config(o.config, o.overrides);
+  const ModelDims d = checkpoint_model_dims(o.checkpoint);
+  const Dataset data = load_configured_dataset(cfg);
+  if (data.text_features.cols != d.text_dim || data.image_features.cols != d.image_dim)
+    fail(o.checkpoint, ": the model takes texts of width ", d.text_dim, " and images of width ",
+         d.image_dim, "; the dataset '", cfg.dataset, "' has ", data.text_features.cols, " and ",
+         data.image_features.cols);
+  LoadedModel lm = load_model(o.checkpoint, d, o.device, out);
+  Backend& be = *lm.backend;
+  DeviceBlock block(be, align_up(data.text_features.data.size() * sizeof(float)) +
+                            align_up(data.image_features.data.size() * sizeof(float)) +
+                            2 * kAllocAlignment);
+  Tensor texts = block.take(static_cast<int>(data.text_features.rows), d.text_dim);
+  Tensor images = block.take(static_cast<int>(data.image_features.rows), d.image_dim);
+  be.upload(texts, data.text_features.data.data());
+  be.upload(images, data.image_features.data.data());
+  Evaluator evaluator(be, *lm.model, data, texts, images, cfg.top_k,
+                      parse_ap_divisor(cfg.ap_divisor), cfg.seed);
+  const EvalResult r = evaluator.evaluate();
+  const nlohmann::json line = {{"k", r.k}, {"prec_at_k", r.prec_at_k}, {"map_at_k", r.map_at_k},
+                               {"top1", r.top1}, {"queries", r.query_labels.size()},
+                               {"gallery", r.gallery_labels.size()}};
+  out << line.dump() << "\n";
+  return r;
 }
 
 }  // namespace zscrgan

@@ -3,11 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <sstream>
-#include <unordered_set>
 
-#include "zscrgan/metrics.h"
 #include "zscrgan/ops.h"
-#include "zscrgan/retrieval.h"
 
 namespace zscrgan {
 namespace {
@@ -52,34 +49,16 @@ Trainer::Trainer(const Config& cfg, const Dataset& data, Backend& backend)
   dims.df_dim = cfg.df_dim;
   model_ = std::make_unique<Model>(backend_, dims, cfg.seed);
 
-  // Evaluation rows: every text of an unseen class is a query; every image of one is the gallery.
-  std::unordered_set<int64_t> unseen(data.test_classes.begin(), data.test_classes.end());
-  for (size_t r = 0; r < data.text_labels.size(); ++r)
-    if (unseen.count(data.text_labels[r])) {
-      eval_query_rows_.push_back(static_cast<int32_t>(r));
-      query_labels_.push_back(data.text_labels[r]);
-    }
-  for (size_t r = 0; r < data.image_labels.size(); ++r)
-    if (unseen.count(data.image_labels[r])) {
-      eval_gallery_rows_.push_back(static_cast<int32_t>(r));
-      gallery_labels_.push_back(data.image_labels[r]);
-    }
-  if (static_cast<size_t>(cfg.top_k) > eval_gallery_rows_.size())
-    fail("top_k ", cfg.top_k, " exceeds the ", eval_gallery_rows_.size(),
-         " gallery images of the unseen classes");
-
   const int b = cfg.batch_size;
   batches_per_round_ = cfg.e_step_iters * (cfg.n_critic + 1) + cfg.m_step_iters;
   const int n_step_losses = cfg.e_step_iters * cfg.n_critic + 2 * cfg.e_step_iters + cfg.m_step_iters;
   const size_t n_rows = 4 * size_t(batches_per_round_) * b;
-  const size_t n_eval = eval_query_rows_.size() + eval_gallery_rows_.size();
   const int chunks = std::max(1, (cfg.m_step_iters * 2 * b + kRowsPerPass - 1) / kRowsPerPass);
   csem_chunk_ = std::max(1, (cfg.m_step_iters + chunks - 1) / chunks);
   const size_t n_identity = 2 * size_t(csem_chunk_) * b;
   const size_t floats = align_up(data.image_features.data.size() * 4) / 4 +
                         align_up(data.text_features.data.size() * 4) / 4 + align_up(n_rows * 4) / 4 +
-                        align_up(n_eval * 4) / 4 + align_up(size_t(n_step_losses) * 4) / 4 +
-                        align_up(n_eval * size_t(cfg.embed_dim) * 4) / 4 + align_up(n_identity * 4) / 4 +
+                        align_up(size_t(n_step_losses) * 4) / 4 + align_up(n_identity * 4) / 4 +
                         align_up(kCounters * 8) / 4;
   data_block_ = std::make_unique<DeviceBlock>(backend_, floats * 4 + 8 * kAllocAlignment);
   images_ = data_block_->take(static_cast<int>(data.image_features.rows), dims.image_dim);
@@ -87,12 +66,7 @@ Trainer::Trainer(const Config& cfg, const Dataset& data, Backend& backend)
   backend_.upload(images_, data.image_features.data.data());
   backend_.upload(texts_, data.text_features.data.data());
   round_rows_ = reinterpret_cast<int32_t*>(data_block_->take(1, static_cast<int>(n_rows)).data);
-  eval_rows_ = reinterpret_cast<int32_t*>(data_block_->take(1, static_cast<int>(n_eval)).data);
-  std::vector<int32_t> eval_rows(eval_query_rows_);
-  eval_rows.insert(eval_rows.end(), eval_gallery_rows_.begin(), eval_gallery_rows_.end());
-  backend_.upload_bytes(eval_rows_, eval_rows.data(), eval_rows.size() * sizeof(int32_t));
   step_losses_ = data_block_->take(1, n_step_losses);
-  eval_embeddings_ = data_block_->take(static_cast<int>(n_eval), cfg.embed_dim);
   identity_rows_ = reinterpret_cast<int32_t*>(data_block_->take(1, static_cast<int>(n_identity)).data);
   std::vector<int32_t> identity(n_identity);
   for (size_t i = 0; i < n_identity; ++i) identity[i] = static_cast<int32_t>(i);
@@ -104,6 +78,8 @@ Trainer::Trainer(const Config& cfg, const Dataset& data, Backend& backend)
 
   arena_ = std::make_unique<Arena>(backend_, size_t(16) << 20);
   tape_ = std::make_unique<Tape>(backend_, *arena_);
+  evaluator_ = std::make_unique<Evaluator>(backend_, *model_, data, texts_, images_, cfg.top_k,
+                                           parse_ap_divisor(cfg.ap_divisor), cfg.seed);
 }
 
 Trainer::~Trainer() = default;
@@ -446,48 +422,6 @@ void Trainer::check_parameters_finite() {
                               std::to_string(host[i]) + " at element " + std::to_string(i) +
                               " after round " + std::to_string(state_.round));
   }
-}
-
-EvalResult Trainer::evaluate() {
-  Model& m = *model_;
-  const ModelDims& d = m.dims();
-  const int n_q = static_cast<int>(eval_query_rows_.size());
-  const int n_g = static_cast<int>(eval_gallery_rows_.size());
-  Tensor queries = eval_embeddings_.row_block(0, n_q);
-  Tensor gallery = eval_embeddings_.row_block(n_q, n_g);
-  Tape::NoRecord no_record(*tape_);
-  // Queries: text -> condition (fresh eps) -> generator (fresh z) -> CSEM.
-  for (int first = 0; first < n_q; first += kRowsPerPass) {
-    const int n = std::min(kRowsPerPass, n_q - first);
-    Tensor texts = gather(texts_, IndexSpan{eval_rows_ + first, n});
-    Tensor eps = arena_->alloc(n, d.embed_dim);
-    Tensor z = arena_->alloc(n, d.z_dim);
-    backend_.fill_truncated_normal(eps, next_noise());
-    backend_.fill_normal(z, next_noise());
-    Conditioned cd = condition_forward(*tape_, m.condition, constant(texts), eps);
-    Var x = generator_forward(*tape_, m.gen1, m.gen2, m.gen3, cd.c, constant(z));
-    backend_.copy(queries.row_block(first, n), csem_forward(*tape_, m.csem, x).value);
-    arena_->reset();
-  }
-  // Gallery: image -> CSEM.
-  for (int first = 0; first < n_g; first += kRowsPerPass) {
-    const int n = std::min(kRowsPerPass, n_g - first);
-    Tensor images = gather(images_, IndexSpan{eval_rows_ + n_q + first, n});
-    backend_.copy(gallery.row_block(first, n), csem_forward(*tape_, m.csem, constant(images)).value);
-    arena_->reset();
-  }
-  TopKLists lists = retrieve_topk(backend_, queries, gallery, cfg_.top_k, 1 << 16);
-  RetrievalMetrics metrics =
-      compute_retrieval_metrics(query_labels_, gallery_labels_, lists, parse_ap_divisor(cfg_.ap_divisor));
-  EvalResult r;
-  r.k = cfg_.top_k;
-  r.prec_at_k = metrics.prec_at_k;
-  r.map_at_k = metrics.map_at_k;
-  r.top1 = metrics.top1;
-  r.query_labels = query_labels_;
-  r.gallery_labels = gallery_labels_;
-  r.retrieved = lists.index;
-  return r;
 }
 
 }  // namespace zscrgan

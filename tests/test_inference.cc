@@ -18,6 +18,7 @@
 #include "zscrgan/backend.h"
 #include "zscrgan/checkpoint.h"
 #include "zscrgan/elementwise.h"
+#include "zscrgan/encoder.h"
 #include "zscrgan/inference.h"
 #include "zscrgan/npy.h"
 #include "zscrgan/trainer.h"
@@ -116,8 +117,8 @@ std::vector<double> ref_query_sample(const SavedModel& m, const std::vector<floa
                                      int sample, uint64_t seed) {
   const int e = m.dims.embed_dim, zd = m.dims.z_dim;
   const int64_t block = row / kQueryBlockRows, in_block = row % kQueryBlockRows;
-  const NoiseStream eps_stream{seed, query_noise_offset(block, sample, 0)};
-  const NoiseStream z_stream{seed, query_noise_offset(block, sample, 1)};
+  const NoiseStream eps_stream = query_noise(seed, block, sample, 0);
+  const NoiseStream z_stream = query_noise(seed, block, sample, 1);
   std::vector<double> t(text.begin(), text.end());
   const std::vector<double> h = dense(t, m.condition, Act::LeakyRelu);
   std::vector<double> cz(e + zd);

@@ -1,19 +1,9 @@
 // Using a trained model: embedding texts and images, and text-to-image retrieval over galleries
 // of any size.
 //
-// Queries follow the evaluation of docs/algorithm.md: text -> condition (fresh
-// truncated-normal eps) -> generator (fresh normal z) -> CSEM. With samples S > 1 a text's
-// query is the mean of S such embeddings, each with its own noise: one draw of the noise is a
-// random variable, the mean of S has 1/S of its variance. Gallery images -> CSEM. Embeddings
-// are the raw CSEM outputs (retrieval L2-normalises them for the cosine).
-//
-// Noise is a pure function of (seed, text row, sample): text rows are taken in blocks of
-// kQueryBlockRows; the noise of block b, sample s comes from two fills of that block's rows
-// (tensor element = row in block * width + column), eps (truncated normal, rows x E) from
-// NoiseStream{seed, query_noise_offset(b, s, 0)} and z (normal, rows x Z) from
-// NoiseStream{seed, query_noise_offset(b, s, 1)}. So a query does not depend on chunk sizes
-// or on the other texts, sample 0 of an S-sample run is the single-sample query, and
-// `retrieve` uses exactly the queries `embed` writes for the same seed and samples.
+// Queries and gallery embeddings come from the Encoder (encoder.h), the path training's
+// evaluation takes too: for the same seed, `embed` and `retrieve` draw the queries a run
+// evaluated with, and `retrieve` uses exactly the queries `embed` writes.
 //
 // Arithmetic is float32 throughout (on CUDA, TF32 stays off whatever the training config said):
 // retrieval ranks by small differences of cosine similarity.
@@ -27,15 +17,11 @@
 #include <cstdint>
 #include <iosfwd>
 #include <string>
+#include <vector>
+
+#include "zscrgan/evaluation.h"
 
 namespace zscrgan {
-
-constexpr int kQueryBlockRows = 4096;
-
-inline uint64_t query_noise_offset(int64_t block, int sample, int fill) {
-  return (static_cast<uint64_t>(sample) << 32) + 2 * static_cast<uint64_t>(block) +
-         static_cast<uint64_t>(fill);
-}
 
 struct EmbedOptions {
   std::string checkpoint;  // a checkpoint written by training
@@ -70,6 +56,19 @@ struct RetrieveOptions {
 // {"top_k": K, "gallery_rows": M,
 //  "queries": [{"query": i, "indices": [...], "scores": [...]}, ...]}.
 void run_retrieve(const RetrieveOptions& opts, std::ostream& log);
+
+struct EvaluateOptions {
+  std::string checkpoint;
+  std::string config;                  // "": the checkpoint's own configuration
+  std::vector<std::string> overrides;  // "key=value", as --set
+  std::string device = "auto";
+};
+
+// Precision@K, mAP@K and Top-1 of a checkpoint's model on its configuration's dataset (or the
+// given one), through the same Evaluator training uses: on a run's checkpoint (and the same
+// device) it reproduces the metrics that run logged for that round. Prints them as one JSON
+// line, numbers written as metrics.jsonl writes them.
+EvalResult run_evaluate(const EvaluateOptions& opts, std::ostream& out);
 
 }  // namespace zscrgan
 

@@ -18,6 +18,7 @@
 
 #include "zscrgan/config.h"
 #include "zscrgan/dataset.h"
+#include "zscrgan/evaluation.h"
 #include "zscrgan/model.h"
 #include "zscrgan/sampler.h"
 
@@ -30,20 +31,10 @@ struct RoundLosses {
   double kl = 0;      // mean (kl + kl_w) / 2 over the G steps
 };
 
-struct EvalResult {
-  int k = 0;
-  double prec_at_k = 0;
-  double map_at_k = 0;
-  double top1 = 0;
-  std::vector<int64_t> query_labels;
-  std::vector<int64_t> gallery_labels;
-  std::vector<int64_t> retrieved;  // n_queries x k gallery positions, best first
-};
-
 // A training run's state beyond the model: what a checkpoint must hold besides parameters.
 struct RunState {
   int round = 0;                // rounds completed
-  uint64_t noise_offset = 0;    // next Philox offset
+  uint64_t noise_offset = 0;    // next Philox offset of the training stream
   double best_score = -1;       // best Precision@K so far (-1: none yet)
   int best_round = 0;
   double elapsed_s = 0;         // training seconds so far, over all sessions
@@ -90,8 +81,9 @@ class Trainer {
   void restore_round_progress(const RoundProgress& p);
   // The latest logged D, G and CSEM losses of the current round (for progress lines).
   void latest_losses(float* d, float* g, float* c);
-  // Precision@K, mAP@K and Top-1 on the unseen classes (fresh noise for every query).
-  EvalResult evaluate();
+  // Precision@K, mAP@K and Top-1 on the unseen classes (see evaluation.h: the evaluation
+  // noise of the run's seed, apart from training's; evaluating changes nothing in training).
+  EvalResult evaluate() { return evaluator_->evaluate(); }
 
   // The pieces of a round, public for tests and benchmarks. train_round() is begin_round,
   // e_step_iters x e_iteration (replayed from a captured program where the backend captures),
@@ -127,7 +119,6 @@ class Trainer {
   Tensor gather(const Tensor& table, IndexSpan idx);
   void csem_step();
   void reset_counter(int64_t* counter);
-  NoiseStream next_noise() { return NoiseStream{cfg_.seed, state_.noise_offset++}; }
 
   Config cfg_;
   Backend& backend_;
@@ -144,7 +135,7 @@ class Trainer {
   std::unique_ptr<Captured> captured_;
 
   // Start-up allocations: the dataset on the device, the round's batch rows, step counters,
-  // step losses, evaluation rows and embeddings.
+  // step losses.
   std::unique_ptr<DeviceBlock> data_block_;
   Tensor images_, texts_;          // all rows of the dataset
   int32_t* round_rows_ = nullptr;  // 4 arrays of batches_per_round x B: image, text, wrong image, wrong text
@@ -158,10 +149,7 @@ class Trainer {
   Tensor chunk_conditions_;
   int chunk_rows_ = 0;
   std::vector<int32_t> host_rows_;
-  std::vector<int32_t> eval_query_rows_, eval_gallery_rows_;
-  int32_t* eval_rows_ = nullptr;   // queries then gallery, on the device
-  Tensor eval_embeddings_;         // queries then gallery, CSEM space
-  std::vector<int64_t> query_labels_, gallery_labels_;
+  std::unique_ptr<Evaluator> evaluator_;
 };
 
 }  // namespace zscrgan

@@ -34,6 +34,7 @@ const char* kUsage =
     "                     [--samples S] [--seed N] [--device D] [--chunk-rows N]\n"
     "  zscrgan_cuda retrieve --checkpoint F --texts T.npy --gallery I.npy --out R.json\n"
     "                        [--top-k K] [--samples S] [--seed N] [--device D] [--chunk-rows N]\n"
+    "  zscrgan_cuda evaluate --checkpoint F [--config FILE] [--set KEY=VALUE ...] [--device D]\n"
     "\n"
     "Training (the first two forms) runs the EM schedule, evaluates Precision@K after every\n"
     "round, keeps the best retrieval results and checkpoints under the config's output_dir.\n"
@@ -185,12 +186,24 @@ int run_retrieve(const Options& o) {
   return 0;
 }
 
+int run_evaluate(const Options& o) {
+  o.only({"--checkpoint", "--config", "--set", "--device"});
+  zscrgan::EvaluateOptions e;
+  e.checkpoint = o.need("--checkpoint");
+  e.config = o.get("--config");
+  e.overrides = o.all("--set");
+  e.device = o.get("--device", "auto");
+  zscrgan::run_evaluate(e, std::cout);
+  return 0;
+}
+
 int dispatch(int argc, char** argv) {
   const std::string first = argc > 1 ? argv[1] : "";
   if (first == "import") return run_import(Options(argc, argv, 2, {"--original-att"}));
   if (first == "embed") return run_embed(Options(argc, argv, 2, {}));
   if (first == "synthetic") return run_synthetic(Options(argc, argv, 2, {}));
   if (first == "retrieve") return run_retrieve(Options(argc, argv, 2, {}));
+  if (first == "evaluate") return run_evaluate(Options(argc, argv, 2, {}));
   return run_train(Options(argc, argv, 1, {}));
 }
 
