@@ -1,10 +1,11 @@
-// The CPU reference backend: plain loops over the shared per-element math, OpenBLAS GEMMs.
+// The CPU reference backend: plain loops over the shared per-element math, GEMMs on oneDNN's
+// matmul primitive (src/onednn_matmul.h), bias and activation fused into it where asked.
 // Reductions accumulate in double so this backend is the accurate side of every parity test.
-#include <cblas.h>
 #include <omp.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -14,6 +15,7 @@
 #include "zscrgan/backend.h"
 #include "zscrgan/error.h"
 #include "zscrgan/retrieval.h"
+#include "onednn_matmul.h"
 
 namespace zscrgan {
 
@@ -22,7 +24,8 @@ namespace {
 // Element-wise loops parallelise only above this many elements: at batch 32 most tensors are
 // small enough that waking a second thread costs more than it saves.
 constexpr size_t kParallelElements = 1 << 16;
-// GEMMs below this many FLOPs run on one OpenBLAS thread.
+// GEMMs below this many FLOPs run on one thread: waking the second OpenMP thread costs more
+// than it saves below a few MFLOP, and many GEMMs at batch 32 are that small.
 constexpr double kParallelGemmFlops = 8e6;
 
 float scalar_of(const Tensor& t) { return t.data[0]; }
@@ -95,11 +98,14 @@ void with_act(Act act, F&& f) {
 
 class CpuBackend final : public Backend {
  public:
-  CpuBackend() : blas_threads_(openblas_get_num_threads()), current_blas_threads_(blas_threads_) {}
+  CpuBackend() : threads_(omp_get_max_threads()), matmul_(onednn_matmul()) {
+    const std::string warning = onednn_slow_path_warning();
+    if (!warning.empty()) std::fprintf(stderr, "%s\n", warning.c_str());
+  }
   Device device() const override { return Device::CPU; }
   std::string description() const override {
     std::ostringstream os;
-    os << "cpu (OpenBLAS, " << omp_get_max_threads() << " threads)";
+    os << "cpu (" << onednn_summary() << ", " << threads_ << " threads)";
     return os.str();
   }
 
@@ -144,25 +150,13 @@ class CpuBackend final : public Backend {
 
   void gemm(bool ta, bool tb, float alpha, const Tensor& a, const Tensor& b, float beta,
             Tensor c) override {
-    const int m = ta ? a.cols : a.rows, k = ta ? a.rows : a.cols;
-    const int kb = tb ? b.cols : b.rows, n = tb ? b.rows : b.cols;
-    ZS_CHECK(k == kb && c.rows == m && c.cols == n, "gemm shapes: op(A) ", m, "x", k, ", op(B) ",
-             kb, "x", n, ", C ", c.rows, "x", c.cols);
-    if (m == 0 || n == 0) return;
-    if (k == 0) {  // BLAS leaves C untouched when k == 0; we define C = beta C
-      for_each_element(c, [&](int r, int col) { at(c, r, col) *= beta; });
-      return;
-    }
-    // Small GEMMs run on one thread: waking OpenBLAS's workers (they spin with sched_yield)
-    // costs more than it saves below a few MFLOP, and most GEMMs at batch 32 are that small.
-    const double flops = 2.0 * m * n * k;
-    const int threads = flops < kParallelGemmFlops ? 1 : blas_threads_;
-    if (threads != current_blas_threads_) {
-      openblas_set_num_threads(threads);
-      current_blas_threads_ = threads;
-    }
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m,
-                n, k, alpha, a.data, a.ld, b.data, b.ld, beta, c.data, c.ld);
+    run_gemm(ta, tb, alpha, a, b, beta, c, nullptr, Act::None);
+  }
+  void gemm_bias_act(bool ta, bool tb, const Tensor& a, const Tensor& b, float beta, Tensor c,
+                     const Tensor& bias, Act act) override {
+    ZS_CHECK(bias.rows == 1 && bias.cols == c.cols, "bias 1x", c.cols, " expected, got ",
+             bias.rows, "x", bias.cols);
+    run_gemm(ta, tb, 1.f, a, b, beta, c, bias.data, act);
   }
 
   void bias_act_forward(Tensor y, const Tensor& bias, Act act) override {
@@ -392,8 +386,42 @@ class CpuBackend final : public Backend {
   }
 
  private:
-  const int blas_threads_;    // OpenBLAS's thread count at start-up
-  int current_blas_threads_;  // what it is set to now
+  // C = act(alpha op(A) op(B) + bias + beta C); bias may be null.
+  void run_gemm(bool ta, bool tb, float alpha, const Tensor& a, const Tensor& b, float beta,
+                Tensor c, const float* bias, Act act) {
+    const int m = ta ? a.cols : a.rows, k = ta ? a.rows : a.cols;
+    const int kb = tb ? b.cols : b.rows, n = tb ? b.rows : b.cols;
+    ZS_CHECK(k == kb && c.rows == m && c.cols == n, "gemm shapes: op(A) ", m, "x", k, ", op(B) ",
+             kb, "x", n, ", C ", c.rows, "x", c.cols);
+    if (m == 0 || n == 0) return;
+    if (k == 0) {  // C = act(bias + beta C), as the primitive would compute it
+      for_each_element(c, [&](int r, int col) {
+        at(c, r, col) = act_forward((bias ? bias[col] : 0.f) + beta * at(c, r, col), act);
+      });
+      return;
+    }
+    GemmCall call;
+    call.trans_a = ta;
+    call.trans_b = tb;
+    call.m = m;
+    call.n = n;
+    call.k = k;
+    call.alpha = alpha;
+    call.a = a.data;
+    call.lda = a.ld;
+    call.b = b.data;
+    call.ldb = b.ld;
+    call.beta = beta;
+    call.c = c.data;
+    call.ldc = c.ld;
+    call.bias = bias;
+    call.act = act;
+    const double flops = 2.0 * m * n * k;
+    matmul_.run(call, flops < kParallelGemmFlops ? 1 : threads_);
+  }
+
+  const int threads_;  // OpenMP's thread count at start-up
+  OnednnMatmul& matmul_;
   static void row_dots(const Tensor& a, const Tensor& b, int r, float* saa, float* sbb, float* sab) {
     double aa = 0, bb = 0, ab = 0;
     for (int c = 0; c < a.cols; ++c) {
