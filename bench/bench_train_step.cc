@@ -8,38 +8,13 @@
 #include <memory>
 #include <string>
 
+#include "bench_sizes.h"
 #include "zscrgan/trainer.h"
 
 namespace zscrgan {
 namespace {
 
-struct Size {
-  const char* name;
-  int text_dim, image_dim, gf, df, embed, z;
-};
-constexpr Size kDemo{"demo", 64, 128, 256, 128, 64, 32};
-constexpr Size kPublished{"published", 1024, 2048, 2048, 1024, 1024, 256};
-
-// The synthetic dataset at the given widths: timing does not depend on the values.
-Dataset bench_dataset(const Size& s) {
-  SyntheticSpec spec;
-  spec.seen_classes = 45;
-  spec.unseen_classes = 15;
-  spec.images_per_class = 20;
-  spec.texts_per_class = 2;
-  spec.text_dim = s.text_dim;
-  spec.image_dim = s.image_dim;
-  return make_synthetic_dataset(spec);
-}
-
-Config bench_config(const Size& s) {
-  Config c;
-  c.gf_dim = s.gf;
-  c.df_dim = s.df;
-  c.embed_dim = s.embed;
-  c.z_dim = s.z;
-  return c;
-}
+using Size = BenchSize;
 
 struct Fixture {
   std::unique_ptr<Backend> backend;

@@ -111,6 +111,8 @@ struct OnednnMatmul::Impl {
     size_t scratch_bytes = 0;
   };
   std::unordered_map<Key, Entry, KeyHash> cache;
+  bool census_on = false;
+  std::unordered_map<Key, ShapeCount, KeyHash> census;
   void* scratch = nullptr;  // shared by every primitive (calls never overlap)
   size_t scratch_capacity = 0;
 
@@ -188,6 +190,16 @@ void OnednnMatmul::run(const GemmCall& c, int threads) {
   if (threads <= 0) threads = omp_get_max_threads();
   ThreadCount tc(threads);
   Impl::Entry& e = impl_->entry(c, threads);
+  if (impl_->census_on) {
+    ShapeCount& sc = impl_->census[key_of(c, threads)];
+    if (sc.count++ == 0) {
+      sc.shape = c;
+      sc.shape.a = sc.shape.b = sc.shape.bias = nullptr;
+      sc.shape.c = nullptr;
+      sc.has_bias = c.bias != nullptr;
+      sc.threads = threads;
+    }
+  }
   // The C API: executing through it builds no std::unordered_map of arguments on our side.
   check(dnnl_memory_set_data_handle(e.a.get(), const_cast<float*>(c.a)), "set A");
   check(dnnl_memory_set_data_handle(e.b.get(), const_cast<float*>(c.b)), "set B");
@@ -207,6 +219,19 @@ void OnednnMatmul::run(const GemmCall& c, int threads) {
   }
   check(dnnl_primitive_execute(e.prim.get(), impl_->stream.get(), n, args), "matmul execute");
   check(dnnl_stream_wait(impl_->stream.get()), "stream wait");
+}
+
+void OnednnMatmul::start_census() {
+  impl_->census.clear();
+  impl_->census_on = true;
+}
+
+std::vector<OnednnMatmul::ShapeCount> OnednnMatmul::stop_census() {
+  impl_->census_on = false;
+  std::vector<ShapeCount> out;
+  for (const auto& kv : impl_->census) out.push_back(kv.second);
+  impl_->census.clear();
+  return out;
 }
 
 OnednnMatmul& onednn_matmul() {

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "zscrgan/elementwise.h"
 
@@ -45,6 +46,17 @@ class OnednnMatmul {
   // Runs the call on `threads` OpenMP threads (0: omp_get_max_threads()). Not thread-safe:
   // one caller at a time.
   void run(const GemmCall& call, int threads = 0);
+
+  // The census: while on, every run() counts its call's shape (the call's pointers are not
+  // kept). For benchmarks: the census allocates.
+  struct ShapeCount {
+    GemmCall shape;  // pointers null
+    bool has_bias = false;
+    int threads = 0;
+    int64_t count = 0;
+  };
+  void start_census();
+  std::vector<ShapeCount> stop_census();
 
   // Primitives created so far (the cache's size).
   size_t primitives() const;
