@@ -182,7 +182,8 @@ class CpuBackend final : public Backend {
     with_act(act, [&](auto a) {
       constexpr Act kAct = decltype(a)::value;
       const int cols = y.cols;
-      if (!d_pre.empty())
+      if (d_bias.empty()) {
+        if (d_pre.empty()) return;
         rows_of(y, [&](int r) {
           const float* __restrict__ yr = &at(y, r, 0);
           const float* __restrict__ gr = &at(dy, r, 0);
@@ -190,19 +191,41 @@ class CpuBackend final : public Backend {
 #pragma omp simd
           for (int c = 0; c < cols; ++c) dr[c] += gr[c] * act_grad_from_output(yr[c], kAct);
         });
-      if (d_bias.empty()) return;
-      // Column sums in double, a block of columns at a time, walking rows in memory order.
+        return;
+      }
+      // One pass: g = dy * act'(y) is added to d_pre and to the column sums (in double, each
+      // column summed in row order), a block of columns at a time; blocks are independent,
+      // so they run in parallel on large tensors with the same sums.
       constexpr int kBlock = 256;
-      for (int c0 = 0; c0 < cols; c0 += kBlock) {
+      const int n_blocks = (cols + kBlock - 1) / kBlock;
+      const bool with_pre = !d_pre.empty();
+      auto block = [&](size_t bi) {
+        const int c0 = static_cast<int>(bi) * kBlock;
         const int n = std::min(kBlock, cols - c0);
         double acc[kBlock] = {};
         for (int r = 0; r < y.rows; ++r) {
-          const float* yr = &at(y, r, c0);
-          const float* gr = &at(dy, r, c0);
+          const float* __restrict__ yr = &at(y, r, c0);
+          const float* __restrict__ gr = &at(dy, r, c0);
+          if (with_pre) {
+            float* __restrict__ dr = &at(d_pre, r, c0);
 #pragma omp simd
-          for (int c = 0; c < n; ++c) acc[c] += gr[c] * act_grad_from_output(yr[c], kAct);
+            for (int c = 0; c < n; ++c) {
+              const float g = gr[c] * act_grad_from_output(yr[c], kAct);
+              dr[c] += g;
+              acc[c] += g;
+            }
+          } else {
+#pragma omp simd
+            for (int c = 0; c < n; ++c) acc[c] += gr[c] * act_grad_from_output(yr[c], kAct);
+          }
         }
         for (int c = 0; c < n; ++c) d_bias.data[c0 + c] += static_cast<float>(acc[c]);
+      };
+      if (y.numel() >= kParallelElements && n_blocks > 1) {
+#pragma omp parallel for schedule(static)
+        for (int bi = 0; bi < n_blocks; ++bi) block(static_cast<size_t>(bi));
+      } else {
+        for (int bi = 0; bi < n_blocks; ++bi) block(static_cast<size_t>(bi));
       }
     });
   }
