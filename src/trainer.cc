@@ -13,7 +13,9 @@ namespace zscrgan {
 namespace {
 
 enum RowArray { kImage = 0, kText = 1, kWrongImage = 2, kWrongText = 3 };
-enum Counter { kEIteration = 0, kCsemStep = 1, kCsemRow = 2, kCounters = 3 };
+// Step state in the backend's memory, read by the kernels of replayed steps: the E-step
+// iteration, the CSEM step in the round and in its chunk, and the round's first noise offset.
+enum Counter { kEIteration = 0, kCsemStep = 1, kCsemRow = 2, kNoiseBase = 3, kCounters = 4 };
 
 // Noise fills per E-step iteration (eps and z of the D steps' pass, eps and z of the G step)
 // and per M-step chunk (eps and z).
@@ -25,6 +27,15 @@ constexpr int kNoisePerChunk = 2;
 constexpr int kRowsPerPass = 4096;
 
 }  // namespace
+
+// Captured step programs and the arena generation they were captured in.
+struct Trainer::Captured {
+  std::unique_ptr<CapturedProgram> e_iteration;
+  int64_t e_generation = -1;
+  std::unique_ptr<CapturedProgram> csem_step;
+  int csem_rows = -1;  // the chunk size it was captured for (its buffers' addresses)
+  int64_t csem_generation = -1;
+};
 
 Trainer::Trainer(const Config& cfg, const Dataset& data, Backend& backend)
     : cfg_(cfg), backend_(backend),
@@ -89,19 +100,11 @@ Trainer::Trainer(const Config& cfg, const Dataset& data, Backend& backend)
   counters_ = reinterpret_cast<int64_t*>(data_block_->take(1, 2 * kCounters).data);
   host_rows_.resize(n_rows);
   use_capture_ = cfg.cuda_graphs && backend_.can_capture();
+  captured_ = std::make_unique<Captured>();
 
   arena_ = std::make_unique<Arena>(backend_, size_t(16) << 20);
   tape_ = std::make_unique<Tape>(backend_, *arena_);
 }
-
-// Captured step programs and the arena generation they were captured in.
-struct Trainer::Captured {
-  std::unique_ptr<CapturedProgram> e_iteration;
-  int64_t e_generation = -1;
-  std::unique_ptr<CapturedProgram> csem_step;
-  int csem_rows = -1;  // the chunk size it was captured for (its buffers' addresses)
-  int64_t csem_generation = -1;
-};
 
 Trainer::~Trainer() = default;
 
@@ -117,8 +120,8 @@ IndexSpan Trainer::e_rows(int array, int batch_in_iteration, int n_batches) cons
 }
 
 NoiseStream Trainer::e_noise(int fill) const {
-  return NoiseStream{cfg_.seed, round_noise_base_ + fill, counters_ + kEIteration,
-                     kNoisePerIteration};
+  return NoiseStream{cfg_.seed, uint64_t(fill), counters_ + kEIteration, kNoisePerIteration,
+                     counters_ + kNoiseBase};
 }
 
 Tensor Trainer::gather(const Tensor& table, IndexSpan idx) {
@@ -142,9 +145,9 @@ void Trainer::begin_round() {
                   h + kWrongImage * per_array + at, h + kWrongText * per_array + at);
   }
   backend_.upload_bytes(round_rows_, host_rows_.data(), host_rows_.size() * sizeof(int32_t));
-  const int64_t zeros[kCounters] = {0, 0, 0};
-  backend_.upload_bytes(counters_, zeros, sizeof zeros);
   round_noise_base_ = state_.noise_offset;
+  const int64_t counters[kCounters] = {0, 0, 0, static_cast<int64_t>(round_noise_base_)};
+  backend_.upload_bytes(counters_, counters, sizeof counters);
 }
 
 void Trainer::d_steps() {
@@ -261,10 +264,11 @@ void Trainer::csem_chunk(int first, int count) {
                        IndexSpan{round_rows_ + kWrongText * per_array + size_t(batch0) * b, n});
   Tensor eps = arena_->alloc(2 * n, d.embed_dim);
   Tensor z = arena_->alloc(2 * n, d.z_dim);
-  const uint64_t chunk_noise = round_noise_base_ + uint64_t(cfg_.e_step_iters) * kNoisePerIteration +
+  const uint64_t chunk_noise = uint64_t(cfg_.e_step_iters) * kNoisePerIteration +
                                uint64_t(first / csem_chunk_) * kNoisePerChunk;
-  backend_.fill_truncated_normal(eps, NoiseStream{cfg_.seed, chunk_noise});
-  backend_.fill_normal(z, NoiseStream{cfg_.seed, chunk_noise + 1});
+  const int64_t* base = counters_ + kNoiseBase;
+  backend_.fill_truncated_normal(eps, NoiseStream{cfg_.seed, chunk_noise, nullptr, 0, base});
+  backend_.fill_normal(z, NoiseStream{cfg_.seed, chunk_noise + 1, nullptr, 0, base});
   {
     Tape::NoRecord no_record(*tape_);
     Conditioned cd = condition_forward(*tape_, m.condition, constant(texts), eps);
@@ -340,7 +344,6 @@ RoundLosses Trainer::finish_round() {
 }
 
 std::optional<RoundLosses> Trainer::run_round(const RoundHooks& hooks) {
-  if (!captured_) captured_ = std::make_unique<Captured>();
   if (!in_round_) {
     begin_round();
     in_round_ = true;
@@ -418,7 +421,7 @@ void Trainer::restore_round_progress(const RoundProgress& p) {
   host_rows_ = p.rows;
   backend_.upload_bytes(round_rows_, host_rows_.data(), host_rows_.size() * sizeof(int32_t));
   backend_.upload(step_losses_, p.step_losses.data());
-  const int64_t counters[kCounters] = {e_done_, csem_done_, 0};
+  const int64_t counters[kCounters] = {e_done_, csem_done_, 0, static_cast<int64_t>(round_noise_base_)};
   backend_.upload_bytes(counters_, counters, sizeof counters);
 }
 

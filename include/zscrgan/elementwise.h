@@ -129,18 +129,24 @@ ZS_HD Philox4 philox4x32_10(Philox4 ctr, uint32_t k0, uint32_t k1) {
 
 // A noise stream: a seed and a draw offset, passed by value. Each fill of a tensor uses its
 // own offset; element i of that fill is addressed by (i, attempt, offset).
-// For replayed (graph-captured) steps the offset also advances with a step counter that lives
-// in the backend's memory: offset + (*step) * step_stride. Eager code leaves step null.
+// A replayed (graph-captured) step is handed the same stream every time, so whatever changes
+// between its replays lives in the backend's memory and is read where the noise is drawn:
+// the offset advances with a step counter, offset + (*step) * step_stride, and starts from a
+// base that changes every round, + *base (the round's first noise offset). Eager code may
+// leave both null.
 struct NoiseStream {
   uint64_t seed = 0;
   uint64_t offset = 0;
   const int64_t* step = nullptr;
   uint64_t step_stride = 0;
+  const int64_t* base = nullptr;
 };
-// Call where the stream is used (inside the kernel on CUDA): reads the step counter.
+// Call where the stream is used (inside the kernel on CUDA): reads the base and the step counter.
 ZS_HD NoiseStream resolve_stream(NoiseStream s) {
+  if (s.base != nullptr) s.offset += static_cast<uint64_t>(*s.base);
   if (s.step != nullptr) s.offset += static_cast<uint64_t>(*s.step) * s.step_stride;
   s.step = nullptr;
+  s.base = nullptr;
   return s;
 }
 

@@ -26,8 +26,10 @@ namespace zscrgan {
 // A gallery with fewer than k rows (a chunk) fills the remaining slots with index -1 and score
 // -inf. A row holding NaN or infinity is an error naming the row.
 // The similarity matrix is computed in tiles (oneDNN matmul on all threads), never whole; the
-// lists are updated in parallel over queries. The similarities are the GEMM's, so for a fixed
-// machine and thread count the result is reproducible bit for bit.
+// lists are updated in parallel over queries. Another thread count, chunking or gallery shape
+// may make the GEMM pick other kernels and round similarities differently (no GEMM library
+// promises bitwise equality across shapes), so near-ties may then swap; for a fixed call,
+// machine and thread count the result is deterministic.
 void cpu_topk_cosine(const float* queries, int64_t n_queries, int64_t ld_q,
                      const float* gallery, int64_t n_gallery, int64_t ld_g, int dim, int k,
                      int64_t index_offset, int64_t* out_index, float* out_score);
@@ -51,7 +53,8 @@ void merge_topk(TopKLists& running, const int64_t* chunk_index, const float* chu
 // of about chunk_rows rows (so a backend never needs the whole similarity matrix) and merging
 // the chunks. Requires 1 <= k <= gallery.rows. No chunk passed to the backend has fewer than
 // k rows: chunk_rows below k is raised to k, and a last chunk shorter than k is joined to the
-// one before it. The result equals a single be.topk_cosine over the whole gallery.
+// one before it. The result equals a single be.topk_cosine over the whole gallery up to the
+// GEMM's rounding (near-ties may swap; see cpu_topk_cosine).
 TopKLists retrieve_topk(Backend& be, const Tensor& queries, const Tensor& gallery, int k,
                         int64_t chunk_rows);
 

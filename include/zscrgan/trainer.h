@@ -150,9 +150,9 @@ class Trainer {
   int32_t* round_rows_ = nullptr;  // 4 arrays of batches_per_round x B: image, text, wrong image, wrong text
   int32_t* identity_rows_ = nullptr;  // 0, 1, 2, ...: gathers a CSEM step's rows from its chunk
   int batches_per_round_ = 0;
-  int64_t* counters_ = nullptr;    // [E-step iteration, CSEM step in round, CSEM step in chunk]
+  int64_t* counters_ = nullptr;    // [E-step iteration, CSEM step in round, CSEM step in chunk, round noise base]
   Tensor step_losses_;             // 1 x (D steps + G steps + KL of G steps + CSEM steps) of a round
-  uint64_t round_noise_base_ = 0;  // noise offset of the round's first draw
+  uint64_t round_noise_base_ = 0;  // noise offset of the round's first draw (host copy of the device one)
   // Per-chunk generation results read by the CSEM steps.
   Var chunk_fakes_;
   Tensor chunk_conditions_;
