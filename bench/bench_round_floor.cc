@@ -1,11 +1,12 @@
-// The CPU round against its GEMM floor. For each size: one EM round is run with the GEMM
-// census on, which records every GEMM the trainer actually issues (shape, transposes, strides,
+// The CPU round against its GEMM floor. For each size, after a warm-up round, the first timed
+// EM round runs with the GEMM census on, which records every GEMM the trainer actually issues (shape, transposes, strides,
 // fused bias/activation, threads) and how often; each distinct GEMM is then timed alone (same
 // library, same thread count, warm buffers, median of repeats). Prints
 //   round:  seconds per EM round (median of --rounds timed rounds after a warm-up round)
-//   floor:  sum over the round's GEMMs of count x time alone
+//   floor:  sum over the round's GEMMs of count x time alone (fastest of several samples)
 //   GFLOP/s achieved by the round, and round / floor
-// and the GEMMs that weigh most in the floor.
+// how much of the census round was spent inside its GEMMs and outside them, and the GEMMs
+// that weigh most in the floor.
 //
 // Run: ./build/bench_round_floor [--size demo|published|both] [--rounds N] [--top N]
 #include <omp.h>
@@ -46,8 +47,9 @@ double median(std::vector<double> v) {
 
 double flops_of(const GemmCall& c) { return 2.0 * c.m * c.n * c.k; }
 
-// Median seconds of one GEMM of this shape run alone (buffers sized by its strides, filled
-// with small values), after warming up.
+// Seconds of one GEMM of this shape run alone (buffers sized by its strides, filled with small
+// values), after warming up: the fastest of 7 samples, since the floor is a best case and a
+// shared machine only ever adds time.
 double time_alone(const OnednnMatmul::ShapeCount& sc) {
   GemmCall c = sc.shape;
   const size_t a_elems = static_cast<size_t>(c.trans_a ? c.k : c.m) * c.lda;
@@ -60,18 +62,18 @@ double time_alone(const OnednnMatmul::ShapeCount& sc) {
   c.bias = sc.has_bias ? bias.data() : nullptr;
   OnednnMatmul& mm = onednn_matmul();
   for (int i = 0; i < 3; ++i) mm.run(c, sc.threads);
-  // Enough repeats for ~20 ms of work per sample, 5 samples.
+  // Enough repeats for ~20 ms of work per sample, 7 samples.
   const double t0 = now_s();
   mm.run(c, sc.threads);
   const double once = std::max(now_s() - t0, 1e-7);
   const int reps = std::clamp(static_cast<int>(0.02 / once), 1, 2000);
   std::vector<double> samples;
-  for (int s = 0; s < 5; ++s) {
+  for (int s = 0; s < 7; ++s) {
     const double s0 = now_s();
     for (int r = 0; r < reps; ++r) mm.run(c, sc.threads);
     samples.push_back((now_s() - s0) / reps);
   }
-  return median(samples);
+  return *std::min_element(samples.begin(), samples.end());
 }
 
 void run_size(const BenchSize& size, int rounds, int top) {
@@ -80,17 +82,19 @@ void run_size(const BenchSize& size, int rounds, int top) {
   Trainer t(bench_config(size), data, *be);
   OnednnMatmul& mm = onednn_matmul();
 
-  mm.start_census();  // the warm-up round: creates the primitives, counts the GEMMs
-  t.train_round();
-  std::vector<OnednnMatmul::ShapeCount> census = mm.stop_census();
-
+  t.train_round();  // warm-up: creates the primitives, the arena settles
   std::vector<double> round_s;
+  std::vector<OnednnMatmul::ShapeCount> census;
   for (int r = 0; r < rounds; ++r) {
+    if (r == 0) mm.start_census();  // the first timed round counts the GEMMs it runs
     const double t0 = now_s();
     t.train_round();
     round_s.push_back(now_s() - t0);
+    if (r == 0) census = mm.stop_census();
   }
   const double round = median(round_s);
+  double in_round = 0;  // seconds the census round spent inside GEMMs
+  for (const auto& sc : census) in_round += sc.seconds;
 
   struct Row {
     OnednnMatmul::ShapeCount sc;
@@ -114,6 +118,8 @@ void run_size(const BenchSize& size, int rounds, int top) {
   for (size_t i = 0; i < round_s.size(); ++i) std::printf("%s%.3f", i ? ", " : "", round_s[i]);
   std::printf("), GEMM floor %.3f s, round %.1f GFLOP/s (floor %.1f), round / floor %.2f\n",
               floor, flops / round / 1e9, flops / floor / 1e9, round / floor);
+  std::printf("[%s] the census round: %.3f s, of which %.3f s in its GEMMs (%.2f x their floor) and %.3f s outside them\n",
+              size.name, round_s[0], in_round, in_round / floor, round_s[0] - in_round);
   std::printf("[%s] heaviest GEMMs in the floor (m x n x k, op, fused, threads: calls x time alone = share):\n",
               size.name);
   for (int i = 0; i < top && i < static_cast<int>(rows.size()); ++i) {

@@ -2,6 +2,7 @@
 
 #include <omp.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -190,16 +191,6 @@ void OnednnMatmul::run(const GemmCall& c, int threads) {
   if (threads <= 0) threads = omp_get_max_threads();
   ThreadCount tc(threads);
   Impl::Entry& e = impl_->entry(c, threads);
-  if (impl_->census_on) {
-    ShapeCount& sc = impl_->census[key_of(c, threads)];
-    if (sc.count++ == 0) {
-      sc.shape = c;
-      sc.shape.a = sc.shape.b = sc.shape.bias = nullptr;
-      sc.shape.c = nullptr;
-      sc.has_bias = c.bias != nullptr;
-      sc.threads = threads;
-    }
-  }
   // The C API: executing through it builds no std::unordered_map of arguments on our side.
   check(dnnl_memory_set_data_handle(e.a.get(), const_cast<float*>(c.a)), "set A");
   check(dnnl_memory_set_data_handle(e.b.get(), const_cast<float*>(c.b)), "set B");
@@ -217,8 +208,20 @@ void OnednnMatmul::run(const GemmCall& c, int threads) {
     check(dnnl_memory_set_data_handle(e.scratch.get(), impl_->scratch), "set scratchpad");
     args[n++] = {DNNL_ARG_SCRATCHPAD, e.scratch.get()};
   }
+  const auto t0 = impl_->census_on ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
   check(dnnl_primitive_execute(e.prim.get(), impl_->stream.get(), n, args), "matmul execute");
   check(dnnl_stream_wait(impl_->stream.get()), "stream wait");
+  if (impl_->census_on) {
+    ShapeCount& sc = impl_->census[key_of(c, threads)];
+    if (sc.count++ == 0) {
+      sc.shape = c;
+      sc.shape.a = sc.shape.b = sc.shape.bias = nullptr;
+      sc.shape.c = nullptr;
+      sc.has_bias = c.bias != nullptr;
+      sc.threads = threads;
+    }
+    sc.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
 }
 
 void OnednnMatmul::start_census() {

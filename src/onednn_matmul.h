@@ -48,12 +48,13 @@ class OnednnMatmul {
   void run(const GemmCall& call, int threads = 0);
 
   // The census: while on, every run() counts its call's shape (the call's pointers are not
-  // kept). For benchmarks: the census allocates.
+  // kept) and the seconds its executions took. For benchmarks: the census allocates.
   struct ShapeCount {
     GemmCall shape;  // pointers null
     bool has_bias = false;
     int threads = 0;
     int64_t count = 0;
+    double seconds = 0;  // spent executing these calls while the census was on
   };
   void start_census();
   std::vector<ShapeCount> stop_census();
