@@ -17,9 +17,9 @@ namespace zscrgan {
 namespace {
 
 // Gallery rows per similarity tile. A query tile of up to kMaxQueryTile rows times this many
-// gallery rows is the only similarity storage (4 MiB at the maximum).
+// gallery rows is the only similarity storage (8 MiB at the maximum).
 constexpr int64_t kGalleryTile = 2048;
-constexpr int64_t kMaxQueryTile = 512;
+constexpr int64_t kMaxQueryTile = 1024;
 
 constexpr float kEmptyScore = -std::numeric_limits<float>::infinity();
 constexpr int64_t kEmptyIndex = -1;
@@ -104,47 +104,44 @@ void cpu_topk_cosine(const float* queries, int64_t n_queries, int64_t ld_q,
   std::fill(out_score, out_score + n_queries * k, kEmptyScore);
   if (n_gallery == 0) return;
 
-  // The gallery is normalised once (every query tile reads all of it); query tiles are
-  // normalised by the thread that owns them.
-  // Left uninitialised: the parallel normalisation writes (and first touches) every element.
-  const std::unique_ptr<float[]> gallery_unit(new float[static_cast<size_t>(n_gallery) * dim]);
-#pragma omp parallel for schedule(static)
-  for (int64_t r0 = 0; r0 < n_gallery; r0 += 256) {
-    const int64_t rows = std::min<int64_t>(256, n_gallery - r0);
-    normalize_rows(gallery + r0 * ld_g, ld_g, rows, dim, gallery_unit.get() + r0 * dim);
-  }
-
-  // Query tiles of up to kMaxQueryTile rows; within a tile, one similarity GEMM per gallery
-  // tile on all threads (oneDNN), then the tile's lists updated in parallel over its queries.
+  // Queries are normalised once; gallery tiles are normalised as they are reached, so the
+  // gallery is read once and never copied whole. Per gallery tile, one similarity GEMM per
+  // query tile on all threads (oneDNN), then the lists updated in parallel over queries.
   // Every similarity is the same full-length dot product whichever tile computes it, and each
   // query's list sees the gallery in index order.
   const int64_t tile_q = std::min(kMaxQueryTile, n_queries);
   const int64_t tile_g = std::min(kGalleryTile, n_gallery);
-  std::vector<float> q_unit(static_cast<size_t>(tile_q) * dim);
+  // Left uninitialised: the parallel normalisations write (and first touch) every element.
+  const std::unique_ptr<float[]> q_unit(new float[static_cast<size_t>(n_queries) * dim]);
+  const std::unique_ptr<float[]> g_unit(new float[static_cast<size_t>(tile_g) * dim]);
   std::vector<float> sim(static_cast<size_t>(tile_q) * tile_g);
-  OnednnMatmul& matmul = onednn_matmul();
-  for (int64_t q0 = 0; q0 < n_queries; q0 += tile_q) {
-    const int64_t nq = std::min(tile_q, n_queries - q0);
 #pragma omp parallel for schedule(static)
-    for (int64_t r0 = 0; r0 < nq; r0 += 16)
-      normalize_rows(queries + (q0 + r0) * ld_q, ld_q, std::min<int64_t>(16, nq - r0), dim,
-                     q_unit.data() + r0 * dim);
-    for (int64_t g0 = 0; g0 < n_gallery; g0 += tile_g) {
-      const int64_t ng = std::min(tile_g, n_gallery - g0);
-      // sim (nq x ng) = q_unit (nq x dim) * gallery_unit[g0 : g0 + ng] (ng x dim)^T
+  for (int64_t r0 = 0; r0 < n_queries; r0 += 16)
+    normalize_rows(queries + r0 * ld_q, ld_q, std::min<int64_t>(16, n_queries - r0), dim,
+                   q_unit.get() + r0 * dim);
+  OnednnMatmul& matmul = onednn_matmul();
+  for (int64_t g0 = 0; g0 < n_gallery; g0 += tile_g) {
+    const int64_t ng = std::min(tile_g, n_gallery - g0);
+#pragma omp parallel for schedule(static)
+    for (int64_t r0 = 0; r0 < ng; r0 += 64)
+      normalize_rows(gallery + (g0 + r0) * ld_g, ld_g, std::min<int64_t>(64, ng - r0), dim,
+                     g_unit.get() + r0 * dim);
+    const int64_t first = index_offset + g0;
+    for (int64_t q0 = 0; q0 < n_queries; q0 += tile_q) {
+      const int64_t nq = std::min(tile_q, n_queries - q0);
+      // sim (nq x ng) = q_unit[q0 : q0 + nq] (nq x dim) * g_unit (ng x dim)^T
       GemmCall call;
       call.trans_b = true;
       call.m = static_cast<int>(nq);
       call.n = static_cast<int>(ng);
       call.k = dim;
-      call.a = q_unit.data();
+      call.a = q_unit.get() + q0 * dim;
       call.lda = dim;
-      call.b = gallery_unit.get() + g0 * dim;
+      call.b = g_unit.get();
       call.ldb = dim;
       call.c = sim.data();
       call.ldc = ng;
       matmul.run(call);
-      const int64_t first = index_offset + g0;
 #pragma omp parallel for schedule(static)
       for (int64_t i = 0; i < nq; ++i) {
         const float* row = sim.data() + i * ng;
