@@ -1,10 +1,11 @@
-// The CPU reference backend: plain loops over the shared per-element math, OpenBLAS GEMMs.
+// The CPU reference backend: plain loops over the shared per-element math, GEMMs on oneDNN's
+// matmul primitive (src/onednn_matmul.h), bias and activation fused into it where asked.
 // Reductions accumulate in double so this backend is the accurate side of every parity test.
-#include <cblas.h>
 #include <omp.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -14,6 +15,7 @@
 #include "zscrgan/backend.h"
 #include "zscrgan/error.h"
 #include "zscrgan/retrieval.h"
+#include "onednn_matmul.h"
 
 namespace zscrgan {
 
@@ -22,7 +24,8 @@ namespace {
 // Element-wise loops parallelise only above this many elements: at batch 32 most tensors are
 // small enough that waking a second thread costs more than it saves.
 constexpr size_t kParallelElements = 1 << 16;
-// GEMMs below this many FLOPs run on one OpenBLAS thread.
+// GEMMs below this many FLOPs run on one thread: waking the second OpenMP thread costs more
+// than it saves below a few MFLOP, and many GEMMs at batch 32 are that small.
 constexpr double kParallelGemmFlops = 8e6;
 
 float scalar_of(const Tensor& t) { return t.data[0]; }
@@ -71,6 +74,22 @@ void for_each_element(const Tensor& shape, F&& f) {  // f(row, col)
   }
 }
 
+// Elements from which a noise fill runs on every thread.
+constexpr size_t kParallelNoiseElements = 4096;
+
+template <typename F>
+void noise_rows(const Tensor& t, F&& f) {  // f(row, col)
+  const int cols = t.cols;
+  if (t.numel() >= kParallelNoiseElements && t.rows > 1) {
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < t.rows; ++r)
+      for (int c = 0; c < cols; ++c) f(r, c);
+  } else {
+    for (int r = 0; r < t.rows; ++r)
+      for (int c = 0; c < cols; ++c) f(r, c);
+  }
+}
+
 inline float& at(const Tensor& t, int r, int c) { return t.data[static_cast<size_t>(r) * t.ld + c]; }
 
 // Runs f(row) for every row, in parallel when the tensor is large.
@@ -95,11 +114,14 @@ void with_act(Act act, F&& f) {
 
 class CpuBackend final : public Backend {
  public:
-  CpuBackend() : blas_threads_(openblas_get_num_threads()), current_blas_threads_(blas_threads_) {}
+  CpuBackend() : threads_(omp_get_max_threads()), matmul_(onednn_matmul()) {
+    const std::string warning = onednn_slow_path_warning();
+    if (!warning.empty()) std::fprintf(stderr, "%s\n", warning.c_str());
+  }
   Device device() const override { return Device::CPU; }
   std::string description() const override {
     std::ostringstream os;
-    os << "cpu (OpenBLAS, " << omp_get_max_threads() << " threads)";
+    os << "cpu (" << onednn_summary() << ", " << threads_ << " threads)";
     return os.str();
   }
 
@@ -144,25 +166,13 @@ class CpuBackend final : public Backend {
 
   void gemm(bool ta, bool tb, float alpha, const Tensor& a, const Tensor& b, float beta,
             Tensor c) override {
-    const int m = ta ? a.cols : a.rows, k = ta ? a.rows : a.cols;
-    const int kb = tb ? b.cols : b.rows, n = tb ? b.rows : b.cols;
-    ZS_CHECK(k == kb && c.rows == m && c.cols == n, "gemm shapes: op(A) ", m, "x", k, ", op(B) ",
-             kb, "x", n, ", C ", c.rows, "x", c.cols);
-    if (m == 0 || n == 0) return;
-    if (k == 0) {  // BLAS leaves C untouched when k == 0; we define C = beta C
-      for_each_element(c, [&](int r, int col) { at(c, r, col) *= beta; });
-      return;
-    }
-    // Small GEMMs run on one thread: waking OpenBLAS's workers (they spin with sched_yield)
-    // costs more than it saves below a few MFLOP, and most GEMMs at batch 32 are that small.
-    const double flops = 2.0 * m * n * k;
-    const int threads = flops < kParallelGemmFlops ? 1 : blas_threads_;
-    if (threads != current_blas_threads_) {
-      openblas_set_num_threads(threads);
-      current_blas_threads_ = threads;
-    }
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m,
-                n, k, alpha, a.data, a.ld, b.data, b.ld, beta, c.data, c.ld);
+    run_gemm(ta, tb, alpha, a, b, beta, c, nullptr, Act::None);
+  }
+  void gemm_bias_act(bool ta, bool tb, const Tensor& a, const Tensor& b, float beta, Tensor c,
+                     const Tensor& bias, Act act) override {
+    ZS_CHECK(bias.rows == 1 && bias.cols == c.cols, "bias 1x", c.cols, " expected, got ",
+             bias.rows, "x", bias.cols);
+    run_gemm(ta, tb, 1.f, a, b, beta, c, bias.data, act);
   }
 
   void bias_act_forward(Tensor y, const Tensor& bias, Act act) override {
@@ -188,7 +198,8 @@ class CpuBackend final : public Backend {
     with_act(act, [&](auto a) {
       constexpr Act kAct = decltype(a)::value;
       const int cols = y.cols;
-      if (!d_pre.empty())
+      if (d_bias.empty()) {
+        if (d_pre.empty()) return;
         rows_of(y, [&](int r) {
           const float* __restrict__ yr = &at(y, r, 0);
           const float* __restrict__ gr = &at(dy, r, 0);
@@ -196,32 +207,57 @@ class CpuBackend final : public Backend {
 #pragma omp simd
           for (int c = 0; c < cols; ++c) dr[c] += gr[c] * act_grad_from_output(yr[c], kAct);
         });
-      if (d_bias.empty()) return;
-      // Column sums in double, a block of columns at a time, walking rows in memory order.
+        return;
+      }
+      // One pass: g = dy * act'(y) is added to d_pre and to the column sums (in double, each
+      // column summed in row order), a block of columns at a time; blocks are independent,
+      // so they run in parallel on large tensors with the same sums.
       constexpr int kBlock = 256;
-      for (int c0 = 0; c0 < cols; c0 += kBlock) {
+      const int n_blocks = (cols + kBlock - 1) / kBlock;
+      const bool with_pre = !d_pre.empty();
+      auto block = [&](size_t bi) {
+        const int c0 = static_cast<int>(bi) * kBlock;
         const int n = std::min(kBlock, cols - c0);
         double acc[kBlock] = {};
         for (int r = 0; r < y.rows; ++r) {
-          const float* yr = &at(y, r, c0);
-          const float* gr = &at(dy, r, c0);
+          const float* __restrict__ yr = &at(y, r, c0);
+          const float* __restrict__ gr = &at(dy, r, c0);
+          if (with_pre) {
+            float* __restrict__ dr = &at(d_pre, r, c0);
 #pragma omp simd
-          for (int c = 0; c < n; ++c) acc[c] += gr[c] * act_grad_from_output(yr[c], kAct);
+            for (int c = 0; c < n; ++c) {
+              const float g = gr[c] * act_grad_from_output(yr[c], kAct);
+              dr[c] += g;
+              acc[c] += g;
+            }
+          } else {
+#pragma omp simd
+            for (int c = 0; c < n; ++c) acc[c] += gr[c] * act_grad_from_output(yr[c], kAct);
+          }
         }
         for (int c = 0; c < n; ++c) d_bias.data[c0 + c] += static_cast<float>(acc[c]);
+      };
+      if (y.numel() >= kParallelElements && n_blocks > 1) {
+#pragma omp parallel for schedule(static)
+        for (int bi = 0; bi < n_blocks; ++bi) block(static_cast<size_t>(bi));
+      } else {
+        for (int bi = 0; bi < n_blocks; ++bi) block(static_cast<size_t>(bi));
       }
     });
   }
 
+  // Noise costs tens of nanoseconds per element (Philox, log, sincos), so it splits over the
+  // threads from far fewer elements than the memory-bound loops; each element is a pure
+  // function of (stream, index), so the split changes nothing.
   void fill_normal(Tensor t, NoiseStream s) override {
     const NoiseStream rs = resolve_stream(s);
-    for_each_element(t, [&](int r, int c) {
+    noise_rows(t, [&](int r, int c) {
       at(t, r, c) = philox_normal(rs, static_cast<uint64_t>(r) * t.cols + c);
     });
   }
   void fill_truncated_normal(Tensor t, NoiseStream s) override {
     const NoiseStream rs = resolve_stream(s);
-    for_each_element(t, [&](int r, int c) {
+    noise_rows(t, [&](int r, int c) {
       at(t, r, c) = philox_truncated_normal(rs, static_cast<uint64_t>(r) * t.cols + c);
     });
   }
@@ -392,8 +428,42 @@ class CpuBackend final : public Backend {
   }
 
  private:
-  const int blas_threads_;    // OpenBLAS's thread count at start-up
-  int current_blas_threads_;  // what it is set to now
+  // C = act(alpha op(A) op(B) + bias + beta C); bias may be null.
+  void run_gemm(bool ta, bool tb, float alpha, const Tensor& a, const Tensor& b, float beta,
+                Tensor c, const float* bias, Act act) {
+    const int m = ta ? a.cols : a.rows, k = ta ? a.rows : a.cols;
+    const int kb = tb ? b.cols : b.rows, n = tb ? b.rows : b.cols;
+    ZS_CHECK(k == kb && c.rows == m && c.cols == n, "gemm shapes: op(A) ", m, "x", k, ", op(B) ",
+             kb, "x", n, ", C ", c.rows, "x", c.cols);
+    if (m == 0 || n == 0) return;
+    if (k == 0) {  // C = act(bias + beta C), as the primitive would compute it
+      for_each_element(c, [&](int r, int col) {
+        at(c, r, col) = act_forward((bias ? bias[col] : 0.f) + beta * at(c, r, col), act);
+      });
+      return;
+    }
+    GemmCall call;
+    call.trans_a = ta;
+    call.trans_b = tb;
+    call.m = m;
+    call.n = n;
+    call.k = k;
+    call.alpha = alpha;
+    call.a = a.data;
+    call.lda = a.ld;
+    call.b = b.data;
+    call.ldb = b.ld;
+    call.beta = beta;
+    call.c = c.data;
+    call.ldc = c.ld;
+    call.bias = bias;
+    call.act = act;
+    const double flops = 2.0 * m * n * k;
+    matmul_.run(call, flops < kParallelGemmFlops ? 1 : threads_);
+  }
+
+  const int threads_;  // OpenMP's thread count at start-up
+  OnednnMatmul& matmul_;
   static void row_dots(const Tensor& a, const Tensor& b, int r, float* saa, float* sbb, float* sab) {
     double aa = 0, bb = 0, ab = 0;
     for (int c = 0; c < a.cols; ++c) {

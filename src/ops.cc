@@ -87,7 +87,12 @@ void check_scalar(const Var& v, const char* op) {
 
 }  // namespace
 
-Var matmul(Tape& tape, std::initializer_list<Var> parts, const Var& w) {
+namespace {
+
+// y = sum_k x_k W_k, then y = act(y + b) when `b` is given: fused into the last part's GEMM
+// (Backend::gemm_bias_act), so the activation is not another pass over y.
+Var matmul_parts(Tape& tape, std::initializer_list<Var> parts, const Var& w, const Var* b,
+                 Act act) {
   ZS_CHECK(parts.size() >= 1 && parts.size() < static_cast<size_t>(kMaxTerms), "matmul parts: ", parts.size());
   const int rows = parts.begin()->rows();
   int in_cols = 0;
@@ -104,9 +109,14 @@ Var matmul(Tape& tape, std::initializer_list<Var> parts, const Var& w) {
   const bool record = should_record(tape, n);
   Var y = tape.new_var(rows, w.cols(), record);
   int row = 0;
+  size_t part = 0;
   for (const Var& x : parts) {
-    tape.backend().gemm(false, false, 1.f, x.value, w.value.row_block(row, x.cols()),
-                        row == 0 ? 0.f : 1.f, y.value);
+    const Tensor wk = w.value.row_block(row, x.cols());
+    const float beta = row == 0 ? 0.f : 1.f;
+    if (b != nullptr && ++part == parts.size())
+      tape.backend().gemm_bias_act(false, false, x.value, wk, beta, y.value, b->value, act);
+    else
+      tape.backend().gemm(false, false, 1.f, x.value, wk, beta, y.value);
     row += x.cols();
   }
   if (record) {
@@ -116,20 +126,18 @@ Var matmul(Tape& tape, std::initializer_list<Var> parts, const Var& w) {
   return y;
 }
 
-Var bias_act(Tape& tape, const Var& y, const Var& b, Act act) {
-  ZS_CHECK(b.rows() == 1 && b.cols() == y.cols(), "bias_act: bias ", b.rows(), "x", b.cols(),
-           " for ", y.cols(), " columns");
+// Records the backward of y = act(pre + b), whose forward has already been computed in place
+// over pre's value.
+Var record_bias_act(Tape& tape, const Var& pre, const Var& b, Act act) {
   Node n;
   n.backward = bias_act_backward_node;
-  n.in[0] = y;
+  n.in[0] = pre;
   n.in[1] = b;
   n.n_in = 2;
   n.act = act;
-  const bool record = should_record(tape, n);
-  tape.backend().bias_act_forward(y.value, b.value, act);
-  Var out{y.value, Tensor()};  // in place: same value buffer, a gradient of its own
-  if (record) {
-    out.grad = tape.arena().alloc(y.rows(), y.cols());
+  Var out{pre.value, Tensor()};  // in place: same value buffer, a gradient of its own
+  if (should_record(tape, n)) {
+    out.grad = tape.arena().alloc(pre.rows(), pre.cols());
     tape.backend().fill(out.grad, 0.f);
     n.out = out;
     tape.record(n);
@@ -137,12 +145,31 @@ Var bias_act(Tape& tape, const Var& y, const Var& b, Act act) {
   return out;
 }
 
+void check_bias(const Var& b, int cols) {
+  ZS_CHECK(b.rows() == 1 && b.cols() == cols, "bias_act: bias ", b.rows(), "x", b.cols(),
+           " for ", cols, " columns");
+}
+
+}  // namespace
+
+Var matmul(Tape& tape, std::initializer_list<Var> parts, const Var& w) {
+  return matmul_parts(tape, parts, w, nullptr, Act::None);
+}
+
+Var bias_act(Tape& tape, const Var& y, const Var& b, Act act) {
+  check_bias(b, y.cols());
+  tape.backend().bias_act_forward(y.value, b.value, act);
+  return record_bias_act(tape, y, b, act);
+}
+
 Var dense(Tape& tape, const Var& x, const Var& w, const Var& b, Act act) {
-  return bias_act(tape, matmul(tape, {x}, w), b, act);
+  check_bias(b, w.cols());
+  return record_bias_act(tape, matmul_parts(tape, {x}, w, &b, act), b, act);
 }
 
 Var dense2(Tape& tape, const Var& x1, const Var& x2, const Var& w, const Var& b, Act act) {
-  return bias_act(tape, matmul(tape, {x1, x2}, w), b, act);
+  check_bias(b, w.cols());
+  return record_bias_act(tape, matmul_parts(tape, {x1, x2}, w, &b, act), b, act);
 }
 
 Var add_tiled(Tape& tape, const Var& a, const Var& b) {

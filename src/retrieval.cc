@@ -1,6 +1,5 @@
 #include "zscrgan/retrieval.h"
 
-#include <cblas.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -12,15 +11,15 @@
 
 #include "zscrgan/elementwise.h"
 #include "zscrgan/error.h"
+#include "onednn_matmul.h"
 
 namespace zscrgan {
 namespace {
 
 // Gallery rows per similarity tile. A query tile of up to kMaxQueryTile rows times this many
-// gallery rows is the only similarity storage (4 MiB per thread at the maximum).
+// gallery rows is the only similarity storage (8 MiB at the maximum).
 constexpr int64_t kGalleryTile = 2048;
-constexpr int64_t kMaxQueryTile = 512;
-constexpr int64_t kMinQueryTile = 64;
+constexpr int64_t kMaxQueryTile = 1024;
 
 constexpr float kEmptyScore = -std::numeric_limits<float>::infinity();
 constexpr int64_t kEmptyIndex = -1;
@@ -57,28 +56,6 @@ void normalize_rows(const float* src, int64_t ld, int64_t rows, int dim, float* 
     for (int c = 0; c < dim; ++c) y[c] = x[c] * inv;
   }
 }
-
-// A pthread-built OpenBLAS runs every large GEMM on all its threads and serialises concurrent
-// callers behind one lock, so GEMMs issued from inside an OpenMP region would queue up and
-// oversubscribe the cores. While alive, this guard makes such an OpenBLAS single-threaded;
-// an OpenMP-built OpenBLAS already does so by itself inside a parallel region.
-class SingleThreadedBlas {
- public:
-  explicit SingleThreadedBlas(bool active)
-      : active_(active && openblas_get_parallel() == 1 && openblas_get_num_threads() > 1),
-        saved_(active_ ? openblas_get_num_threads() : 0) {
-    if (active_) openblas_set_num_threads(1);
-  }
-  ~SingleThreadedBlas() {
-    if (active_) openblas_set_num_threads(saved_);
-  }
-  SingleThreadedBlas(const SingleThreadedBlas&) = delete;
-  SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
-
- private:
-  bool active_;
-  int saved_;
-};
 
 // Inserts (s, j) into one best-first list of k if it ranks there. Candidates arrive in
 // increasing gallery index, so an equal score never displaces an entry already present.
@@ -127,51 +104,50 @@ void cpu_topk_cosine(const float* queries, int64_t n_queries, int64_t ld_q,
   std::fill(out_score, out_score + n_queries * k, kEmptyScore);
   if (n_gallery == 0) return;
 
-  // The gallery is normalised once (every query tile reads all of it); query tiles are
-  // normalised by the thread that owns them.
-  // Left uninitialised: the parallel normalisation writes (and first touches) every element.
-  const std::unique_ptr<float[]> gallery_unit(new float[static_cast<size_t>(n_gallery) * dim]);
-#pragma omp parallel for schedule(static)
-  for (int64_t r0 = 0; r0 < n_gallery; r0 += 256) {
-    const int64_t rows = std::min<int64_t>(256, n_gallery - r0);
-    normalize_rows(gallery + r0 * ld_g, ld_g, rows, dim, gallery_unit.get() + r0 * dim);
-  }
-
-  // Enough query tiles to keep every thread busy, each large enough to amortise the GEMM's
-  // packing of the gallery tile. Results do not depend on the tiling: every similarity is the
-  // same full-length dot product whichever tile computes it, and each query's list sees the
-  // gallery in index order.
-  const int threads = omp_get_max_threads();
-  int64_t tile_q = (n_queries + threads - 1) / threads;
-  tile_q = std::clamp<int64_t>((tile_q + 15) / 16 * 16, kMinQueryTile, kMaxQueryTile);
-  const int64_t n_tiles = (n_queries + tile_q - 1) / tile_q;
-  const bool parallel_tiles = n_tiles > 1 && threads > 1;
+  // Queries are normalised once; gallery tiles are normalised as they are reached, so the
+  // gallery is read once and never copied whole. Per gallery tile, one similarity GEMM per
+  // query tile on all threads (oneDNN), then the lists updated in parallel over queries.
+  // Every similarity is the same full-length dot product whichever tile computes it, and each
+  // query's list sees the gallery in index order.
+  const int64_t tile_q = std::min(kMaxQueryTile, n_queries);
   const int64_t tile_g = std::min(kGalleryTile, n_gallery);
-
-  SingleThreadedBlas blas_guard(parallel_tiles);
-#pragma omp parallel if (parallel_tiles)
-  {
-    std::vector<float> q_unit(static_cast<size_t>(std::min(tile_q, n_queries)) * dim);
-    std::vector<float> sim(static_cast<size_t>(std::min(tile_q, n_queries)) * tile_g);
-#pragma omp for schedule(static)
-    for (int64_t t = 0; t < n_tiles; ++t) {
-      const int64_t q0 = t * tile_q;
+  // Left uninitialised: the parallel normalisations write (and first touch) every element.
+  const std::unique_ptr<float[]> q_unit(new float[static_cast<size_t>(n_queries) * dim]);
+  const std::unique_ptr<float[]> g_unit(new float[static_cast<size_t>(tile_g) * dim]);
+  std::vector<float> sim(static_cast<size_t>(tile_q) * tile_g);
+#pragma omp parallel for schedule(static)
+  for (int64_t r0 = 0; r0 < n_queries; r0 += 16)
+    normalize_rows(queries + r0 * ld_q, ld_q, std::min<int64_t>(16, n_queries - r0), dim,
+                   q_unit.get() + r0 * dim);
+  OnednnMatmul& matmul = onednn_matmul();
+  for (int64_t g0 = 0; g0 < n_gallery; g0 += tile_g) {
+    const int64_t ng = std::min(tile_g, n_gallery - g0);
+#pragma omp parallel for schedule(static)
+    for (int64_t r0 = 0; r0 < ng; r0 += 64)
+      normalize_rows(gallery + (g0 + r0) * ld_g, ld_g, std::min<int64_t>(64, ng - r0), dim,
+                     g_unit.get() + r0 * dim);
+    const int64_t first = index_offset + g0;
+    for (int64_t q0 = 0; q0 < n_queries; q0 += tile_q) {
       const int64_t nq = std::min(tile_q, n_queries - q0);
-      normalize_rows(queries + q0 * ld_q, ld_q, nq, dim, q_unit.data());
-      for (int64_t g0 = 0; g0 < n_gallery; g0 += tile_g) {
-        const int64_t ng = std::min(tile_g, n_gallery - g0);
-        // sim (nq x ng) = q_unit (nq x dim) * gallery_unit[g0 : g0 + ng] (ng x dim)^T
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(nq),
-                    static_cast<blasint>(ng), dim, 1.f, q_unit.data(), dim,
-                    gallery_unit.get() + g0 * dim, dim, 0.f, sim.data(),
-                    static_cast<blasint>(ng));
-        for (int64_t i = 0; i < nq; ++i) {
-          const float* row = sim.data() + i * ng;
-          float* list_score = out_score + (q0 + i) * k;
-          int64_t* list_index = out_index + (q0 + i) * k;
-          const int64_t first = index_offset + g0;
-          for (int64_t j = 0; j < ng; ++j) offer(row[j], first + j, k, list_score, list_index);
-        }
+      // sim (nq x ng) = q_unit[q0 : q0 + nq] (nq x dim) * g_unit (ng x dim)^T
+      GemmCall call;
+      call.trans_b = true;
+      call.m = static_cast<int>(nq);
+      call.n = static_cast<int>(ng);
+      call.k = dim;
+      call.a = q_unit.get() + q0 * dim;
+      call.lda = dim;
+      call.b = g_unit.get();
+      call.ldb = dim;
+      call.c = sim.data();
+      call.ldc = ng;
+      matmul.run(call);
+#pragma omp parallel for schedule(static)
+      for (int64_t i = 0; i < nq; ++i) {
+        const float* row = sim.data() + i * ng;
+        float* list_score = out_score + (q0 + i) * k;
+        int64_t* list_index = out_index + (q0 + i) * k;
+        for (int64_t j = 0; j < ng; ++j) offer(row[j], first + j, k, list_score, list_index);
       }
     }
   }

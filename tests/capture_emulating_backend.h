@@ -89,6 +89,10 @@ class CaptureEmulatingBackend final : public Backend {
             float beta, Tensor c) override {
     op([=](Backend& b) { b.gemm(trans_a, trans_b, alpha, a, b_, beta, c); });
   }
+  void gemm_bias_act(bool trans_a, bool trans_b, const Tensor& a, const Tensor& b_, float beta,
+                     Tensor c, const Tensor& bias, Act act) override {
+    op([=](Backend& b) { b.gemm_bias_act(trans_a, trans_b, a, b_, beta, c, bias, act); });
+  }
   void bias_act_forward(Tensor y, const Tensor& bias, Act act) override {
     op([=](Backend& b) { b.bias_act_forward(y, bias, act); });
   }

@@ -4,7 +4,7 @@
 # CUDA backend is built too; otherwise the CPU backend alone.
 set -euo pipefail
 
-packages=(cmake make g++ pkg-config libopenblas-dev nlohmann-json3-dev libgtest-dev
+packages=(cmake make g++ pkg-config libdnnl-dev nlohmann-json3-dev libgtest-dev
           libbenchmark-dev libmatio-dev python3-numpy)
 missing=()
 for p in "${packages[@]}"; do

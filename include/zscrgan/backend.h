@@ -49,7 +49,9 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual Device device() const = 0;
-  virtual std::string description() const = 0;  // e.g. "cpu (OpenBLAS, 2 threads)"
+  // Names the library, ISA and threads the math runs on, e.g.
+  // "cpu (oneDNN 2.6.3, avx512_core, 2 threads)".
+  virtual std::string description() const = 0;
 
   // ---- memory and transfers (start-up, evaluation and logging; never inside a step) ----
   virtual void* allocate(size_t bytes) = 0;  // throws Error naming the size on failure
@@ -71,6 +73,14 @@ class Backend {
                     float beta, Tensor c) = 0;
 
   // ---- fused layer pieces ----
+  // C = act(op(A) op(B) + bias + beta C): a dense layer's forward in one call where the
+  // backend can fuse it (the CPU backend: one oneDNN matmul with bias and activation
+  // post-ops); by default a GEMM followed by bias_act_forward.
+  virtual void gemm_bias_act(bool trans_a, bool trans_b, const Tensor& a, const Tensor& b,
+                             float beta, Tensor c, const Tensor& bias, Act act) {
+    gemm(trans_a, trans_b, 1.f, a, b, beta, c);
+    bias_act_forward(c, bias, act);
+  }
   // y = act(y + bias) in place; bias is 1 x y.cols.
   virtual void bias_act_forward(Tensor y, const Tensor& bias, Act act) = 0;
   // g = dy * act'(y) (from the output y); d_pre += g; d_bias += column sums of g.

@@ -25,10 +25,11 @@ namespace zscrgan {
 // summed in double. Output indices are gallery row numbers plus index_offset.
 // A gallery with fewer than k rows (a chunk) fills the remaining slots with index -1 and score
 // -inf. A row holding NaN or infinity is an error naming the row.
-// The similarity matrix is computed in tiles (cblas_sgemm), never whole; query tiles run in
-// parallel under OpenMP. Another thread count, chunking or gallery shape may make the GEMM
-// pick other kernels and round similarities differently (no BLAS promises bitwise equality
-// across shapes), so near-ties may then swap; for a fixed call the result is deterministic.
+// The similarity matrix is computed in tiles (oneDNN matmul on all threads), never whole; the
+// lists are updated in parallel over queries. Another thread count, chunking or gallery shape
+// may make the GEMM pick other kernels and round similarities differently (no GEMM library
+// promises bitwise equality across shapes), so near-ties may then swap; for a fixed call,
+// machine and thread count the result is deterministic.
 void cpu_topk_cosine(const float* queries, int64_t n_queries, int64_t ld_q,
                      const float* gallery, int64_t n_gallery, int64_t ld_g, int dim, int k,
                      int64_t index_offset, int64_t* out_index, float* out_score);
