@@ -111,10 +111,13 @@ std::string describe_json(const json& v) {
     }
     if (v.size() > shown) dump += ", ...";
     dump += v.is_array() ? "]" : "}";
+    dump = printable(dump, 40);
+  } else if (v.is_string()) {
+    // The string's own bytes, escaped (a byte that is not UTF-8 shows as \xNN).
+    dump = "\"" + printable(v.get_ref<const std::string&>(), 40) + "\"";
   } else {
-    dump = json_text(v);
+    dump = printable(json_text(v), 40);
   }
-  dump = printable(dump, 40);
   switch (v.type()) {
     case json::value_t::null: return "null";
     case json::value_t::boolean: return "boolean " + dump;
