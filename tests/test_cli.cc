@@ -13,6 +13,7 @@
 #include <set>
 #include <string>
 
+#include "zscrgan/checkpoint.h"
 #include "zscrgan/dataset.h"
 #include "zscrgan/npy.h"
 
@@ -529,6 +530,76 @@ TEST_F(CliBadInputs, EveryCaseIsOneClearLineANonZeroExitAndNothingLeftBehind) {
     EXPECT_NE(r.err.find(c.must_mention), std::string::npos) << "'" << c.must_mention << "' in: " << printable(r.err, 600);
     EXPECT_EQ(r.err.find("internal error"), std::string::npos) << printable(r.err, 600);
     EXPECT_EQ(snapshot(w.root), before) << "the workspace changed";
+  }
+}
+
+}  // namespace
+}  // namespace zscrgan
+
+namespace zscrgan {
+namespace {
+
+// Paths are bytes: a folder name that is not UTF-8 works as an import's output, as a training
+// run's dataset and output folder, and a plain --resume finds both again from the stored
+// config (which keeps them as {"bytes_hex": ...}, not with replacement characters).
+TEST_F(CliTest, PathsThatAreNotUtf8AreKeptByteForByte) {
+  const std::string odd = "\xff\xfe" "ds\x80";
+  const fs::path imported = dir_ / odd / "data";
+  CliResult r = run_cli({"import", "--format", "interchange", "--input", data_.string(), "--output",
+                         imported.string()}, dir_);
+  ASSERT_EQ(r.exit_code, 0) << printable(r.err);
+  EXPECT_EQ(load_dataset_folder(imported.string()).image_features.data,
+            load_dataset_folder(data_.string()).image_features.data);
+
+  const fs::path out = dir_ / ("run" + odd);
+  std::ofstream(dir_ / "config.json") << "{" << valid_keys() << "}";
+  r = run_cli({"--config", (dir_ / "config.json").string(), "--set", "dataset=" + imported.string(),
+               "--set", "output_dir=" + out.string()}, dir_);
+  ASSERT_EQ(r.exit_code, 0) << printable(r.err);
+  const std::string stored = slurp(out / "config.json");
+  EXPECT_NE(stored.find("\"bytes_hex\""), std::string::npos) << printable(stored);
+  EXPECT_EQ(stored.find("\xef\xbf\xbd"), std::string::npos) << "a replacement character: " << printable(stored);
+  r = run_cli({"--resume", out.string(), "--set", "rounds=2"}, dir_);
+  ASSERT_EQ(r.exit_code, 0) << printable(r.err);
+  EXPECT_NE(r.out.find("round 2/2"), std::string::npos) << printable(r.out);
+}
+
+// A run killed between writing `last` and `best` for a round that beat the best leaves `best`
+// missing (the first round) or older (a later one); --resume rebuilds it from `last`, so both
+// agree with the best the run reports. Temporaries a killed writer left are removed.
+TEST_F(CliTest, ResumeRebuildsABestThatTheRunStoppedBeforeWriting) {
+  const std::string config = R"({"dataset": "synthetic", "batch_size": 16, "gf_dim": 64, "df_dim": 32,
+    "embed_dim": 16, "z_dim": 8, "e_step_iters": 100, "m_step_iters": 100, "top_k": 10, "device": "cpu",
+    "seed": 3, "synthetic": {"seen_classes": 10, "unseen_classes": 5, "images_per_class": 20,
+    "texts_per_class": 2, "text_dim": 16, "image_dim": 24, "latent_dim": 4}})";
+  std::ofstream(dir_ / "config.json") << config;
+  const fs::path run = dir_ / "run", early = dir_ / "early";
+  auto train = [&](const fs::path& out, int rounds) {
+    return run_cli({"--config", (dir_ / "config.json").string(), "--set", "rounds=" + std::to_string(rounds),
+                    "--set", "output_dir=" + out.string()}, dir_);
+  };
+  ASSERT_EQ(train(run, 6).exit_code, 0);
+  ASSERT_EQ(train(early, 1).exit_code, 0);
+  const fs::path last = run / "checkpoints" / "last.safetensors", best = run / "checkpoints" / "best.safetensors";
+  const CheckpointStanding s = checkpoint_standing(last.string());
+  ASSERT_EQ(s.round, 6);
+  ASSERT_EQ(s.best_round, 6) << "this config's last round must beat the best for the test to mean anything";
+  ASSERT_EQ(checkpoint_standing((early / "checkpoints" / "best.safetensors").string()).round, 1);
+  const std::string last_bytes = slurp(last);
+
+  for (int variant = 0; variant < 2; ++variant) {
+    SCOPED_TRACE(variant == 0 ? "best missing" : "best from round 1");
+    fs::remove(best);
+    if (variant == 1) fs::copy_file(early / "checkpoints" / "best.safetensors", best);
+    std::ofstream(last.string() + ".tmp-0123456789ab") << "half a checkpoint";
+    const CliResult r = run_cli({"--resume", run.string()}, dir_);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.out.find("rebuilt"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("(round 6)"), std::string::npos) << r.out;
+    ASSERT_TRUE(fs::exists(best));
+    EXPECT_EQ(checkpoint_standing(best.string()).round, 6);
+    EXPECT_EQ(slurp(best), last_bytes);
+    EXPECT_FALSE(fs::exists(last.string() + ".tmp-0123456789ab"));
   }
 }
 
