@@ -337,18 +337,14 @@ MatFile::MatFile(const std::string& path) : path_(path) {
 void MatFile::list_variables() {
   const std::string& path = path_;
   mat_t* mat = static_cast<mat_t*>(mat_);
+  // The sizes first, before matio walks the file (and allocates what each variable declares).
+  check_declared_sizes(path, Mat_GetVersion(mat), {});
   size_t n = 0;
   char** dir = Mat_GetDir(mat, &n);  // owned by `mat`, freed by Mat_Close
-  std::vector<std::string> in_order;
-  for (size_t i = 0; dir && i < n; ++i) {
-    if (!dir[i]) continue;
-    names_.insert(dir[i]);
-    in_order.push_back(dir[i]);
-  }
+  for (size_t i = 0; dir && i < n; ++i)
+    if (dir[i]) names_.insert(dir[i]);
   const bool listing_problem = g_matio_problem;
   const std::string reason = matio_reason();
-  // The sizes first: they name the variable that is cut short.
-  check_declared_sizes(path, Mat_GetVersion(mat), in_order);
   if (listing_problem)
     fail(path, ": cannot list the variables (the file may be truncated or corrupt)", reason);
 }
@@ -358,8 +354,17 @@ MatFile::~MatFile() {
 }
 
 std::string MatFile::listing() const {
+  // The names come from the file: each escaped and cut, and at most 20 of them.
   std::string out;
-  for (const auto& n : names_) out += (out.empty() ? "" : ", ") + n;
+  size_t shown = 0;
+  for (const auto& n : names_) {
+    if (shown == 20) {
+      out += ", ... (" + std::to_string(names_.size()) + " in all)";
+      break;
+    }
+    out += (out.empty() ? "" : ", ") + printable(n, 64);
+    ++shown;
+  }
   return out.empty() ? "none" : out;
 }
 
