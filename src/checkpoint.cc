@@ -4,8 +4,12 @@
 #include <cstdio>
 #include <cstring>
 
+#include <limits>
+#include <type_traits>
+
 #include <nlohmann/json.hpp>
 
+#include "json_strict.h"
 #include "zscrgan/safetensors.h"
 
 namespace zscrgan {
@@ -35,9 +39,12 @@ void load_tensors(const SafeTensorsFile& f, Backend& be, const std::vector<Named
   }
 }
 
-// A fast 64-bit hash of every tensor's name and bytes, in name order: safetensors has no
-// checksum of its own, and a flipped bit in a weight would otherwise load silently.
-std::string content_hash(const SafeTensorsFile& f) {
+// A fast 64-bit hash of every metadata entry but the hash itself (key and value, in key order)
+// and of every tensor's name and bytes, in name order: safetensors has no checksum of its own,
+// and a flipped bit in a weight or a digit changed in the run state (the best score, the noise
+// offset) would otherwise load silently. Builds before the metadata was covered hashed the
+// tensors only (with_metadata = false), which is how such a file is recognised and refused.
+std::string content_hash(const SafeTensorsFile& f, bool with_metadata = true) {
   std::vector<const SafeTensor*> order;
   for (const SafeTensor& t : f.tensors) order.push_back(&t);
   std::sort(order.begin(), order.end(), [](const SafeTensor* a, const SafeTensor* b) { return a->name < b->name; });
@@ -47,10 +54,7 @@ std::string content_hash(const SafeTensorsFile& f) {
     h *= 0xFF51AFD7ED558CCDull;
     h ^= h >> 32;
   };
-  for (const SafeTensor* t : order) {
-    for (unsigned char c : t->name) mix(c);
-    const uint8_t* p = t->bytes.data();
-    const size_t n = t->bytes.size();
+  auto mix_bytes = [&](const uint8_t* p, size_t n) {
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
       uint64_t w;
@@ -59,6 +63,20 @@ std::string content_hash(const SafeTensorsFile& f) {
     }
     for (; i < n; ++i) mix(p[i]);
     mix(n);
+  };
+  if (with_metadata) {
+    uint64_t entries = 0;
+    for (const auto& [key, value] : f.metadata) {  // std::map: in key order
+      if (key == "content_hash") continue;
+      mix_bytes(reinterpret_cast<const uint8_t*>(key.data()), key.size());
+      mix_bytes(reinterpret_cast<const uint8_t*>(value.data()), value.size());
+      ++entries;
+    }
+    mix(entries);
+  }
+  for (const SafeTensor* t : order) {
+    for (unsigned char c : t->name) mix(c);
+    mix_bytes(t->bytes.data(), t->bytes.size());
   }
   char buf[17];
   std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
@@ -70,33 +88,50 @@ SafeTensorsFile read_checkpoint_file(const std::string& path) {
   auto it = f.metadata.find("format");
   if (it == f.metadata.end() || it->second != kCheckpointFormat)
     fail(path, ": not a zscrgan checkpoint (metadata 'format' is ",
-         it == f.metadata.end() ? std::string("missing") : "'" + it->second + "'", ", expected '",
+         it == f.metadata.end() ? std::string("missing") : in_quotes(it->second), ", expected '",
          kCheckpointFormat, "')");
   for (const char* key : {"config", "run", "content_hash"})
     if (!f.metadata.count(key)) fail(path, ": checkpoint metadata lacks '", key, "'");
+  const std::string& recorded = f.metadata.at("content_hash");
   const std::string hash = content_hash(f);
-  if (hash != f.metadata.at("content_hash"))
-    fail(path, ": corrupted: the tensors' content hash is ", hash, " but the file records ",
-         f.metadata.at("content_hash"));
-  return f;
+  if (hash == recorded) return f;
+  if (content_hash(f, /*with_metadata=*/false) == recorded)
+    fail(path, ": refused: its content hash covers the tensors only, not the metadata (written by ",
+         "an earlier build of format ", kCheckpointFormat, "), so its run state and config cannot ",
+         "be verified; retrain, or resume with the build that wrote it");
+  fail(path, ": corrupted: the content hash of its metadata and tensors is ", hash,
+       " but the file records ", in_quotes(recorded, 40));
 }
 
 json parse_metadata_json(const SafeTensorsFile& f, const std::string& key) {
-  try {
-    return json::parse(f.metadata.at(key));
-  } catch (const json::exception& e) {
-    fail(f.source, ": checkpoint metadata '", key, "' is not valid JSON: ", e.what());
-  }
+  return detail::parse_json_strict(f.metadata.at(key), f.source + " (metadata '" + key + "')");
 }
 
 template <typename T>
 T get(const json& j, const char* key, const std::string& source) {
-  if (!j.contains(key)) fail(source, ": checkpoint run state lacks '", key, "'");
-  try {
-    return j.at(key).get<T>();
-  } catch (const json::exception&) {
-    fail(source, ": checkpoint run state '", key, "' has the wrong type");
+  if (!j.is_object() || !j.contains(key)) fail(source, ": checkpoint run state lacks '", key, "'");
+  const json& v = j.at(key);
+  auto wrong = [&] { fail(source, ": checkpoint run state '", key, "' has the wrong type or range: ", detail::describe_json(v)); };
+  if constexpr (std::is_same_v<T, bool>) {
+    if (!v.is_boolean()) wrong();
+  } else if constexpr (std::is_integral_v<T>) {
+    // nlohmann's get<int> would wrap a value that does not fit.
+    if (v.is_number_unsigned()) {
+      if (v.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<T>::max())) wrong();
+    } else if (v.is_number_integer()) {
+      const int64_t n = v.get<int64_t>();
+      if (std::is_unsigned_v<T> ? n < 0 : n < static_cast<int64_t>(std::numeric_limits<T>::min()) ||
+                                              n > static_cast<int64_t>(std::numeric_limits<T>::max()))
+        wrong();
+    } else {
+      wrong();
+    }
+  } else if constexpr (std::is_floating_point_v<T>) {
+    if (!v.is_number()) wrong();
+  } else {
+    if (!v.is_object()) wrong();
   }
+  return v.get<T>();
 }
 
 }  // namespace
@@ -155,8 +190,9 @@ void load_checkpoint(Trainer& trainer, const std::string& path) {
   const json current = json::parse(config_to_json(trainer.config()));
   for (auto it = stored.begin(); it != stored.end(); ++it) {
     if (resumable_key(it.key()) || !current.contains(it.key()) || current[it.key()] == it.value()) continue;
-    fail(path, ": config key '", it.key(), "' is ", it.value().dump(), " in the checkpoint but ",
-         current[it.key()].dump(), " in this run; a run resumes with the configuration it was trained with");
+    fail(path, ": config key '", it.key(), "' is ", printable(detail::json_text(it.value()), 100),
+         " in the checkpoint but ", printable(detail::json_text(current[it.key()]), 100),
+         " in this run; a run resumes with the configuration it was trained with");
   }
   Backend& be = trainer.backend();
   Model& m = trainer.model();
@@ -204,6 +240,17 @@ void load_checkpoint(Trainer& trainer, const std::string& path) {
   } catch (const Error& e) {
     fail(path, ": ", e.what());
   }
+}
+
+CheckpointStanding checkpoint_standing(const std::string& path) {
+  const SafeTensorsFile f = read_checkpoint_file(path);
+  const json run = parse_metadata_json(f, "run");
+  CheckpointStanding s;
+  s.round = get<int>(run, "round", path);
+  s.best_round = get<int>(run, "best_round", path);
+  s.best_score = get<double>(run, "best_score", path);
+  s.in_round = get<bool>(get<json>(run, "round_progress", path), "in_round", path);
+  return s;
 }
 
 Config checkpoint_config(const std::string& path, const std::vector<std::string>& overrides) {

@@ -111,7 +111,7 @@ std::vector<std::string> keys_under(const std::string& prefix) {
   std::vector<std::string> leaves;
   for (const auto& k : keys_under(prefix)) leaves.push_back(k.substr(prefix.size()));
   const std::string near = detail::closest_key(path.substr(prefix.size()), leaves);
-  fail(origin, ": unknown key '", path, "'",
+  fail(origin, ": unknown key ", in_quotes(path),
        near.empty() ? std::string() : " (did you mean '" + prefix + near + "'?)");
 }
 
@@ -175,8 +175,7 @@ void set_field(Config& c, const Field& f, const json& v, const std::string& orig
       break;
     }
     case Type::kString: {
-      if (!v.is_string()) wrong_type(origin, f, v);
-      *static_cast<std::string*>(p) = v.get<std::string>();
+      if (!detail::json_to_bytes(v, static_cast<std::string*>(p))) wrong_type(origin, f, v);
       break;
     }
   }
@@ -190,7 +189,7 @@ void apply_object(Config& c, const json& obj, const std::string& prefix,
     if (it.key().find('.') != std::string::npos || it.key().empty())
       unknown_key(origin, path, prefix);  // dotted names are for --set only
     if (is_object_key(path)) {
-      if (!it.value().is_object())
+      if (!it.value().is_object() || it.value().contains("bytes_hex"))
         fail(origin, ": key '", path, "' must be an object, got ",
              detail::describe_json(it.value()));
       apply_object(c, it.value(), path + ".", origin, origins);
@@ -207,12 +206,19 @@ void apply_override(Config& c, const std::string& text,
                     std::map<std::string, std::string>* origins) {
   const size_t eq = text.find('=');
   const std::string key = text.substr(0, eq);
-  const std::string origin = "--set " + key;
+  const std::string origin = "--set " + printable(key, 100);
   if (eq == std::string::npos) fail(origin, ": expected key=value");
-  if (key.empty()) fail("--set ", text, ": expected key=value with a non-empty key");
+  if (key.empty()) fail("--set ", printable(text, 100), ": expected key=value with a non-empty key");
   const std::string raw = text.substr(eq + 1);
-  json value = json::parse(raw, nullptr, /*allow_exceptions=*/false);
-  if (value.is_discarded()) value = raw;  // not JSON: the text itself, as a string
+  // Not JSON: the text itself, as a string. JSON nested too deep is refused, as in a file.
+  const json::parser_callback_t bounded = [&](int depth, json::parse_event_t event, json&) {
+    if ((event == json::parse_event_t::object_start || event == json::parse_event_t::array_start) &&
+        depth >= static_cast<int>(detail::kMaxJsonDepth))
+      fail(origin, ": JSON nested deeper than ", detail::kMaxJsonDepth, " levels");
+    return true;
+  };
+  json value = json::parse(raw, bounded, /*allow_exceptions=*/false);
+  if (value.is_discarded()) value = raw;
 
   // Walk the dotted key through the nested objects.
   std::string prefix;
@@ -221,7 +227,7 @@ void apply_override(Config& c, const std::string& text,
     const size_t dot = key.find('.', start);
     const std::string part = key.substr(start, dot == std::string::npos ? dot : dot - start);
     const std::string path = prefix + part;
-    if (part.empty()) fail(origin, ": malformed key '", key, "'");
+    if (part.empty()) fail(origin, ": malformed key ", in_quotes(key, 100));
     if (dot == std::string::npos) {
       json wrapper = json::object();
       wrapper[part] = value;
@@ -229,7 +235,7 @@ void apply_override(Config& c, const std::string& text,
       return;
     }
     if (!is_object_key(path)) {
-      if (find_field(path)) fail(origin, ": unknown key '", key, "' ('", path, "' holds no keys)");
+      if (find_field(path)) fail(origin, ": unknown key ", in_quotes(key, 100), " ('", path, "' holds no keys)");
       unknown_key(origin, key, prefix);
     }
     prefix = path + ".";
@@ -259,7 +265,7 @@ void check_ranges(const Config& c, const std::map<std::string, std::string>& ori
     if (std::find(allowed.begin(), allowed.end(), v) != allowed.end()) return;
     std::string list;
     for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
-    fail(origin(key), ": key '", key, "' must be one of ", list, "; got \"", v, "\"");
+    fail(origin(key), ": key '", key, "' must be one of ", list, "; got \"", printable(v), "\"");
   };
 
   at_least("batch_size", c.batch_size, 1);
@@ -343,10 +349,12 @@ std::string config_to_json(const Config& config) {
       case Type::kFloat: slot = float_as_short_double(*static_cast<float*>(p)); break;
       case Type::kUint64: slot = *static_cast<uint64_t*>(p); break;
       case Type::kBool: slot = *static_cast<bool*>(p); break;
-      case Type::kString: slot = *static_cast<std::string*>(p); break;
+      case Type::kString:
+        slot = detail::bytes_to_json<nlohmann::ordered_json>(*static_cast<std::string*>(p));
+        break;
     }
   }
-  return out.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
+  return out.dump(2) + "\n";  // every string is valid UTF-8 (bytes_to_json)
 }
 
 }  // namespace zscrgan

@@ -133,16 +133,16 @@ Dataset load_dataset_folder(const std::string& dir) {
   for (auto it = meta.begin(); it != meta.end(); ++it) {
     if (std::find(known.begin(), known.end(), it.key()) == known.end()) {
       const std::string near = detail::closest_key(it.key(), known);
-      fail(meta_path, ": unknown key '", it.key(), "'",
+      fail(meta_path, ": unknown key ", in_quotes(it.key()),
            near.empty() ? std::string() : " (did you mean '" + near + "'?)");
     }
   }
 
   Dataset d;
   if (meta.contains("name")) {
-    if (!meta.at("name").is_string())
-      fail(meta_path, ": key 'name' must be a string, got ", detail::describe_json(meta["name"]));
-    d.name = meta.at("name").get<std::string>();
+    if (!detail::json_to_bytes(meta.at("name"), &d.name))
+      fail(meta_path, ": key 'name' must be a string (or {\"bytes_hex\": ...}), got ",
+           detail::describe_json(meta["name"]));
   } else {
     d.name = fs::path(dir).lexically_normal().filename().string();
     if (d.name.empty()) d.name = fs::path(dir).lexically_normal().parent_path().filename().string();
@@ -167,6 +167,12 @@ void write_dataset_folder(const Dataset& d, const std::string& dir) {
   if (target.filename().empty() || target.filename() == "." || target.filename() == "..")
     fail(dir, ": not a valid folder name for a dataset");
   std::error_code ec;
+  // dataset.json's text first: nothing is created unless every part can be written.
+  nlohmann::ordered_json meta;
+  meta["name"] = detail::bytes_to_json<nlohmann::ordered_json>(d.name);
+  meta["train_classes"] = d.train_classes;
+  meta["test_classes"] = d.test_classes;
+  const std::string text = meta.dump(2) + "\n";
 
   // Refuse to replace anything that is not a dataset folder written by us.
   const bool target_exists = fs::exists(fs::symlink_status(target, ec));
@@ -176,24 +182,40 @@ void write_dataset_folder(const Dataset& d, const std::string& dir) {
     for (const auto& entry : fs::directory_iterator(target, ec)) {
       const std::string name = entry.path().filename().string();
       if (!dataset_file_names().count(name))
-        fail(dir, ": exists and holds '", name,
-             "', which is not part of a dataset folder; refusing to replace it");
+        fail(dir, ": exists and holds ", in_quotes(name),
+             ", which is not part of a dataset folder; refusing to replace it");
     }
     if (ec) fail(dir, ": cannot list: ", ec.message());
   }
 
+  // The parent folders this call creates, deepest first, removed again if the write fails.
+  std::vector<fs::path> created;
+  for (fs::path p = target.parent_path(); !p.empty() && !fs::exists(fs::symlink_status(p, ec));
+       p = p.parent_path()) {
+    created.push_back(p);
+    if (p == p.parent_path()) break;
+  }
+  auto remove_created = [&] {
+    std::error_code ignored;
+    for (const fs::path& p : created) fs::remove(p, ignored);  // only while empty
+  };
   if (target.has_parent_path()) {
     fs::create_directories(target.parent_path(), ec);
-    if (ec) fail(dir, ": cannot create the parent folder: ", ec.message());
+    if (ec) {
+      remove_created();
+      fail(dir, ": cannot create the parent folder: ", ec.message());
+    }
   }
   fs::path tmp;
   for (int attempt = 0;; ++attempt) {
     tmp = target;
     tmp += ".tmp-" + unique_suffix();
     if (fs::create_directory(tmp, ec)) break;
-    if (ec || attempt > 8)
+    if (ec || attempt > 8) {
+      remove_created();
       fail(dir, ": cannot create the temporary folder ", tmp.string(), ": ",
            ec ? ec.message() : "name collision");
+    }
   }
 
   auto remove_quietly = [](const fs::path& p) {
@@ -205,16 +227,6 @@ void write_dataset_folder(const Dataset& d, const std::string& dir) {
     write_npy_labels(join(tmp.string(), kImageLabels), d.image_labels);
     write_npy_matrix(join(tmp.string(), kTextFeatures), d.text_features);
     write_npy_labels(join(tmp.string(), kTextLabels), d.text_labels);
-    nlohmann::ordered_json meta;
-    meta["name"] = d.name;
-    meta["train_classes"] = d.train_classes;
-    meta["test_classes"] = d.test_classes;
-    std::string text;
-    try {
-      text = meta.dump(2) + "\n";
-    } catch (const json::exception& e) {
-      fail(dir, ": cannot write dataset.json: ", e.what());
-    }
     write_file_atomically(join(tmp.string(), kMetaFile),
                                   [&](std::ostream& out) { out << text; });
 
@@ -237,6 +249,7 @@ void write_dataset_folder(const Dataset& d, const std::string& dir) {
     }
   } catch (...) {
     remove_quietly(tmp);
+    remove_created();
     throw;
   }
 }

@@ -79,6 +79,24 @@ void write_file_atomically(const std::string& path, const std::function<void(std
     remove_tmp();
     fail(path, ": cannot rename ", tmp, " into place: ", ec.message());
   }
+  remove_stale_temporaries(path);  // left by a writer that was killed before its rename
+}
+
+void remove_stale_temporaries(const std::string& path) {
+  const fs::path p(path);
+  const std::string prefix = p.filename().string() + ".tmp";
+  const fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.compare(0, prefix.size(), prefix) != 0) continue;
+    const std::string rest = name.substr(prefix.size());
+    // "<name>.tmp-<12 hex digits>" as unique_suffix() makes them, and the older fixed "<name>.tmp".
+    const bool ours = rest.empty() || (rest.size() == 13 && rest[0] == '-' &&
+                                       rest.find_first_not_of("0123456789abcdef", 1) == std::string::npos);
+    std::error_code ignored;
+    if (ours && it->is_regular_file(ignored)) fs::remove(it->path(), ignored);
+  }
 }
 
 void write_file_atomic(const std::string& path, const std::string& content) {

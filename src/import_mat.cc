@@ -1,6 +1,9 @@
 #include "import_mat.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <cmath>
 #include <filesystem>
 #include <limits>
@@ -21,11 +24,22 @@ namespace detail {
 namespace {
 
 // matio reports problems through a global logger that prints to stderr by default. We keep
-// the last message instead, so that a failure is still the single line of our Error.
+// the last message instead, so that a failure is still the single line of our Error. matio
+// reports some read failures (a compressed variable that ends early, a short read) only as
+// warnings and returns a variable anyway, its missing values zero: so an error, a critical
+// message or a warning logged while opening the file or reading a variable fails the import.
 thread_local std::string g_last_matio_message;
+thread_local bool g_matio_problem = false;
 
-void record_matio_message(int /*level*/, char* message) {
+void record_matio_message(int level, char* message) {
   g_last_matio_message = message ? message : "";
+  if (level & (MATIO_LOG_LEVEL_ERROR | MATIO_LOG_LEVEL_CRITICAL | MATIO_LOG_LEVEL_WARNING))
+    g_matio_problem = true;
+}
+
+void clear_matio_messages() {
+  g_last_matio_message.clear();
+  g_matio_problem = false;
 }
 
 void install_matio_logger() {
@@ -34,10 +48,97 @@ void install_matio_logger() {
 }
 
 std::string matio_reason() {
-  std::string m = g_last_matio_message;
-  g_last_matio_message.clear();
-  std::replace(m.begin(), m.end(), '\n', ' ');
-  return m.empty() ? std::string() : " (matio: " + m + ")";
+  const std::string m = g_last_matio_message;
+  clear_matio_messages();
+  return m.empty() ? std::string() : " (matio: " + printable(m) + ")";
+}
+
+uint32_t load_u32(const unsigned char* p, bool little_endian) {
+  return little_endian ? uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24
+                       : uint32_t(p[3]) | uint32_t(p[2]) << 8 | uint32_t(p[1]) << 16 | uint32_t(p[0]) << 24;
+}
+
+std::string nth_variable(size_t index, const std::vector<std::string>& names) {
+  std::string s = "variable " + std::to_string(index + 1);
+  if (index < names.size()) s += " (" + in_quotes(names[index]) + ")";
+  return s;
+}
+
+// The sizes the file declares, held against its length: every top-level data element of a
+// MAT v5 file (an 8-byte tag: type, byte count) and every matrix of a v4 file (a 20-byte
+// header: type, rows, columns, imaginary flag, name length) must end inside the file. matio
+// reads a variable that is cut short without a word, its missing values left as they were.
+void check_declared_sizes(const std::string& path, int version,
+                          const std::vector<std::string>& names) {
+  // Only the tags are read, a few bytes each, however large the variables.
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
+  if (!f) fail(path, ": cannot open: ", std::strerror(errno));
+  if (std::fseek(f.get(), 0, SEEK_END) != 0) fail(path, ": cannot determine the file size");
+  const long end = std::ftell(f.get());
+  if (end < 0) fail(path, ": cannot determine the file size");
+  const uint64_t size = static_cast<uint64_t>(end);
+  auto read_at = [&](uint64_t at, unsigned char* out, size_t n) {
+    if (std::fseek(f.get(), static_cast<long>(at), SEEK_SET) != 0 ||
+        std::fread(out, 1, n, f.get()) != n)
+      fail(path, ": read error at byte ", at);
+  };
+  auto cut_short = [&](size_t index, uint64_t at, uint64_t declared) {
+    fail(path, ": truncated: ", nth_variable(index, names), " at byte ", at, " declares ",
+         declared, " bytes but the file ends ", size - std::min(size, at), " bytes after its start");
+  };
+  if (version == MAT_FT_MAT5) {
+    if (size < 128) fail(path, ": truncated: ", size, " bytes, shorter than a MAT v5 header");
+    unsigned char head[128];
+    read_at(0, head, 128);
+    const bool le = head[126] == 'I' && head[127] == 'M';
+    uint64_t at = 128;
+    for (size_t index = 0; at < size; ++index) {
+      if (size - at < 8) {
+        // Writers may pad the end with zeros; anything else is a cut tag.
+        unsigned char rest[8];
+        read_at(at, rest, size - at);
+        for (uint64_t i = 0; i < size - at; ++i)
+          if (rest[i] != 0) cut_short(index, at, 8);
+        break;
+      }
+      unsigned char tag[8];
+      read_at(at, tag, 8);
+      const uint32_t type = load_u32(tag, le);
+      if (type >> 16) {  // a "small data element": its 1-4 bytes live inside the tag
+        at += 8;
+        continue;
+      }
+      const uint64_t declared = 8 + uint64_t{load_u32(tag + 4, le)};
+      if (declared > size - at) cut_short(index, at, declared);
+      at += declared;
+      if (type != 15 /* miCOMPRESSED */) at = (at + 7) / 8 * 8;  // 8-byte aligned
+    }
+  } else if (version == MAT_FT_MAT4) {
+    uint64_t at = 0;
+    for (size_t index = 0; at < size; ++index) {
+      if (size - at < 20) cut_short(index, at, 20);
+      unsigned char h[20];
+      read_at(at, h, 20);
+      uint32_t type = load_u32(h, true);
+      bool le = true;
+      if (type > 4052) {
+        type = load_u32(h, false);
+        le = false;
+      }
+      const uint64_t rows = load_u32(h + 4, le), cols = load_u32(h + 8, le);
+      const uint64_t imaginary = load_u32(h + 12, le), name_len = load_u32(h + 16, le);
+      static const uint64_t kElementBytes[] = {8, 4, 4, 2, 2, 1};
+      const uint64_t precision = (type / 10) % 10;
+      const uint64_t element = precision < 6 ? kElementBytes[precision] : 8;
+      uint64_t declared = 0;
+      if (__builtin_mul_overflow(rows, cols, &declared) ||
+          __builtin_mul_overflow(declared, element * (imaginary ? 2 : 1), &declared) ||
+          __builtin_add_overflow(declared, 20 + name_len, &declared) || declared > size - at)
+        cut_short(index, at, declared);
+      at += declared;
+    }
+  }
+  // v7.3 files are HDF5: the HDF5 library checks the file's extent itself.
 }
 
 const char* class_name_of(int class_type) {
@@ -220,15 +321,32 @@ MatFile::MatFile(const std::string& path) : path_(path) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) fail(path, ": not found");
   if (std::filesystem::is_directory(path, ec)) fail(path, ": is a folder, expected a .mat file");
-  g_last_matio_message.clear();
+  clear_matio_messages();
   mat_t* mat = Mat_Open(path.c_str(), MAT_ACC_RDONLY);
   if (!mat) fail(path, ": cannot open as a MAT file (v4, v5 or v7.3)", matio_reason());
   mat_ = mat;
+  try {
+    list_variables();
+  } catch (...) {
+    Mat_Close(mat);  // the destructor does not run for a constructor that throws
+    mat_ = nullptr;
+    throw;
+  }
+}
+
+void MatFile::list_variables() {
+  const std::string& path = path_;
+  mat_t* mat = static_cast<mat_t*>(mat_);
+  // The sizes first, before matio walks the file (and allocates what each variable declares).
+  check_declared_sizes(path, Mat_GetVersion(mat), {});
   size_t n = 0;
   char** dir = Mat_GetDir(mat, &n);  // owned by `mat`, freed by Mat_Close
   for (size_t i = 0; dir && i < n; ++i)
     if (dir[i]) names_.insert(dir[i]);
-  g_last_matio_message.clear();
+  const bool listing_problem = g_matio_problem;
+  const std::string reason = matio_reason();
+  if (listing_problem)
+    fail(path, ": cannot list the variables (the file may be truncated or corrupt)", reason);
 }
 
 MatFile::~MatFile() {
@@ -236,19 +354,31 @@ MatFile::~MatFile() {
 }
 
 std::string MatFile::listing() const {
+  // The names come from the file: each escaped and cut, and at most 20 of them.
   std::string out;
-  for (const auto& n : names_) out += (out.empty() ? "" : ", ") + n;
+  size_t shown = 0;
+  for (const auto& n : names_) {
+    if (shown == 20) {
+      out += ", ... (" + std::to_string(names_.size()) + " in all)";
+      break;
+    }
+    out += (out.empty() ? "" : ", ") + printable(n, 64);
+    ++shown;
+  }
   return out.empty() ? "none" : out;
 }
 
 MatMatrix MatFile::read(const std::string& name) const {
   if (!has(name))
     fail(path_, ": variable '", name, "' not found (the file holds: ", listing(), ")");
-  g_last_matio_message.clear();
+  clear_matio_messages();
   auto data = std::make_unique<MatVarData>();
   data->var.reset(Mat_VarRead(static_cast<mat_t*>(mat_), name.c_str()));
   matvar_t* v = data->var.get();
-  if (!v) fail(path_, ": cannot read variable '", name, "'", matio_reason());
+  if (!v) fail(path_, ": cannot read variable ", in_quotes(name), matio_reason());
+  if (g_matio_problem)
+    fail(path_, ": variable ", in_quotes(name),
+         " was not read completely (the file may be truncated or corrupt)", matio_reason());
   data->class_type = v->class_type;
 
   if (v->isComplex) fail(path_, ": variable '", name, "' is complex; expected a real matrix");

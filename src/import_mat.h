@@ -75,6 +75,9 @@ class MatFile {
   std::string listing() const;
 
  private:
+  // Fills names_; fails when matio reports a problem or a declared size passes the file's end.
+  void list_variables();
+
   std::string path_;
   void* mat_ = nullptr;  // mat_t*
   std::set<std::string> names_;

@@ -44,13 +44,26 @@ json parse_json_strict(const std::string& text, const std::string& source) {
   // typo'd second entry override the first without a word.
   std::vector<std::set<std::string>> seen;  // one set per open object
   std::vector<std::string> path;            // key of each open object's current member
+  size_t depth = 0;                         // open objects and arrays
   auto callback = [&](int /*depth*/, json::parse_event_t event, json& parsed) -> bool {
     switch (event) {
       case json::parse_event_t::object_start:
-        seen.emplace_back();
-        path.emplace_back();
+      case json::parse_event_t::array_start:
+        // Bounded so that no later step (a copy, a message quoting the value) can recurse
+        // without limit through a hostile document.
+        if (++depth > kMaxJsonDepth)
+          fail(source, ": JSON nested deeper than ", kMaxJsonDepth, " levels",
+               path.empty() || path.back().empty() ? std::string() : " (inside key " + in_quotes(dotted(path)) + ")");
+        if (event == json::parse_event_t::object_start) {
+          seen.emplace_back();
+          path.emplace_back();
+        }
+        break;
+      case json::parse_event_t::array_end:
+        --depth;
         break;
       case json::parse_event_t::object_end:
+        --depth;
         if (!seen.empty()) seen.pop_back();
         if (!path.empty()) path.pop_back();
         break;
@@ -58,7 +71,7 @@ json parse_json_strict(const std::string& text, const std::string& source) {
         const std::string key = parsed.get<std::string>();
         if (!path.empty()) path.back() = key;
         if (!seen.empty() && !seen.back().insert(key).second)
-          fail(source, ": duplicate key '", dotted(path), "'");
+          fail(source, ": duplicate key ", in_quotes(dotted(path)));
         break;
       }
       default:
@@ -76,18 +89,35 @@ json parse_json_strict(const std::string& text, const std::string& source) {
     const size_t at = what.find("parse error");
     size_t colon = at == std::string::npos ? std::string::npos : what.find(": ", at);
     std::string detail = colon == std::string::npos ? what : what.substr(colon + 2);
-    fail(source, ":", line, ":", col, ": malformed JSON: ", detail);
+    fail(source, ":", line, ":", col, ": malformed JSON: ", printable(detail));
   } catch (const json::exception& e) {
     // e.g. out_of_range 406, "number overflow parsing '1e400'": no position is reported.
     std::string what = e.what();
     const size_t close = what.find("] ");
-    fail(source, ": malformed JSON: ", close == std::string::npos ? what : what.substr(close + 2));
+    fail(source, ": malformed JSON: ", printable(close == std::string::npos ? what : what.substr(close + 2)));
   }
 }
 
 std::string describe_json(const json& v) {
-  std::string dump = v.dump();
-  if (dump.size() > 40) dump = dump.substr(0, 37) + "...";
+  // Containers are summarised, never dumped whole: only their first few members are shown.
+  std::string dump;
+  if (v.is_array() || v.is_object()) {
+    dump = v.is_array() ? "[" : "{";
+    size_t shown = 0;
+    for (auto it = v.begin(); it != v.end() && shown < 3; ++it, ++shown) {
+      if (shown) dump += ", ";
+      if (v.is_object()) dump += json_text(json(it.key())) + ": ";
+      dump += it->is_structured() ? (it->is_array() ? "[...]" : "{...}") : json_text(*it);
+    }
+    if (v.size() > shown) dump += ", ...";
+    dump += v.is_array() ? "]" : "}";
+    dump = printable(dump, 40);
+  } else if (v.is_string()) {
+    // The string's own bytes, escaped (a byte that is not UTF-8 shows as \xNN).
+    dump = "\"" + printable(v.get_ref<const std::string&>(), 40) + "\"";
+  } else {
+    dump = printable(json_text(v), 40);
+  }
   switch (v.type()) {
     case json::value_t::null: return "null";
     case json::value_t::boolean: return "boolean " + dump;
@@ -99,6 +129,35 @@ std::string describe_json(const json& v) {
     case json::value_t::object: return "object " + dump;
     default: return dump;
   }
+}
+
+std::string json_text(const json& v) {
+  // Strings that are not UTF-8 are shown with the bad bytes replaced; the caller escapes the
+  // result for its message.
+  return v.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+bool json_to_bytes(const json& v, std::string* out) {
+  if (v.is_string()) {
+    *out = v.get<std::string>();
+    return true;
+  }
+  if (!v.is_object() || v.size() != 1 || !v.contains("bytes_hex") || !v["bytes_hex"].is_string())
+    return false;
+  const std::string& h = v["bytes_hex"].get_ref<const std::string&>();
+  if (h.size() % 2 != 0) return false;
+  auto digit = [](char c) {
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+         : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+  };
+  std::string bytes;
+  for (size_t i = 0; i < h.size(); i += 2) {
+    const int hi = digit(h[i]), lo = digit(h[i + 1]);
+    if (hi < 0 || lo < 0) return false;
+    bytes += static_cast<char>(hi * 16 + lo);
+  }
+  *out = bytes;
+  return true;
 }
 
 std::string closest_key(const std::string& key, const std::vector<std::string>& candidates) {

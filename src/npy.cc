@@ -29,10 +29,11 @@ using Header = detail::NpyHeader;
 using detail::host_is_little_endian;
 std::string shape_text(const std::vector<int64_t>& shape) { return detail::npy_shape_text(shape); }
 
+// The header as a message quotes it: without its padding, escaped, at most 80 bytes.
 std::string excerpt(const std::string& s) {
-  std::string out = s.size() > 80 ? s.substr(0, 77) + "..." : s;
+  std::string out = s;
   while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
-  return out;
+  return printable(out, 80);
 }
 
 // A parser for the small subset of Python literals numpy writes in the header.
@@ -57,7 +58,7 @@ class HeaderParser {
       skip_ws();
       expect(':');
       skip_ws();
-      if (dict.count(key)) bad("key '" + key + "' appears twice");
+      if (dict.count(key)) bad("key " + in_quotes(key) + " appears twice");
       dict[key] = parse_value();
       skip_ws();
       if (peek() == ',') {
@@ -165,23 +166,23 @@ class HeaderParser {
 Dtype parse_descr(const std::string& descr, const std::string& path) {
   Dtype d;
   d.descr = descr;
-  if (descr.size() < 3) fail(path, ": unsupported dtype '", descr, "'");
+  if (descr.size() < 3) fail(path, ": unsupported dtype ", in_quotes(descr));
   const char order = descr[0];
   const char kind = descr[1];
   const std::string size = descr.substr(2);
   if (size.find_first_not_of("0123456789") != std::string::npos || size.size() > 3)
-    fail(path, ": unsupported dtype '", descr, "'");
+    fail(path, ": unsupported dtype ", in_quotes(descr));
   d.size = std::stoi(size);
   if (kind == 'f') d.kind = Kind::kFloat;
   else if (kind == 'i') d.kind = Kind::kInt;
   else d.kind = Kind::kOther;
   if (order == '>' && d.size > 1)
-    fail(path, ": big-endian dtype '", descr, "' is not supported; save as little-endian ('<",
-         kind, size, "')");
+    fail(path, ": big-endian dtype ", in_quotes(descr), " is not supported; save as little-endian ('<",
+         printable(std::string(1, kind)), size, "')");
   // '=' is native order, which numpy only writes on the machine that saved the file; '|' means
   // "not applicable". Both are read as little-endian, the only order numpy writes there.
   if (order != '<' && order != '=' && order != '|' && order != '>')
-    fail(path, ": unsupported dtype '", descr, "'");
+    fail(path, ": unsupported dtype ", in_quotes(descr));
   return d;
 }
 
@@ -233,7 +234,7 @@ Header read_header(std::istream& in, const std::string& path) {
       fail(path, ": malformed .npy header: missing '", key, "' (header: ", excerpt(text), ")");
   for (const auto& kv : dict)
     if (kv.first != "descr" && kv.first != "fortran_order" && kv.first != "shape")
-      fail(path, ": malformed .npy header: unexpected key '", kv.first, "'");
+      fail(path, ": malformed .npy header: unexpected key ", in_quotes(kv.first));
   const auto& descr = dict.at("descr");
   if (descr.type == HeaderParser::Value::kList)
     fail(path, ": structured dtypes are not supported (plain float or int arrays only)");
@@ -292,7 +293,7 @@ void read_raw(std::ifstream& in, const Header& h, void* dst, int64_t count,
 
 void check_feature_matrix(const Header& h, const std::string& path) {
   if (h.dtype.kind != Kind::kFloat || (h.dtype.size != 4 && h.dtype.size != 8))
-    fail(path, ": dtype '", h.dtype.descr, "' (", h.dtype.name(),
+    fail(path, ": dtype ", in_quotes(h.dtype.descr), " (", h.dtype.name(),
          ") is not supported for features: expected float32 ('<f4') or float64 ('<f8')");
   if (h.shape.size() != 2)
     fail(path, ": expected a 2-D array (rows x features) but the shape is ",
@@ -390,7 +391,7 @@ std::vector<int64_t> read_npy_labels(const std::string& path) {
   std::ifstream in = open_for_read(path);
   const Header h = read_header(in, path);
   if (h.dtype.kind != Kind::kInt || (h.dtype.size != 4 && h.dtype.size != 8))
-    fail(path, ": dtype '", h.dtype.descr, "' (", h.dtype.name(),
+    fail(path, ": dtype ", in_quotes(h.dtype.descr), " (", h.dtype.name(),
          ") is not supported for labels: expected int32 ('<i4') or int64 ('<i8')");
   if (h.shape.size() != 1)
     fail(path, ": expected a 1-D array of labels but the shape is ", shape_text(h.shape));

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "zscrgan/error.h"
+
 namespace zscrgan {
 namespace detail {
 
@@ -22,7 +24,7 @@ struct NpyDtype {
     if (kind == NpyKind::kFloat && size == 8) return "float64";
     if (kind == NpyKind::kInt && size == 4) return "int32";
     if (kind == NpyKind::kInt && size == 8) return "int64";
-    return "'" + descr + "'";
+    return in_quotes(descr);
   }
 };
 

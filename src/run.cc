@@ -154,9 +154,35 @@ RunSummary run_training(const Config& cfg, std::ostream& out, const RunOptions& 
         << (trainer.round_progress().in_round ? " (inside the next round)" : "") << "\n";
   }
 
-  fs::create_directories(dir / "retrieved");
-  fs::create_directories(dir / "checkpoints");
+  for (const fs::path& sub : {dir / "retrieved", dir / "checkpoints"}) {
+    std::error_code ec;
+    fs::create_directories(sub, ec);
+    if (ec) fail(sub.string(), ": cannot create the folder: ", ec.message());
+  }
+  // Temporaries a killed run left behind (each later write of the same file removes them too).
+  for (const fs::path& p : {last, best_ckpt, dir / "metrics.jsonl", dir / "config.json"})
+    remove_stale_temporaries(p.string());
   if (resuming) {
+    // `last` is written before `best`: a run killed between the two writes of a round that beat
+    // the best left a `best` that is missing or older than the best `last` records. Rebuild it
+    // from `last`, which is that very state.
+    const CheckpointStanding now = checkpoint_standing(last.string());
+    if (now.best_round > 0) {
+      std::error_code ec;
+      const bool have_best = fs::exists(best_ckpt, ec);
+      const int best_holds = have_best ? checkpoint_standing(best_ckpt.string()).round : -1;
+      if (best_holds != now.best_round) {
+        if (now.best_round == now.round && !now.in_round) {
+          write_file_atomic(best_ckpt.string(), read_text_file(last.string()));
+          out << "rebuilt " << best_ckpt.string() << " (round " << now.best_round
+              << ") from " << last.string() << ": the run had stopped before writing it\n";
+        } else {
+          out << "warning: " << best_ckpt.string()
+              << (have_best ? " holds round " + std::to_string(best_holds) : std::string(" is missing"))
+              << " but the run's best is round " << now.best_round << "; it cannot be rebuilt\n";
+        }
+      }
+    }
     // A run killed between appending a round's metrics and saving its checkpoint repeats that
     // round: keep only the lines of rounds the checkpoint holds.
     const fs::path metrics = dir / "metrics.jsonl";

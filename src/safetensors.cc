@@ -13,6 +13,7 @@
 #include <system_error>
 
 #include "zscrgan/error.h"
+#include "zscrgan/fileio.h"
 
 // Tensor bytes are copied to and from host arrays as they are: the format is little-endian.
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors I/O assumes a little-endian host");
@@ -46,47 +47,6 @@ bool is_sub_byte_dtype(const std::string& dtype) {
 }
 
 std::string sys_error(int err) { return std::error_code(err, std::generic_category()).message(); }
-
-// Length of the UTF-8 sequence starting at s[i], or 0 when the bytes there are not one.
-size_t utf8_sequence_length(const std::string& s, size_t i) {
-  const auto c = static_cast<unsigned char>(s[i]);
-  const size_t len = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3
-                   : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
-  if (len == 0 || i + len > s.size()) return 0;
-  for (size_t k = 1; k < len; ++k)
-    if ((static_cast<unsigned char>(s[i + k]) & 0xc0) != 0x80) return 0;
-  return len;
-}
-
-// Names, keys and parser messages come from the file: keep them on one line, printable and
-// short whatever bytes they hold.
-std::string one_line(const std::string& s, size_t max_bytes = 200) {
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (size_t i = 0; i < s.size();) {
-    if (out.size() >= max_bytes) {
-      out += "...";
-      break;
-    }
-    const auto c = static_cast<unsigned char>(s[i]);
-    const size_t len = utf8_sequence_length(s, i);
-    if (c == '\n') {
-      out += "\\n";
-    } else if (c < 0x20 || c == 0x7f || len == 0) {
-      out += "\\x";
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    } else {
-      out.append(s, i, len);
-      i += len;
-      continue;
-    }
-    ++i;
-  }
-  return out;
-}
-
-std::string in_quotes(const std::string& s) { return "'" + one_line(s) + "'"; }
 
 std::string shape_str(const std::vector<int64_t>& shape) {
   std::string s = "[";
@@ -193,14 +153,14 @@ json parse_header_json(const char* text, size_t size, const std::string& src) {
     return json::parse(text, text + size, callback, /*allow_exceptions=*/true,
                        /*ignore_comments=*/false);
   } catch (const json::exception& e) {
-    fail(src, ": the JSON header is malformed: ", one_line(e.what(), 400));
+    fail(src, ": the JSON header is malformed: ", printable(e.what(), 400));
   }
 }
 
 uint64_t unsigned_field(const json& v, const std::string& where, const std::string& field) {
   if (!v.is_number_unsigned())
     fail(where, ": ", field, " must be a non-negative integer, not ",
-         v.is_number() ? one_line(v.dump()) : std::string("a ") + v.type_name());
+         v.is_number() ? printable(v.dump()) : std::string("a ") + v.type_name());
   return v.get<uint64_t>();
 }
 
@@ -665,8 +625,10 @@ SafeTensorsFile read_safetensors(const std::string& path) {
 
 void write_safetensors_atomic(const std::string& path, const SafeTensorsFile& f) {
   const Layout layout = plan_layout(f, path);
-  const std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  // A unique name: two writers never share a temporary, and one killed mid-write leaves a file
+  // the next successful write removes (remove_stale_temporaries).
+  const std::string tmp = path + ".tmp-" + unique_suffix();
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) fail(path, ": cannot create '", tmp, "': ", sys_error(errno));
 
   // Any failure before the rename: drop the temporary file, leave `path` as it was.
@@ -694,6 +656,7 @@ void write_safetensors_atomic(const std::string& path, const SafeTensorsFile& f)
     const int err = errno;
     abandon("cannot rename '" + tmp + "' over it", err);
   }
+  remove_stale_temporaries(path);
 
   // Make the rename itself durable. Some file systems cannot sync a directory (EINVAL); the
   // rename is still atomic there, only its durability is up to the file system.

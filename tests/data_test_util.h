@@ -11,6 +11,7 @@
 #include <fstream>
 #include <functional>
 #include <random>
+#include <regex>
 #include <string>
 
 #include "zscrgan/error.h"
@@ -41,6 +42,22 @@ class ScopedTempDir {
  private:
   std::filesystem::path path_;
 };
+
+// The number of temporary siblings of `path` ("<name>.tmp", "<name>.tmp-<suffix>") in its folder.
+inline int temporaries(const std::string& path) {
+  const std::filesystem::path p(path);
+  const std::string prefix = p.filename().string() + ".tmp";
+  int n = 0;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(p.parent_path(), ec))
+    n += e.path().filename().string().rfind(prefix, 0) == 0;
+  return n;
+}
+
+// Whether all of `text` matches the regular expression (ECMAScript syntax).
+inline bool matches(const std::string& text, const std::string& re) {
+  return std::regex_match(text, std::regex(re));
+}
 
 inline void write_bytes(const std::string& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);

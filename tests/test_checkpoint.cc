@@ -9,8 +9,13 @@
 #include <filesystem>
 #include <fstream>
 
+#include <algorithm>
+#include <cstring>
+
+#include "data_test_util.h"
 #include "zscrgan/checkpoint.h"
 #include "zscrgan/run.h"
+#include "zscrgan/safetensors.h"
 
 namespace fs = std::filesystem;
 
@@ -159,6 +164,86 @@ TEST_F(CheckpointTest, CorruptedTensorBytesAreRefused) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("corrupted"), std::string::npos) << e.what();
   }
+}
+
+// The run state in the header (best score, noise offset, round, ...) and the stored config are
+// covered by the content hash as the tensors are: one changed digit is refused, whichever
+// metadata entry holds it and whichever reader meets it.
+TEST_F(CheckpointTest, ChangedMetadataDigitsAreRefused) {
+  Trainer a(cfg_, data_, *be_);
+  a.train_round();
+  a.state().best_score = 0.25;
+  a.state().noise_offset = 123456;
+  save_checkpoint(a, path_);
+  const std::string bytes = zscrgan_test::read_bytes(path_);
+  int refused = 0;
+  // As the header holds them: JSON text inside a JSON string, its quotes escaped.
+  for (const char* field : {R"(\"best_score\":0.25)", R"(\"noise_offset\":123456)",
+                            R"(\"round\":1)", R"(\"seed\": 5)"}) {
+    const size_t at = bytes.find(field);
+    ASSERT_NE(at, std::string::npos) << field << " in the header";
+    std::string changed = bytes;
+    char& digit = changed[at + std::string(field).size() - 1];
+    digit = digit == '9' ? '8' : static_cast<char>(digit + 1);  // same length: the layout holds
+    const std::string other = (dir_ / "changed.safetensors").string();
+    zscrgan_test::write_bytes(other, changed);
+    for (int reader = 0; reader < 3; ++reader) {
+      const std::string msg = zscrgan_test::error_of([&] {
+        if (reader == 0) {
+          Trainer b(cfg_, data_, *be_);
+          load_checkpoint(b, other);
+        } else if (reader == 1) {
+          checkpoint_config(other);
+        } else {
+          checkpoint_standing(other);
+        }
+      });
+      EXPECT_NE(msg.find("corrupted"), std::string::npos) << field << ": " << msg;
+      refused += msg.find("corrupted") != std::string::npos;
+    }
+  }
+  EXPECT_EQ(refused, 12);
+}
+
+// The hash builds before the metadata was covered computed: the tensors only. (The format's
+// definition, written out here independently of the library.)
+std::string tensor_only_hash(const SafeTensorsFile& f) {
+  std::vector<const SafeTensor*> order;
+  for (const SafeTensor& t : f.tensors) order.push_back(&t);
+  std::sort(order.begin(), order.end(), [](auto* x, auto* y) { return x->name < y->name; });
+  uint64_t h = 0x9E3779B97F4A7C15ull;
+  auto mix = [&](uint64_t w) {
+    h ^= w;
+    h *= 0xFF51AFD7ED558CCDull;
+    h ^= h >> 32;
+  };
+  for (const SafeTensor* t : order) {
+    for (unsigned char c : t->name) mix(c);
+    size_t i = 0;
+    for (; i + 8 <= t->bytes.size(); i += 8) {
+      uint64_t w;
+      std::memcpy(&w, t->bytes.data() + i, 8);
+      mix(w);
+    }
+    for (; i < t->bytes.size(); ++i) mix(t->bytes[i]);
+    mix(t->bytes.size());
+  }
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+TEST_F(CheckpointTest, ACheckpointWhoseHashCoversOnlyTheTensorsIsRefusedSayingSo) {
+  Trainer a(cfg_, data_, *be_);
+  a.train_round();
+  save_checkpoint(a, path_);
+  SafeTensorsFile f = read_safetensors(path_);
+  f.metadata["content_hash"] = tensor_only_hash(f);
+  write_safetensors_atomic(path_, f);
+  Trainer b(cfg_, data_, *be_);
+  const std::string msg = zscrgan_test::error_of([&] { load_checkpoint(b, path_); });
+  EXPECT_NE(msg.find("covers the tensors only"), std::string::npos) << msg;
+  EXPECT_NE(msg.find(kCheckpointFormat), std::string::npos) << msg;
 }
 
 TEST_F(CheckpointTest, MismatchedConfigOrShapesAreRefusedNamingTheKeyOrTensor) {

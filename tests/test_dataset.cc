@@ -1,10 +1,13 @@
 // The dataset folder format: round trip, validation and every rejected folder naming what is
 // wrong, and the all-or-nothing writer.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <functional>
 
 #include <nlohmann/json.hpp>
 
@@ -100,21 +103,41 @@ TEST(Dataset, WriteRefusesToReplaceOtherFolders) {
             0u);
 }
 
+// Runs `f` with writes past `bytes` failing (EFBIG): a real failure in the middle of a file.
+std::string error_with_file_size_limit(size_t bytes, const std::function<void()>& f) {
+  rlimit old_limit{};
+  ::getrlimit(RLIMIT_FSIZE, &old_limit);
+  struct sigaction ignore {}, old_action {};
+  ignore.sa_handler = SIG_IGN;
+  ::sigaction(SIGXFSZ, &ignore, &old_action);
+  rlimit small = old_limit;
+  small.rlim_cur = bytes;
+  ::setrlimit(RLIMIT_FSIZE, &small);
+  const std::string msg = error_of(f);
+  ::setrlimit(RLIMIT_FSIZE, &old_limit);
+  ::sigaction(SIGXFSZ, &old_action, nullptr);
+  return msg;
+}
+
 TEST(Dataset, FailedWriteLeavesNothingBehind) {
   ScopedTempDir tmp;
   const std::string dir = tmp.file("ds");
-  // A name that is not valid UTF-8 cannot go into dataset.json: the writer fails after the
-  // arrays are already written to its temporary folder.
-  auto bad = tiny_dataset();
-  bad.name = "bad\xff\xfe";
-  const std::string msg = error_of([&] { zscrgan::write_dataset_folder(bad, dir); });
-  EXPECT_EQ(msg.rfind(dir + ": ", 0), 0u) << msg;
+  // Every array file is larger than the limit: the writer fails inside its temporary folder.
+  const auto big = tiny_dataset();
+  const std::string msg =
+      error_with_file_size_limit(100, [&] { zscrgan::write_dataset_folder(big, dir); });
+  EXPECT_EQ(msg.rfind(dir, 0), 0u) << msg;
+  EXPECT_TRUE(fs::is_empty(tmp.path())) << "left: " << entries(tmp.path()).size() << " entries";
+
+  // The parent folders the writer created for the dataset go too.
+  const std::string nested = tmp.file("new/parent/ds");
+  error_with_file_size_limit(100, [&] { zscrgan::write_dataset_folder(big, nested); });
   EXPECT_TRUE(fs::is_empty(tmp.path())) << "left: " << entries(tmp.path()).size() << " entries";
 
   // Same failure over an existing dataset: the old one survives untouched.
   const auto good = tiny_dataset();
   zscrgan::write_dataset_folder(good, dir);
-  error_of([&] { zscrgan::write_dataset_folder(bad, dir); });
+  error_with_file_size_limit(100, [&] { zscrgan::write_dataset_folder(big, dir); });
   EXPECT_EQ(entries(tmp.path()), std::vector<std::string>{"ds"});
   expect_same(zscrgan::load_dataset_folder(dir), good);
 
@@ -123,6 +146,19 @@ TEST(Dataset, FailedWriteLeavesNothingBehind) {
   invalid.image_labels.pop_back();
   error_of([&] { zscrgan::write_dataset_folder(invalid, tmp.file("other")); });
   EXPECT_EQ(entries(tmp.path()), std::vector<std::string>{"ds"});
+}
+
+// A name (like a folder name) need not be UTF-8: dataset.json keeps its bytes, escaped as
+// {"bytes_hex": ...}, and reading gives back exactly those bytes.
+TEST(Dataset, NameThatIsNotUtf8RoundTripsByteForByte) {
+  ScopedTempDir tmp;
+  const std::string dir = tmp.file("ds\xff\xfe");
+  auto d = tiny_dataset();
+  d.name = "bad\xff\xfe\x80name";
+  zscrgan::write_dataset_folder(d, dir);
+  EXPECT_EQ(zscrgan::load_dataset_folder(dir).name, d.name);
+  const std::string meta = zscrgan_test::read_bytes(dir + "/dataset.json");
+  EXPECT_NE(meta.find("\"bytes_hex\": \"626164fffe806e616d65\""), std::string::npos) << meta;
 }
 
 TEST(Dataset, MissingFolder) {

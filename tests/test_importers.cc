@@ -429,6 +429,55 @@ TEST(ImportXlsa17, EveryBrokenInputIsRefusedNamingFileAndVariable) {
   }
 }
 
+// A .mat file cut short must never import (matio reads a cut variable as zeros, or leaves it
+// unfilled, and says so only in a warning): every cut length, compressed or not, v5 or v4, with
+// the features first or last, is refused naming the file.
+TEST(ImportXlsa17, TruncatedMatFilesAreRefusedAtEveryLength) {
+  struct Case {
+    const char* what;
+    mat_ft version;
+    matio_compression compression;
+    bool features_last;
+  };
+  const Case cases[] = {
+      {"v5", MAT_FT_MAT5, MAT_COMPRESSION_NONE, false},
+      {"v5, features last", MAT_FT_MAT5, MAT_COMPRESSION_NONE, true},
+      {"compressed v5", MAT_FT_MAT5, MAT_COMPRESSION_ZLIB, false},
+      {"compressed v5, features last", MAT_FT_MAT5, MAT_COMPRESSION_ZLIB, true},
+      {"v4", MAT_FT_MAT4, MAT_COMPRESSION_NONE, true},
+  };
+  int refused = 0;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    ScopedTempDir tmp;
+    auto o = xlsa17_options(tmp);
+    Xlsa17Fixture f;
+    f.version = c.version;
+    f.compression = c.compression;
+    f.dim = 40;  // enough bytes that a cut can land inside the values
+    f.write(o.input);
+    const std::string res101 = (fs::path(o.input) / "res101.mat").string();
+    if (c.features_last) {  // rewrite with the labels first
+      fs::remove(res101);
+      MatWriter w(res101, c.version, c.compression);
+      w.put_vector("labels", f.labels);
+      w.put_fn<double>("features", f.dim, f.labels.size(), f.feature);
+    }
+    const std::string whole = zscrgan_test::read_bytes(res101);
+    const zscrgan::Dataset whole_import = zscrgan::import_dataset(o);  // the uncut file imports
+    EXPECT_EQ(whole_import.image_features.cols, 40);
+    for (size_t cut : {size_t{1}, size_t{3}, size_t{8}, size_t{100}, whole.size() * 2 / 5,
+                       whole.size() * 3 / 4}) {
+      if (cut >= whole.size() - 8) continue;
+      SCOPED_TRACE("cut " + std::to_string(cut) + " of " + std::to_string(whole.size()) + " bytes");
+      zscrgan_test::write_bytes(res101, whole.substr(0, whole.size() - cut));
+      expect_refused(o, {res101});
+      ++refused;
+    }
+  }
+  EXPECT_GE(refused, 25);
+}
+
 TEST(ImportXlsa17, FilesThatAreNotMatFilesOrAbsentAreRefused) {
   ScopedTempDir tmp;
   auto o = xlsa17_options(tmp);

@@ -23,13 +23,23 @@ namespace zscrgan {
 constexpr const char* kCheckpointFormat = "zscrgan-checkpoint/1";
 
 // Writes atomically (temporary file, flush, rename): a crash at any instant leaves the previous
-// file intact.
+// file intact. The metadata records a content hash of the metadata and the tensors.
 void save_checkpoint(Trainer& trainer, const std::string& path);
 
 // Restores everything save_checkpoint wrote into a trainer built from a compatible config.
 // Refuses, naming the tensor or the key, a checkpoint whose shapes, dtypes or training-relevant
 // config differ.
 void load_checkpoint(Trainer& trainer, const std::string& path);
+
+// Where a checkpoint stands: its completed rounds, the best round and score it records, and
+// whether it was saved inside a round. The file is verified as load_checkpoint verifies it.
+struct CheckpointStanding {
+  int round = 0;
+  int best_round = 0;
+  double best_score = 0;
+  bool in_round = false;
+};
+CheckpointStanding checkpoint_standing(const std::string& path);
 
 // The effective config stored in a checkpoint (for --resume without --config, and for
 // inference), with "key=value" overrides applied as on the command line.

@@ -3,11 +3,22 @@
 #ifndef ZSCRGAN_ERROR_H
 #define ZSCRGAN_ERROR_H
 
+#include <cstddef>
 #include <sstream>
 #include <stdexcept>
 #include <string>
 
 namespace zscrgan {
+
+// Text that comes from outside (file contents, keys, values, paths, a library's message) made
+// fit for a one-line message: a newline becomes \n, a tab \t, every other control byte, DEL
+// and every byte that is not part of a valid UTF-8 sequence \xNN; past max_bytes the text is
+// cut and ends with "... (N bytes)" giving its full length.
+std::string printable(const std::string& text, std::size_t max_bytes = 200);
+// printable() between single quotes: 'batch_size'.
+std::string in_quotes(const std::string& text, std::size_t max_bytes = 200);
+// True when `text` is valid UTF-8 (no overlong forms, no surrogates, nothing past U+10FFFF).
+bool is_valid_utf8(const std::string& text);
 
 class Error : public std::runtime_error {
  public:

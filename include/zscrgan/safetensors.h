@@ -90,9 +90,10 @@ SafeTensorsFile parse_safetensors(const uint8_t* data, size_t size,
 // data is read, and each tensor's bytes are read straight into its vector.
 SafeTensorsFile read_safetensors(const std::string& path);
 
-// Writes `path + ".tmp"` in the same directory (write, fsync), renames it over `path`, then
-// fsyncs the directory: a crash at any instant leaves either the previous file or the new one
-// at `path`. The content is validated before anything is created. On failure (disk full,
+// Writes a uniquely named temporary sibling `path + ".tmp-<suffix>"` (write, fsync), renames it
+// over `path`, then fsyncs the directory: a crash at any instant leaves either the previous
+// file or the new one at `path`; temporaries that killed writers left are removed after the
+// rename. The content is validated before anything is created. On failure (disk full,
 // permission, missing directory) the temporary file is removed, `path` is untouched, and the
 // error names the path and the system's reason.
 void write_safetensors_atomic(const std::string& path, const SafeTensorsFile& f);

@@ -1,7 +1,10 @@
 // zscrgan_cuda: the command-line program. Parses arguments, maps errors to exit codes:
 //   0 success, 1 bad input or runtime error, 2 usage error, 3 training diverged,
 //   130 / 143 stopped by SIGINT / SIGTERM (state saved; the line printed says how to resume).
+#include <cerrno>
+#include <climits>
 #include <csignal>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -10,7 +13,10 @@
 #include <iostream>
 #include <map>
 #include <string>
+#include <type_traits>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "zscrgan/checkpoint.h"
 #include "zscrgan/config.h"
@@ -58,13 +64,13 @@ class Options {
   Options(int argc, char** argv, int first, const std::vector<std::string>& flags) {
     for (int i = first; i < argc; ++i) {
       std::string a = argv[i];
-      if (a.rfind("--", 0) != 0) throw UsageError("unexpected argument '" + a + "'");
+      if (a.rfind("--", 0) != 0) throw UsageError("unexpected argument " + zscrgan::in_quotes(a));
       bool is_flag = false;
       for (const auto& f : flags) is_flag |= f == a;
       if (is_flag) {
         values_[a].push_back("1");
       } else {
-        if (i + 1 >= argc) throw UsageError(a + " needs a value");
+        if (i + 1 >= argc) throw UsageError(zscrgan::printable(a) + " needs a value");
         values_[a].push_back(argv[++i]);
       }
     }
@@ -82,19 +88,38 @@ class Options {
     auto it = values_.find(k);
     return it == values_.end() ? std::vector<std::string>{} : it->second;
   }
-  long long number(const std::string& k, long long def) const {
+  // An integer option parsed into its real type: decimal digits only (a '-' only where lo < 0),
+  // within [lo, hi]; anything else, including values that would wrap, is a usage error.
+  template <typename T>
+  T integer(const std::string& k, T def, T lo, T hi) const {
     if (!has(k)) return def;
     const std::string v = get(k);
-    char* end = nullptr;
-    const long long n = std::strtoll(v.c_str(), &end, 10);
-    if (v.empty() || *end != '\0') throw UsageError(k + " needs an integer, got '" + v + "'");
-    return n;
+    const std::string range = " in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]";
+    const bool negative = !v.empty() && v[0] == '-';
+    const size_t digits_from = negative ? 1 : 0;
+    if (v.size() == digits_from || v.find_first_not_of("0123456789", digits_from) != std::string::npos ||
+        (negative && lo >= 0))
+      throw UsageError(k + " needs an integer" + range + ", got " + zscrgan::in_quotes(v));
+    errno = 0;
+    bool in_range;
+    T out{};
+    if constexpr (std::is_signed_v<T>) {
+      const long long n = std::strtoll(v.c_str(), nullptr, 10);
+      in_range = errno != ERANGE && n >= static_cast<long long>(lo) && n <= static_cast<long long>(hi);
+      out = static_cast<T>(n);
+    } else {
+      const unsigned long long n = std::strtoull(v.c_str(), nullptr, 10);
+      in_range = errno != ERANGE && n >= lo && n <= hi;
+      out = static_cast<T>(n);
+    }
+    if (!in_range) throw UsageError(k + " must be an integer" + range + ", got " + zscrgan::in_quotes(v));
+    return out;
   }
   void only(const std::vector<std::string>& allowed) const {
     for (const auto& [k, v] : values_) {
       bool ok = false;
       for (const auto& a : allowed) ok |= a == k;
-      if (!ok) throw UsageError("unknown option '" + k + "'");
+      if (!ok) throw UsageError("unknown option " + zscrgan::in_quotes(k));
     }
   }
 
@@ -162,10 +187,10 @@ int run_embed(const Options& o) {
   e.images = o.get("--images");
   if (e.texts.empty() && e.images.empty()) throw UsageError("embed needs --texts and/or --images");
   e.out_dir = o.need("--out");
-  e.samples = static_cast<int>(o.number("--samples", 1));
-  e.seed = static_cast<uint64_t>(o.number("--seed", 0));
+  e.samples = o.integer<int>("--samples", 1, 1, INT_MAX);
+  e.seed = o.integer<uint64_t>("--seed", 0, 0, UINT64_MAX);
   e.device = o.get("--device", "auto");
-  e.chunk_rows = o.number("--chunk-rows", e.chunk_rows);
+  e.chunk_rows = o.integer<int64_t>("--chunk-rows", e.chunk_rows, 1, INT_MAX);
   zscrgan::run_embed(e, std::cout);
   return 0;
 }
@@ -177,11 +202,11 @@ int run_retrieve(const Options& o) {
   r.texts = o.need("--texts");
   r.gallery = o.need("--gallery");
   r.out = o.need("--out");
-  r.top_k = static_cast<int>(o.number("--top-k", 50));
-  r.samples = static_cast<int>(o.number("--samples", 1));
-  r.seed = static_cast<uint64_t>(o.number("--seed", 0));
+  r.top_k = o.integer<int>("--top-k", 50, 1, INT_MAX);
+  r.samples = o.integer<int>("--samples", 1, 1, INT_MAX);
+  r.seed = o.integer<uint64_t>("--seed", 0, 0, UINT64_MAX);
   r.device = o.get("--device", "auto");
-  r.chunk_rows = o.number("--chunk-rows", r.chunk_rows);
+  r.chunk_rows = o.integer<int64_t>("--chunk-rows", r.chunk_rows, 1, INT_MAX);
   zscrgan::run_retrieve(r, std::cout);
   return 0;
 }
@@ -220,16 +245,37 @@ int main(int argc, char** argv) {
       return 0;
     }
   }
+  // Every message ends up as one line: whatever a message quotes is escaped where it is built,
+  // and the whole line once more here, so that no byte from the input can break it.
+  auto report = [](const std::string& prefix, const std::string& message, const char* suffix) {
+    std::fprintf(stderr, "zscrgan_cuda: %s%s%s\n", prefix.c_str(),
+                 zscrgan::printable(message, 4000).c_str(), suffix);
+  };
   try {
     return dispatch(argc, argv);
   } catch (const UsageError& e) {
-    std::fprintf(stderr, "zscrgan_cuda: %s (see --help)\n", e.what());
+    report("", e.what(), " (see --help)");
     return 2;
   } catch (const zscrgan::DivergenceError& e) {
-    std::fprintf(stderr, "zscrgan_cuda: %s; the last good checkpoint is kept\n", e.what());
+    report("", e.what(), "; the last good checkpoint is kept");
     return 3;
+  } catch (const zscrgan::Error& e) {
+    report("error: ", e.what(), "");
+    return 1;
+  } catch (const std::bad_alloc&) {
+    report("error: ", "out of memory", "");
+    return 1;
+  } catch (const std::filesystem::filesystem_error& e) {
+    report("error: file system: ", e.what(), "");
+    return 1;
+  } catch (const nlohmann::json::exception& e) {
+    report("internal error: unexpected JSON library exception: ", e.what(), "");
+    return 1;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "zscrgan_cuda: error: %s\n", e.what());
+    report("internal error: unexpected exception: ", e.what(), "");
+    return 1;
+  } catch (...) {
+    report("internal error: ", "an exception of unknown type", "");
     return 1;
   }
 }

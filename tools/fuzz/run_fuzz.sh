@@ -1,22 +1,43 @@
 #!/usr/bin/env bash
-# Builds the safetensors parser's libFuzzer harness with clang++-14 (AddressSanitizer and
-# UndefinedBehaviorSanitizer, every report fatal) straight from src/safetensors.cc, generates a
-# seed corpus, runs the fuzzer for the given number of seconds, and prints the executions and
-# findings. Exits non-zero when there is a finding.
+# Builds one libFuzzer harness with clang++-14 (AddressSanitizer and UndefinedBehaviorSanitizer,
+# every report fatal) straight from the sources it tests, generates a seed corpus, runs the
+# fuzzer (one worker) for the given number of seconds, and prints the executions and findings.
+# Exits non-zero when there is a finding.
 #
-#   tools/fuzz/run_fuzz.sh [seconds (default 60)] [extra libFuzzer flags...]
+#   tools/fuzz/run_fuzz.sh [TARGET] [seconds (default 60)] [extra libFuzzer flags...]
 #
-# Needs clang-14 with its runtime (apt-get install -y clang-14 libclang-rt-14-dev) and
-# nlohmann-json3-dev. Work files go to build-fuzz/ (or $FUZZ_DIR): the growing corpus in
-# corpus/, crash inputs in artifacts/, the log in fuzz.log. Reproduce a finding with
-#   build-fuzz/fuzz_safetensors build-fuzz/artifacts/<file>
+# TARGET (default safetensors):
+#   safetensors  the safetensors parser and writer (fuzz_safetensors.cc)
+#   npy          the .npy whole-file and streaming readers (fuzz_npy.cc)
+#   config       the config loader with --set overrides (fuzz_config.cc)
+#   mat          the .mat reading of the importers, through matio (fuzz_mat.cc)
+# Every harness also checks the one-line message rule (message_rule.h) on each refusal.
+#
+# Needs clang-14 with its runtime (apt-get install -y clang-14 libclang-rt-14-dev),
+# nlohmann-json3-dev, and libmatio-dev for the mat target. Work files go to
+# build-fuzz/<target>/ (or $FUZZ_DIR/<target>): the growing corpus in corpus/, crash inputs in
+# artifacts/, the log in fuzz.log. Reproduce a finding with
+#   build-fuzz/<target>/fuzz_<target> build-fuzz/<target>/artifacts/<file>
 set -euo pipefail
 
+target=safetensors
+case "${1:-}" in
+  safetensors|npy|config|mat) target=$1; shift ;;
+esac
 seconds=${1:-60}
 shift || true
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-work=${FUZZ_DIR:-$root/build-fuzz}
+work=${FUZZ_DIR:-$root/build-fuzz}/$target
 cxx=${FUZZ_CXX:-clang++-14}
+src=$root/src
+case $target in
+  safetensors) sources=("$src/safetensors.cc" "$src/fileio.cc" "$src/error.cc"); libs=(); max_len=4096 ;;
+  npy) sources=("$src/npy.cc" "$src/npy_stream.cc" "$src/fileio.cc" "$src/error.cc"); libs=(); max_len=4096 ;;
+  config) sources=("$src/config.cc" "$src/json_strict.cc" "$src/fileio.cc" "$src/error.cc"); libs=(); max_len=8192 ;;
+  mat) sources=("$src/import_mat.cc" "$src/import_xlsa17.cc" "$src/import_gazsl.cc" "$src/import_dataset.cc"
+                "$src/dataset.cc" "$src/npy.cc" "$src/fileio.cc" "$src/error.cc" "$src/json_strict.cc")
+       libs=(-lmatio); max_len=16384 ;;
+esac
 
 if ! command -v "$cxx" >/dev/null; then
   echo "run_fuzz.sh: $cxx not found (apt-get install -y clang-14 libclang-rt-14-dev)" >&2
@@ -24,23 +45,26 @@ if ! command -v "$cxx" >/dev/null; then
 fi
 mkdir -p "$work/corpus" "$work/seeds" "$work/artifacts"
 
-flags=(-std=c++17 -g -I"$root/include")
-echo "building $work/fuzz_safetensors"
+flags=(-std=c++17 -g -I"$root/include" -I"$src" -DZSCRGAN_HAVE_MATIO=1)
+harness=$work/fuzz_$target
+echo "building $harness"
 "$cxx" "${flags[@]}" -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
-  -fno-sanitize-recover=all "$root/tools/fuzz/fuzz_safetensors.cc" "$root/src/safetensors.cc" \
-  -o "$work/fuzz_safetensors"
-"$cxx" "${flags[@]}" -O1 "$root/tools/fuzz/make_seeds.cc" "$root/src/safetensors.cc" \
-  -o "$work/make_seeds"
-"$work/make_seeds" "$work/seeds"
-cp "$root/tests/fixtures/python_written.safetensors" "$work/seeds/"
+  -fno-sanitize-recover=all "$root/tools/fuzz/fuzz_$target.cc" "${sources[@]}" "${libs[@]}" \
+  -o "$harness"
+"$cxx" "${flags[@]}" -O1 "$root/tools/fuzz/make_seeds.cc" "$src/safetensors.cc" "$src/npy.cc" \
+  "$src/fileio.cc" "$src/error.cc" -lmatio -o "$work/make_seeds"
+"$work/make_seeds" "$target" "$work/seeds"
+if [ "$target" = safetensors ]; then cp "$root/tests/fixtures/python_written.safetensors" "$work/seeds/"; fi
+dict=()
+if [ "$target" = safetensors ]; then dict=(-dict="$root/tools/fuzz/safetensors.dict"); fi
 
 before=$(find "$work/artifacts" -type f | wc -l)
 echo "fuzzing for $seconds s ($(ls "$work/seeds" | wc -l) seeds, $(ls "$work/corpus" | wc -l) corpus entries)"
 set +e
 ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} \
 UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
-"$work/fuzz_safetensors" "$work/corpus" "$work/seeds" \
-  -dict="$root/tools/fuzz/safetensors.dict" -max_total_time="$seconds" -max_len=4096 \
+TMPDIR="$work" "$harness" "$work/corpus" "$work/seeds" \
+  "${dict[@]}" -max_total_time="$seconds" -max_len="$max_len" \
   -timeout=10 -rss_limit_mb=2048 -artifact_prefix="$work/artifacts/" -print_final_stats=1 \
   "$@" >"$work/fuzz.log" 2>&1
 status=$?
@@ -52,11 +76,12 @@ cov=$(grep -oE 'cov: [0-9]+ ft: [0-9]+ corp: [0-9]+/[0-9]+[a-zA-Z]*' "$work/fuzz
 after=$(find "$work/artifacts" -type f | wc -l)
 findings=$((after - before))
 
+echo "target:     $target"
 echo "executions: ${runs:-unknown}${done_line:+ ($done_line)}"
 echo "coverage:   ${cov:-unknown}"
 echo "findings:   $findings (libFuzzer exit status $status)"
 if [ "$findings" -gt 0 ] || [ "$status" -ne 0 ]; then
-  grep -E 'ERROR|SUMMARY|runtime error|fuzz_safetensors:|deadly signal|Test unit written' \
+  grep -E 'ERROR|SUMMARY|runtime error|fuzz_[a-z]*:|deadly signal|Test unit written' \
     "$work/fuzz.log" | head -20
   find "$work/artifacts" -type f -newer "$work/make_seeds" | sed 's/^/  artifact: /'
   exit 1
