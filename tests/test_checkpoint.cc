@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "data_test_util.h"
+#include "small_config.h"
 #include "zscrgan/checkpoint.h"
 #include "zscrgan/run.h"
 #include "zscrgan/safetensors.h"
@@ -22,23 +23,7 @@ namespace fs = std::filesystem;
 namespace zscrgan {
 namespace {
 
-Config small_config() {
-  Config c;
-  c.gf_dim = 32;
-  c.df_dim = 16;
-  c.embed_dim = 8;
-  c.z_dim = 4;
-  c.e_step_iters = 6;
-  c.m_step_iters = 6;
-  c.seed = 5;
-  c.top_k = 10;
-  c.synthetic.seen_classes = 8;
-  c.synthetic.unseen_classes = 4;
-  c.synthetic.images_per_class = 15;
-  c.synthetic.text_dim = 12;
-  c.synthetic.image_dim = 16;
-  return c;
-}
+Config small_config() { return testing::small_config(5); }
 
 class CheckpointTest : public ::testing::Test {
  protected:

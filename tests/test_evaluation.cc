@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "data_test_util.h"
+#include "small_config.h"
 #include "zscrgan/inference.h"
 #include "zscrgan/run.h"
 #include "zscrgan/trainer.h"
@@ -18,23 +19,7 @@
 namespace zscrgan {
 namespace {
 
-Config small_config() {
-  Config c;
-  c.gf_dim = 32;
-  c.df_dim = 16;
-  c.embed_dim = 8;
-  c.z_dim = 4;
-  c.e_step_iters = 4;
-  c.m_step_iters = 6;
-  c.seed = 13;
-  c.top_k = 10;
-  c.synthetic.seen_classes = 8;
-  c.synthetic.unseen_classes = 4;
-  c.synthetic.images_per_class = 15;
-  c.synthetic.text_dim = 12;
-  c.synthetic.image_dim = 16;
-  return c;
-}
+Config small_config() { return testing::small_config(13, 4, 6); }
 
 std::vector<double> losses(const RoundLosses& l) { return {l.critic, l.generator, l.csem, l.kl}; }
 
