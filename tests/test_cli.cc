@@ -225,6 +225,10 @@ CliResult run_cli(const std::vector<std::string>& args, const fs::path& logs) {
     const int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     ::dup2(o, 1);
     ::dup2(e, 2);
+    // An ISA cap set for the suite (tools/run_tests.sh's second pass) makes the program warn
+    // about slow kernels on its own line; these tests count the lines of the program's messages.
+    ::unsetenv("ONEDNN_MAX_CPU_ISA");
+    ::unsetenv("DNNL_MAX_CPU_ISA");
     std::vector<std::string> copy = args;
     std::string cli = ZSCRGAN_CLI_PATH;
     std::vector<char*> argv{cli.data()};
@@ -578,12 +582,21 @@ TEST_F(CliTest, ResumeRebuildsABestThatTheRunStoppedBeforeWriting) {
     return run_cli({"--config", (dir_ / "config.json").string(), "--set", "rounds=" + std::to_string(rounds),
                     "--set", "output_dir=" + out.string()}, dir_);
   };
-  ASSERT_EQ(train(run, 6).exit_code, 0);
-  ASSERT_EQ(train(early, 1).exit_code, 0);
+  // A run whose last round beat an earlier best: train on, one resumed round at a time (a
+  // resumed run equals an uninterrupted one), until a round after the first is a new best.
+  // Which round that is depends on the machine's GEMM rounding, so the test does not fix it.
   const fs::path last = run / "checkpoints" / "last.safetensors", best = run / "checkpoints" / "best.safetensors";
-  const CheckpointStanding s = checkpoint_standing(last.string());
-  ASSERT_EQ(s.round, 6);
-  ASSERT_EQ(s.best_round, 6) << "this config's last round must beat the best for the test to mean anything";
+  ASSERT_EQ(train(run, 1).exit_code, 0);
+  int best_round = 0;
+  for (int rounds = 2; rounds <= 12 && best_round == 0; ++rounds) {
+    const CliResult r = run_cli({"--resume", run.string(), "--set", "rounds=" + std::to_string(rounds)}, dir_);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const CheckpointStanding s = checkpoint_standing(last.string());
+    ASSERT_EQ(s.round, rounds);
+    if (s.best_round == rounds) best_round = rounds;
+  }
+  ASSERT_GE(best_round, 2) << "no round after the first beat the best within 12 rounds";
+  ASSERT_EQ(train(early, 1).exit_code, 0);
   ASSERT_EQ(checkpoint_standing((early / "checkpoints" / "best.safetensors").string()).round, 1);
   const std::string last_bytes = slurp(last);
 
@@ -595,9 +608,9 @@ TEST_F(CliTest, ResumeRebuildsABestThatTheRunStoppedBeforeWriting) {
     const CliResult r = run_cli({"--resume", run.string()}, dir_);
     ASSERT_EQ(r.exit_code, 0) << r.err;
     EXPECT_NE(r.out.find("rebuilt"), std::string::npos) << r.out;
-    EXPECT_NE(r.out.find("(round 6)"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("(round " + std::to_string(best_round) + ")"), std::string::npos) << r.out;
     ASSERT_TRUE(fs::exists(best));
-    EXPECT_EQ(checkpoint_standing(best.string()).round, 6);
+    EXPECT_EQ(checkpoint_standing(best.string()).round, best_round);
     EXPECT_EQ(slurp(best), last_bytes);
     EXPECT_FALSE(fs::exists(last.string() + ".tmp-0123456789ab"));
   }
