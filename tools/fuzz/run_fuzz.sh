@@ -36,7 +36,7 @@ case $target in
   config) sources=("$src/config.cc" "$src/json_strict.cc" "$src/fileio.cc" "$src/error.cc"); libs=(); max_len=8192 ;;
   mat) sources=("$src/import_mat.cc" "$src/import_xlsa17.cc" "$src/import_gazsl.cc" "$src/import_dataset.cc"
                 "$src/dataset.cc" "$src/npy.cc" "$src/fileio.cc" "$src/error.cc" "$src/json_strict.cc")
-       libs=(-lmatio); max_len=16384 ;;
+       libs=(-lmatio -lz); max_len=16384 ;;
 esac
 
 if ! command -v "$cxx" >/dev/null; then
