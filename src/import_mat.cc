@@ -411,6 +411,24 @@ void check_declared_sizes(const std::string& path, int version,
   // v7.3 files are HDF5: the HDF5 library checks the file's extent itself.
 }
 
+// Whether the file opens like a MAT v4 file: no v5 or v7.3 header, and a first matrix header
+// whose type is a valid MOPT number in either byte order. matio's Mat_Open reads that first
+// header, and allocates the name length it declares, so these sizes are checked before it.
+bool looks_like_mat4(const std::string& path) {
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
+  if (!f) return false;
+  unsigned char head[128];
+  const size_t n = std::fread(head, 1, sizeof head, f.get());
+  if (n == sizeof head && ((head[126] == 'I' && head[127] == 'M') || (head[126] == 'M' && head[127] == 'I')))
+    return false;  // v5 or v7.3
+  if (n < 20) return false;
+  for (bool le : {true, false}) {
+    const uint32_t type = load_u32(head, le);
+    if (type <= 4052 && (type / 100) % 10 == 0 && (type / 10) % 10 <= 5 && type % 10 <= 2) return true;
+  }
+  return false;
+}
+
 const char* class_name_of(int class_type) {
   switch (class_type) {
     case MAT_C_EMPTY: return "empty";
@@ -591,6 +609,8 @@ MatFile::MatFile(const std::string& path) : path_(path) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) fail(path, ": not found");
   if (std::filesystem::is_directory(path, ec)) fail(path, ": is a folder, expected a .mat file");
+  // A v4 file's first matrix header is read (its name allocated) by Mat_Open itself.
+  if (looks_like_mat4(path)) check_declared_sizes(path, MAT_FT_MAT4, {});
   clear_matio_messages();
   mat_t* mat = Mat_Open(path.c_str(), MAT_ACC_RDONLY);
   if (!mat) fail(path, ": cannot open as a MAT file (v4, v5 or v7.3)", matio_reason());

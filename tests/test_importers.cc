@@ -480,6 +480,23 @@ TEST(ImportXlsa17, TruncatedMatFilesAreRefusedAtEveryLength) {
   EXPECT_GE(refused, 25);
 }
 
+// A MAT v4 file's first matrix header is read by matio's Mat_Open itself, which allocates the
+// name length it declares: a 200-byte file declaring a 1.8 GB name (found by the fuzzer) is
+// refused by the size check, before matio sees it, naming the file.
+TEST(ImportXlsa17, MatV4HeaderSizesAreCheckedBeforeMatioOpensTheFile) {
+  ScopedTempDir tmp;
+  auto o = xlsa17_options(tmp);
+  Xlsa17Fixture f;
+  f.write(o.input);
+  const std::string res101 = (fs::path(o.input) / "res101.mat").string();
+  // type 0 (double, little-endian), 3 x 12, real, then the name length
+  const std::vector<uint32_t> header = {0, 3, 12, 0, 0x70000000u};
+  std::string file(reinterpret_cast<const char*>(header.data()), 20);
+  file += std::string("features\0", 9) + std::string(3 * 12 * 8, '\0');
+  zscrgan_test::write_bytes(res101, file);
+  expect_refused(o, {res101, "truncated", "variable 1", "declares 1879048500 bytes"});
+}
+
 // ---- MAT v5 files built byte by byte ------------------------------------------------------------
 
 // A data element: its tag (type, byte count) and the bytes, padded to 8.
