@@ -14,6 +14,7 @@
 
 #ifdef ZSCRGAN_HAVE_MATIO
 #include <matio.h>
+#include <zlib.h>
 #endif
 
 namespace zscrgan {
@@ -64,6 +65,262 @@ std::string nth_variable(size_t index, const std::vector<std::string>& names) {
   return s;
 }
 
+// One top-level MAT v5 variable's bytes, read in order: the file's own bytes for a miMATRIX
+// element, the inflated stream for a miCOMPRESSED one (fed from at most the element's stored
+// bytes, so it ends where the file says the variable ends).
+class VariableBytes {
+ public:
+  VariableBytes(std::FILE* f, uint64_t at, uint64_t length, bool compressed)
+      : f_(f), at_(at), length_(length), compressed_(compressed) {
+    if (compressed_ && inflateInit(&z_) != Z_OK) fail("internal: zlib inflateInit failed");
+  }
+  ~VariableBytes() {
+    if (compressed_) inflateEnd(&z_);
+  }
+  VariableBytes(const VariableBytes&) = delete;
+  VariableBytes& operator=(const VariableBytes&) = delete;
+
+  // false when the variable's bytes end (or its compressed data is corrupt) first.
+  bool read(unsigned char* out, size_t n) {
+    if (!compressed_) {
+      if (n > length_ - pos_) return false;
+      if (std::fseek(f_, static_cast<long>(at_ + pos_), SEEK_SET) != 0 ||
+          std::fread(out, 1, n, f_) != n)
+        return false;
+      pos_ += n;
+      return true;
+    }
+    z_.next_out = out;
+    z_.avail_out = static_cast<uInt>(n);
+    while (z_.avail_out > 0) {
+      if (z_.avail_in == 0 && fed_ < length_) {
+        const size_t chunk = static_cast<size_t>(std::min<uint64_t>(sizeof in_, length_ - fed_));
+        if (std::fseek(f_, static_cast<long>(at_ + fed_), SEEK_SET) != 0 ||
+            std::fread(in_, 1, chunk, f_) != chunk)
+          return false;
+        fed_ += chunk;
+        z_.next_in = in_;
+        z_.avail_in = static_cast<uInt>(chunk);
+      }
+      const uInt before = z_.avail_out;
+      const int rc = inflate(&z_, Z_NO_FLUSH);
+      if (rc == Z_STREAM_END && z_.avail_out > 0) return false;
+      if (rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR) return false;
+      if (z_.avail_out == before && z_.avail_in == 0 && fed_ >= length_) return false;
+    }
+    pos_ += n;
+    return true;
+  }
+  bool skip(uint64_t n) {
+    if (!compressed_) {
+      if (n > length_ - pos_) return false;
+      pos_ += n;
+      return true;
+    }
+    while (n > 0) {  // inflated and dropped: the only way to learn the stream holds them
+      const size_t step = static_cast<size_t>(std::min<uint64_t>(n, sizeof out_));
+      if (!read(out_, step)) return false;
+      n -= step;
+    }
+    return true;
+  }
+  uint64_t position() const { return pos_; }
+
+ private:
+  std::FILE* f_;
+  uint64_t at_, length_, pos_ = 0, fed_ = 0;
+  bool compressed_;
+  z_stream z_{};
+  unsigned char in_[1 << 16];
+  unsigned char out_[1 << 16];
+};
+
+// The sizes nested inside one MAT v5 matrix element, held against the bytes the element has,
+// before matio sees them: matio allocates what the array flags, dimensions, name, data parts
+// and cell or struct contents declare (a cell's dimensions become one pointer per element, a
+// numeric variable's dimensions one value each) before it reads a byte of them.
+class MatrixChecker {
+ public:
+  MatrixChecker(const std::string& path, bool little_endian, VariableBytes& bytes, std::string label)
+      : path_(path), le_(little_endian), bytes_(bytes), label_(std::move(label)) {}
+
+  // The contents of a miMATRIX element of `nbytes` bytes.
+  void matrix(uint64_t nbytes, int depth) {
+    if (depth > kMaxDepth) bad("nests cells or structs deeper than " + std::to_string(kMaxDepth));
+    if (nbytes == 0) return;  // an empty element (a cell's empty entry)
+    uint64_t left = nbytes;
+    Tag flags = tag(left, "array flags");
+    if (flags.type != 6 /* miUINT32 */ || flags.nbytes != 8) bad("has malformed array flags");
+    unsigned char fw[8];
+    data(left, flags, fw, "array flags");
+    const uint32_t word = load_u32(fw, le_);
+    const int cls = static_cast<int>(word & 0xff);
+    const bool complex = (word & 0x800) != 0;
+
+    Tag dtag = tag(left, "dimensions");
+    if (dtag.type != 5 /* miINT32 */ || dtag.nbytes % 4 != 0 || dtag.nbytes < 8)
+      bad("has malformed dimensions");
+    std::vector<unsigned char> draw(dtag.nbytes);  // bounded by the element's bytes
+    data(left, dtag, draw.data(), "dimensions");
+
+    Tag ntag = tag(left, "name");
+    if (ntag.type != 1 /* miINT8 */ && ntag.type != 16 /* miUTF8 */) bad("has a malformed name");
+    std::string name(ntag.nbytes, '\0');  // bounded by the element's bytes
+    data(left, ntag, reinterpret_cast<unsigned char*>(name.data()), "name");
+    if (depth == 0 && !name.empty()) label_ = "variable " + in_quotes(name);
+
+    uint64_t nelems = 1;
+    std::string dims;
+    bool overflow = false;
+    for (uint32_t i = 0; i < dtag.nbytes / 4; ++i) {
+      const uint64_t d = load_u32(&draw[4 * i], le_);
+      if (i < 8) dims += (i ? " x " : "") + std::to_string(d);
+      if (i == 8) dims += " x ... (" + std::to_string(dtag.nbytes / 4) + " dimensions)";
+      overflow = overflow || __builtin_mul_overflow(nelems, d, &nelems);
+    }
+    if (overflow) bad("declares dimensions " + dims + " whose product overflows");
+
+    auto part = [&](const char* what, bool check_count) {
+      if (left == 0 && (nelems == 0 || !check_count)) return;  // an empty matrix may stop here
+      Tag p = tag(left, what);
+      const uint64_t size = storage_size(p.type);
+      if (size == 0) bad(std::string("has a ") + what + " of unknown data type " + std::to_string(p.type));
+      uint64_t need = 0;
+      if (check_count && (__builtin_mul_overflow(nelems, size, &need) || need > p.nbytes))
+        bad("declares dimensions " + dims + " (" + std::to_string(nelems) + " values) but its " +
+            what + " holds " + std::to_string(p.nbytes / size));
+      skip_data(left, p, what);
+    };
+    switch (cls) {
+      case 6: case 7: case 8: case 9: case 10: case 11: case 12: case 13: case 14: case 15:
+      case 4:  // numeric classes and char
+        part("real part", true);
+        if (complex) part("imaginary part", true);
+        break;
+      case 5:  // sparse: row indices, column starts, values (matio sizes each by its tag)
+        part("row indices", false);
+        part("column starts", false);
+        part("real part", false);
+        if (complex) part("imaginary part", false);
+        break;
+      case 1:  // cell: one matrix element per entry, each at least a tag
+        entries(left, nelems, depth, "cell entries");
+        break;
+      case 3:  // object: a class name, then the fields of a struct
+      case 2: {  // struct: a field name length, the field names, then each field of each entry
+        if (cls == 3) {
+          Tag c = tag(left, "class name");
+          skip_data(left, c, "class name");
+        }
+        Tag ltag = tag(left, "field name length");
+        unsigned char lraw[4] = {0, 0, 0, 0};
+        if (ltag.type != 5 || ltag.nbytes != 4) bad("has a malformed field name length");
+        data(left, ltag, lraw, "field name length");
+        const uint64_t field_len = load_u32(lraw, le_);
+        Tag ftag = tag(left, "field names");
+        if (field_len == 0 && ftag.nbytes != 0) bad("has a field name length of 0");
+        const uint64_t nfields = field_len ? ftag.nbytes / field_len : 0;
+        skip_data(left, ftag, "field names");
+        uint64_t n = 0;
+        if (__builtin_mul_overflow(nelems, nfields, &n))
+          bad("declares dimensions " + dims + " and " + std::to_string(nfields) + " fields that overflow");
+        entries(left, n, depth, "struct fields");
+        break;
+      }
+      default:
+        break;  // function handles, opaque objects: matio reads no sizes from them
+    }
+    if (!bytes_.skip(left)) ended("padding", left);
+  }
+
+ private:
+  static constexpr int kMaxDepth = 64;
+  struct Tag {
+    uint32_t type = 0;
+    uint32_t nbytes = 0;
+    bool small = false;
+    unsigned char inline_data[4] = {0, 0, 0, 0};
+  };
+
+  static uint64_t storage_size(uint32_t type) {
+    switch (type) {
+      case 1: case 2: case 16: return 1;        // miINT8, miUINT8, miUTF8
+      case 3: case 4: case 17: return 2;        // miINT16, miUINT16, miUTF16
+      case 5: case 6: case 7: case 18: return 4;  // miINT32, miUINT32, miSINGLE, miUTF32
+      case 9: case 12: case 13: return 8;       // miDOUBLE, miINT64, miUINT64
+      default: return 0;
+    }
+  }
+
+  [[noreturn]] void bad(const std::string& what) {
+    fail(path_, ": ", label_, " is corrupt: it ", what, " (at byte ", bytes_.position(),
+         " of the variable)");
+  }
+  [[noreturn]] void ended(const char* what, uint64_t declared) {
+    fail(path_, ": ", label_, " is truncated or corrupt: its ", what, " declares ", declared,
+         " bytes but the variable ends first (at byte ", bytes_.position(), " of the variable)");
+  }
+
+  Tag tag(uint64_t& left, const char* what) {
+    unsigned char raw[8];
+    if (left < 8 || !bytes_.read(raw, 8)) ended(what, 8);
+    left -= 8;
+    Tag t;
+    t.type = load_u32(raw, le_);
+    if (t.type >> 16) {  // a small data element: its 1-4 bytes inside the tag
+      t.small = true;
+      t.nbytes = t.type >> 16;
+      t.type &= 0xffff;
+      if (t.nbytes > 4) bad(std::string("has a malformed ") + what);
+      std::memcpy(t.inline_data, raw + 4, 4);
+    } else {
+      t.nbytes = load_u32(raw + 4, le_);
+      if (t.nbytes > left) ended(what, t.nbytes);
+    }
+    return t;
+  }
+  static uint64_t padded(uint64_t n) { return (n + 7) / 8 * 8; }
+  void data(uint64_t& left, const Tag& t, unsigned char* out, const char* what) {
+    if (t.small) {
+      std::memcpy(out, t.inline_data, std::min<uint32_t>(t.nbytes, 4));
+      return;
+    }
+    if (!bytes_.read(out, t.nbytes)) ended(what, t.nbytes);
+    left -= t.nbytes;
+    pad(left);
+  }
+  void skip_data(uint64_t& left, const Tag& t, const char* what) {
+    if (t.small) return;
+    if (!bytes_.skip(t.nbytes)) ended(what, t.nbytes);
+    left -= t.nbytes;
+    pad(left);
+  }
+  void pad(uint64_t& left) {
+    const uint64_t used = (8 - bytes_.position() % 8) % 8;  // sub-elements are 8-byte aligned
+    const uint64_t n = std::min(left, used);
+    if (!bytes_.skip(n)) ended("padding", n);
+    left -= n;
+  }
+  void entries(uint64_t& left, uint64_t n, int depth, const char* what) {
+    uint64_t need = 0;
+    if (__builtin_mul_overflow(n, uint64_t{8}, &need) || need > left)
+      bad("declares " + std::to_string(n) + " " + what + " but holds only " + std::to_string(left) +
+          " bytes (8 at least for each)");
+    for (uint64_t i = 0; i < n; ++i) {
+      Tag t = tag(left, what);
+      if (t.small || t.type != 14 /* miMATRIX */) bad(std::string("has ") + what + " that are not matrices");
+      const uint64_t before = bytes_.position();
+      matrix(t.nbytes, depth + 1);
+      left -= bytes_.position() - before;
+    }
+  }
+
+  const std::string& path_;
+  bool le_;
+  VariableBytes& bytes_;
+  std::string label_;
+};
+
 // The sizes the file declares, held against its length: every top-level data element of a
 // MAT v5 file (an 8-byte tag: type, byte count) and every matrix of a v4 file (a 20-byte
 // header: type, rows, columns, imaginary flag, name length) must end inside the file. matio
@@ -110,6 +367,19 @@ void check_declared_sizes(const std::string& path, int version,
       }
       const uint64_t declared = 8 + uint64_t{load_u32(tag + 4, le)};
       if (declared > size - at) cut_short(index, at, declared);
+      if (type == 14 /* miMATRIX */ || type == 15 /* miCOMPRESSED */) {
+        VariableBytes bytes(f.get(), at + 8, declared - 8, type == 15);
+        MatrixChecker check(path, le, bytes, nth_variable(index, names));
+        if (type == 14) {
+          check.matrix(declared - 8, 0);
+        } else {
+          unsigned char inner[8];  // the compressed stream holds one miMATRIX element
+          if (!bytes.read(inner, 8))
+            fail(path, ": ", nth_variable(index, names),
+                 " is truncated or corrupt: its compressed data ends before its first tag");
+          if (load_u32(inner, le) == 14) check.matrix(load_u32(inner + 4, le), 0);
+        }
+      }
       at += declared;
       if (type != 15 /* miCOMPRESSED */) at = (at + 7) / 8 * 8;  // 8-byte aligned
     }
@@ -139,6 +409,24 @@ void check_declared_sizes(const std::string& path, int version,
     }
   }
   // v7.3 files are HDF5: the HDF5 library checks the file's extent itself.
+}
+
+// Whether the file opens like a MAT v4 file: no v5 or v7.3 header, and a first matrix header
+// whose type is a valid MOPT number in either byte order. matio's Mat_Open reads that first
+// header, and allocates the name length it declares, so these sizes are checked before it.
+bool looks_like_mat4(const std::string& path) {
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
+  if (!f) return false;
+  unsigned char head[128];
+  const size_t n = std::fread(head, 1, sizeof head, f.get());
+  if (n == sizeof head && ((head[126] == 'I' && head[127] == 'M') || (head[126] == 'M' && head[127] == 'I')))
+    return false;  // v5 or v7.3
+  if (n < 20) return false;
+  for (bool le : {true, false}) {
+    const uint32_t type = load_u32(head, le);
+    if (type <= 4052 && (type / 100) % 10 == 0 && (type / 10) % 10 <= 5 && type % 10 <= 2) return true;
+  }
+  return false;
 }
 
 const char* class_name_of(int class_type) {
@@ -321,6 +609,8 @@ MatFile::MatFile(const std::string& path) : path_(path) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) fail(path, ": not found");
   if (std::filesystem::is_directory(path, ec)) fail(path, ": is a folder, expected a .mat file");
+  // A v4 file's first matrix header is read (its name allocated) by Mat_Open itself.
+  if (looks_like_mat4(path)) check_declared_sizes(path, MAT_FT_MAT4, {});
   clear_matio_messages();
   mat_t* mat = Mat_Open(path.c_str(), MAT_ACC_RDONLY);
   if (!mat) fail(path, ": cannot open as a MAT file (v4, v5 or v7.3)", matio_reason());

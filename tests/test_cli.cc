@@ -5,6 +5,9 @@
 #include <sys/wait.h>
 
 #include <cstdlib>
+#include <cstring>
+#include <iterator>
+#include <stdexcept>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -448,42 +451,79 @@ std::vector<BadCase> bad_cases() {
       {"import misplaced option", [](W w) { return A{"import", "--format", "gazsl", "--input", w.data().string(), "--output", w.out().string(), "--original-att"}; }, "original-att"},
   };
 #ifdef ZSCRGAN_HAVE_MATIO
-  // xlsa17 folders whose res101.mat is cut short (matio alone would import zeros).
+  // An xlsa17 folder: res101.mat (12 images of 64-d features, and their labels) and a complete
+  // att_splits.mat.
+  auto write_xlsa17 = [](const fs::path& in, bool compressed, bool features_first) {
+    fs::create_directories(in);
+    mat_t* m = Mat_CreateVer((in / "res101.mat").c_str(), nullptr, MAT_FT_MAT5);
+    std::vector<double> labels(12), features(64 * 12);
+    // images 1-6 (trainval) of classes 1 and 2, images 7-12 (test_unseen 7-10) of 3 and 4
+    for (size_t i = 0; i < labels.size(); ++i) labels[i] = (i < 6 ? 1 : 3) + i % 2;
+    for (size_t i = 0; i < features.size(); ++i) features[i] = 0.5 + i;
+    size_t ld[2] = {12, 1}, fd[2] = {64, 12};
+    matvar_t* l = Mat_VarCreate("labels", MAT_C_DOUBLE, MAT_T_DOUBLE, 2, ld, labels.data(), MAT_F_DONT_COPY_DATA);
+    matvar_t* f = Mat_VarCreate("features", MAT_C_DOUBLE, MAT_T_DOUBLE, 2, fd, features.data(), MAT_F_DONT_COPY_DATA);
+    const auto z = compressed ? MAT_COMPRESSION_ZLIB : MAT_COMPRESSION_NONE;
+    Mat_VarWrite(m, features_first ? f : l, z);
+    Mat_VarWrite(m, features_first ? l : f, z);
+    Mat_VarFree(l);
+    Mat_VarFree(f);
+    Mat_Close(m);
+    m = Mat_CreateVer((in / "att_splits.mat").c_str(), nullptr, MAT_FT_MAT5);
+    std::vector<double> att(4 * 4, 0.25), trainval = {1, 2, 3, 4, 5, 6}, unseen = {7, 8, 9, 10};
+    size_t ad[2] = {4, 4}, td[2] = {6, 1}, ud[2] = {4, 1};
+    for (auto [name, data, dims] : {std::tuple{"att", att.data(), ad}, std::tuple{"trainval_loc", trainval.data(), td},
+                                    std::tuple{"test_unseen_loc", unseen.data(), ud}}) {
+      matvar_t* v = Mat_VarCreate(name, MAT_C_DOUBLE, MAT_T_DOUBLE, 2, dims, data, MAT_F_DONT_COPY_DATA);
+      Mat_VarWrite(m, v, MAT_COMPRESSION_NONE);
+      Mat_VarFree(v);
+    }
+    Mat_Close(m);
+  };
+  // xlsa17 folders whose res101.mat is cut short (matio alone would import zeros; it warns
+  // while listing the variables).
   for (int compressed = 0; compressed < 2; ++compressed) {
-    for (int cut : {5, 300}) {
+    for (int cut : {5, 300, -40}) {  // bytes off the end, or (negative) percent of the file
       static std::vector<std::string> names;
-      names.push_back(std::string("xlsa17 res101.mat ") + (compressed ? "compressed, " : "") + "cut by " + std::to_string(cut));
+      names.push_back(std::string("xlsa17 res101.mat ") + (compressed ? "compressed, " : "") +
+                      (cut < 0 ? "cut to " + std::to_string(100 + cut) + "%" : "cut by " + std::to_string(cut)));
       c.push_back({names.back().c_str(), [=](W w) {
         const fs::path in = w.root / "xlsa";
-        fs::create_directories(in);
-        mat_t* m = Mat_CreateVer((in / "res101.mat").c_str(), nullptr, MAT_FT_MAT5);
-        std::vector<double> labels(12), features(64 * 12);
-        for (size_t i = 0; i < labels.size(); ++i) labels[i] = 1 + i % 4;
-        for (size_t i = 0; i < features.size(); ++i) features[i] = 0.5 + i;
-        size_t ld[2] = {12, 1}, fd[2] = {64, 12};
-        matvar_t* l = Mat_VarCreate("labels", MAT_C_DOUBLE, MAT_T_DOUBLE, 2, ld, labels.data(), MAT_F_DONT_COPY_DATA);
-        matvar_t* f = Mat_VarCreate("features", MAT_C_DOUBLE, MAT_T_DOUBLE, 2, fd, features.data(), MAT_F_DONT_COPY_DATA);
-        const auto z = compressed ? MAT_COMPRESSION_ZLIB : MAT_COMPRESSION_NONE;
-        Mat_VarWrite(m, l, z);
-        Mat_VarWrite(m, f, z);
-        Mat_VarFree(l);
-        Mat_VarFree(f);
-        Mat_Close(m);
-        truncate_by(in / "res101.mat", cut);
-        // A complete att_splits.mat: the cut res101.mat is what must be refused.
-        m = Mat_CreateVer((in / "att_splits.mat").c_str(), nullptr, MAT_FT_MAT5);
-        std::vector<double> att(4 * 4, 0.25), trainval = {1, 2, 3, 4, 5, 6}, unseen = {7, 8, 9, 10};
-        size_t ad[2] = {4, 4}, td[2] = {6, 1}, ud[2] = {4, 1};
-        for (auto [name, data, dims] : {std::tuple{"att", att.data(), ad}, std::tuple{"trainval_loc", trainval.data(), td},
-                                        std::tuple{"test_unseen_loc", unseen.data(), ud}}) {
-          matvar_t* v = Mat_VarCreate(name, MAT_C_DOUBLE, MAT_T_DOUBLE, 2, dims, data, MAT_F_DONT_COPY_DATA);
-          Mat_VarWrite(m, v, MAT_COMPRESSION_NONE);
-          Mat_VarFree(v);
-        }
-        Mat_Close(m);
+        write_xlsa17(in, compressed, false);
+        const fs::path res101 = in / "res101.mat";
+        if (cut < 0)
+          fs::resize_file(res101, fs::file_size(res101) * (100 + cut) / 100);
+        else
+          truncate_by(res101, cut);
         return A{"import", "--format", "xlsa17", "--input", in.string(), "--output", w.out().string()}; }, "res101.mat"});
     }
   }
+  // The last 2 of the 12 feature columns taken out of the file, and the byte counts of the
+  // `features` element and of its data part lowered to match: the file is consistent to its
+  // end, and matio, asked for 64 x 12 values, reads the 640 there, then the `labels` element's
+  // bytes as values, then nothing, without a warning (the import would succeed with 128 wrong
+  // values). Only the check of the dimensions against the data part refuses it.
+  c.push_back({"xlsa17 res101.mat features hold 10 of their 12 columns", [=](W w) {
+    const fs::path in = w.root / "xlsa";
+    write_xlsa17(in, false, true);
+    std::string bytes;
+    {
+      std::ifstream f(in / "res101.mat", std::ios::binary);
+      bytes.assign(std::istreambuf_iterator<char>(f), {});
+    }
+    // matio's layout: the 128-byte header, then the miMATRIX tag (type 14, byte count), array
+    // flags (16 bytes), dimensions (16), the name "features" (16), the miDOUBLE data tag.
+    auto u32 = [&](size_t at) { uint32_t v; std::memcpy(&v, &bytes[at], 4); return v; };
+    auto set_u32 = [&](size_t at, uint32_t v) { std::memcpy(&bytes[at], &v, 4); };
+    const uint32_t cut = 2 * 64 * 8;
+    if (bytes.size() < 192 + 768 * 8 || u32(128) != 14 || u32(184) != 9 || u32(188) != 768 * 8)
+      throw std::runtime_error("unexpected layout of matio's res101.mat");
+    set_u32(132, u32(132) - cut);
+    set_u32(188, u32(188) - cut);
+    bytes.erase(192 + 640 * 8, cut);
+    std::ofstream(in / "res101.mat", std::ios::binary | std::ios::trunc) << bytes;
+    return A{"import", "--format", "xlsa17", "--input", in.string(), "--output", w.out().string()}; },
+    "holds 640"});
 #endif
   return c;
 }

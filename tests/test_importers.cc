@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -21,6 +22,7 @@
 
 #ifdef ZSCRGAN_HAVE_MATIO
 #include <matio.h>
+#include <zlib.h>
 #endif
 
 #include "data_test_util.h"
@@ -476,6 +478,133 @@ TEST(ImportXlsa17, TruncatedMatFilesAreRefusedAtEveryLength) {
     }
   }
   EXPECT_GE(refused, 25);
+}
+
+// A MAT v4 file's first matrix header is read by matio's Mat_Open itself, which allocates the
+// name length it declares: a 200-byte file declaring a 1.8 GB name (found by the fuzzer) is
+// refused by the size check, before matio sees it, naming the file.
+TEST(ImportXlsa17, MatV4HeaderSizesAreCheckedBeforeMatioOpensTheFile) {
+  ScopedTempDir tmp;
+  auto o = xlsa17_options(tmp);
+  Xlsa17Fixture f;
+  f.write(o.input);
+  const std::string res101 = (fs::path(o.input) / "res101.mat").string();
+  // type 0 (double, little-endian), 3 x 12, real, then the name length
+  const std::vector<uint32_t> header = {0, 3, 12, 0, 0x70000000u};
+  std::string file(reinterpret_cast<const char*>(header.data()), 20);
+  file += std::string("features\0", 9) + std::string(3 * 12 * 8, '\0');
+  zscrgan_test::write_bytes(res101, file);
+  expect_refused(o, {res101, "truncated", "variable 1", "declares 1879048500 bytes"});
+}
+
+// ---- MAT v5 files built byte by byte ------------------------------------------------------------
+
+// A data element: its tag (type, byte count) and the bytes, padded to 8.
+std::string mat5_element(uint32_t type, const std::string& bytes) {
+  std::string out(8, '\0');
+  const uint32_t n = static_cast<uint32_t>(bytes.size());
+  std::memcpy(&out[0], &type, 4);  // this test runs little-endian, as the header says
+  std::memcpy(&out[4], &n, 4);
+  out += bytes;
+  out.resize((out.size() + 7) / 8 * 8, '\0');
+  return out;
+}
+
+template <typename T>
+std::string mat5_bytes(const std::vector<T>& v) {
+  return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
+}
+
+// A miMATRIX element of MATLAB class `cls` (6 double, 1 cell, 2 struct), dims as declared,
+// then `body` (the data parts, or the cell or struct contents) as given.
+std::string mat5_matrix(uint32_t cls, const std::vector<uint32_t>& dims, const std::string& name,
+                        const std::string& body, bool complex = false) {
+  const std::vector<uint32_t> flags = {cls | (complex ? 0x800u : 0u), 0};
+  return mat5_element(14, mat5_element(6, mat5_bytes(flags)) + mat5_element(5, mat5_bytes(dims)) +
+                              mat5_element(1, name) + body);
+}
+
+std::string mat5_doubles(const std::vector<double>& v) { return mat5_element(9, mat5_bytes(v)); }
+
+std::string mat5_compressed(const std::string& element) {
+  uLongf n = compressBound(element.size());
+  std::string out(n, '\0');
+  EXPECT_EQ(compress2(reinterpret_cast<Bytef*>(&out[0]), &n,
+                      reinterpret_cast<const Bytef*>(element.data()), element.size(), 6), Z_OK);
+  out.resize(n);
+  std::string tagged(8, '\0');
+  const uint32_t type = 15, size = static_cast<uint32_t>(n);
+  std::memcpy(&tagged[0], &type, 4);
+  std::memcpy(&tagged[4], &size, 4);
+  return tagged + out;  // compressed elements are not padded
+}
+
+std::string mat5_file(const std::string& elements) {
+  std::string head = "MATLAB 5.0 MAT-file, built by test_importers";
+  head.resize(116, ' ');
+  head += std::string(8, '\0');
+  head += std::string("\x00\x01IM", 4);
+  return head + elements;
+}
+
+// Sizes declared inside a variable (its dimensions, a cell's or struct's entries, a data part)
+// are held against the bytes the variable has before matio allocates them: a 1,000-byte file
+// that declares a 1,000,000,000 x 12 double matrix (matio calloc()s the 96 GB and "reads" it),
+// a cell or struct of 10^9 entries (matio's Mat_GetDir allocates a pointer for each), the same
+// compressed, each is refused naming the file and the variable. The same writer's well-formed
+// file imports exactly.
+TEST(ImportXlsa17, SizesDeclaredInsideAVariableMustFitItsBytes) {
+  Xlsa17Fixture f;
+  std::vector<double> features;
+  for (size_t i = 0; i < f.labels.size(); ++i)
+    for (size_t d = 0; d < 3; ++d) features.push_back(f.feature(d, i));
+  const uint32_t n = static_cast<uint32_t>(f.labels.size());
+  const std::string labels = mat5_matrix(6, {n, 1}, "labels", mat5_doubles(f.labels));
+  const std::string good = mat5_matrix(6, {3, n}, "features", mat5_doubles(features));
+  struct Case {
+    const char* what;
+    std::string features;
+    std::vector<std::string> needles;
+  };
+  const std::string huge_numeric = mat5_matrix(6, {1000000000, n}, "features", mat5_doubles(features));
+  const std::string field_names = mat5_element(5, std::string("\x08\x00\x00\x00", 4)) +
+                                  mat5_element(1, std::string("a\0\0\0\0\0\0\0", 8));
+  const Case cases[] = {
+      {"numeric dims beyond its values", huge_numeric, {"'features'", "1000000000 x 12", "holds 36"}},
+      {"compressed numeric dims beyond its values", mat5_compressed(huge_numeric),
+       {"'features'", "1000000000 x 12", "holds 36"}},
+      {"imaginary part short", mat5_matrix(6, {3, n}, "features", mat5_doubles(features) + mat5_doubles({1.0}), true),
+       {"'features'", "imaginary part holds 1"}},
+      {"cell of 10^9 entries", mat5_matrix(1, {1000000000, 1}, "features", ""),
+       {"'features'", "1000000000 cell entries"}},
+      {"compressed cell of 10^9 entries", mat5_compressed(mat5_matrix(1, {1000000000, 1}, "features", "")),
+       {"'features'", "1000000000 cell entries"}},
+      {"struct of 10^9 entries", mat5_matrix(2, {1000000000, 1}, "features", field_names),
+       {"'features'", "1000000000 struct fields"}},
+      {"dims that overflow", mat5_matrix(6, {4294967295u, 4294967295u, 4294967295u}, "features", ""),
+       {"'features'", "overflow"}},
+      {"name longer than the variable", mat5_matrix(6, {3, n}, "features", "").substr(0, 40) +
+                                            std::string("\x01\x00\x00\x00\x00\x00\x00\x10", 8) + "features",
+       {"name", "declares 268435456 bytes"}},
+  };
+  {
+    ScopedTempDir tmp;
+    auto o = xlsa17_options(tmp);
+    f.write(o.input);
+    zscrgan_test::write_bytes((fs::path(o.input) / "res101.mat").string(), mat5_file(good + labels));
+    expect_default_xlsa17(zscrgan::import_dataset(o));
+  }
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    ScopedTempDir tmp;
+    auto o = xlsa17_options(tmp);
+    f.write(o.input);
+    const std::string res101 = (fs::path(o.input) / "res101.mat").string();
+    zscrgan_test::write_bytes(res101, mat5_file(labels + c.features));
+    std::vector<std::string> needles = c.needles;
+    needles.push_back(res101);
+    expect_refused(o, needles);
+  }
 }
 
 TEST(ImportXlsa17, FilesThatAreNotMatFilesOrAbsentAreRefused) {

@@ -18,6 +18,7 @@
 # build-fuzz/<target>/ (or $FUZZ_DIR/<target>): the growing corpus in corpus/, crash inputs in
 # artifacts/, the log in fuzz.log. Reproduce a finding with
 #   build-fuzz/<target>/fuzz_<target> build-fuzz/<target>/artifacts/<file>
+# and commit a small one as tools/fuzz/regressions/<target>-<what>, a seed of every later run.
 set -euo pipefail
 
 target=safetensors
@@ -36,7 +37,7 @@ case $target in
   config) sources=("$src/config.cc" "$src/json_strict.cc" "$src/fileio.cc" "$src/error.cc"); libs=(); max_len=8192 ;;
   mat) sources=("$src/import_mat.cc" "$src/import_xlsa17.cc" "$src/import_gazsl.cc" "$src/import_dataset.cc"
                 "$src/dataset.cc" "$src/npy.cc" "$src/fileio.cc" "$src/error.cc" "$src/json_strict.cc")
-       libs=(-lmatio); max_len=16384 ;;
+       libs=(-lmatio -lz); max_len=16384 ;;
 esac
 
 if ! command -v "$cxx" >/dev/null; then
@@ -55,6 +56,11 @@ echo "building $harness"
   "$src/fileio.cc" "$src/error.cc" -lmatio -o "$work/make_seeds"
 "$work/make_seeds" "$target" "$work/seeds"
 if [ "$target" = safetensors ]; then cp "$root/tests/fixtures/python_written.safetensors" "$work/seeds/"; fi
+# Inputs that were findings once (tools/fuzz/regressions/<target>-*) run first, as seeds.
+regressions=()
+for r in "$root"/tools/fuzz/regressions/"$target"-*; do
+  [ -f "$r" ] && { mkdir -p "$work/regressions"; cp "$r" "$work/regressions/"; regressions=("$work/regressions"); }
+done
 dict=()
 if [ "$target" = safetensors ]; then dict=(-dict="$root/tools/fuzz/safetensors.dict"); fi
 
@@ -63,7 +69,7 @@ echo "fuzzing for $seconds s ($(ls "$work/seeds" | wc -l) seeds, $(ls "$work/cor
 set +e
 ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} \
 UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
-TMPDIR="$work" "$harness" "$work/corpus" "$work/seeds" \
+TMPDIR="$work" "$harness" "$work/corpus" "$work/seeds" "${regressions[@]}" \
   "${dict[@]}" -max_total_time="$seconds" -max_len="$max_len" \
   -timeout=10 -rss_limit_mb=2048 -artifact_prefix="$work/artifacts/" -print_final_stats=1 \
   "$@" >"$work/fuzz.log" 2>&1
