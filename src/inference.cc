@@ -219,40 +219,12 @@ fs::path output_folder(const std::string& out_dir) {
 }
 
 fs::path make_temp_sibling(const fs::path& target) {
-  std::error_code ec;
   if (target.has_parent_path()) {
+    std::error_code ec;
     fs::create_directories(target.parent_path(), ec);
     if (ec) fail(target.string(), ": cannot create the parent folder: ", ec.message());
   }
-  for (int attempt = 0;; ++attempt) {
-    fs::path tmp = target;
-    tmp += ".tmp-" + unique_suffix();
-    if (fs::create_directory(tmp, ec)) return tmp;
-    if (ec || attempt > 8)
-      fail(target.string(), ": cannot create the temporary folder ", tmp.string(), ": ",
-           ec ? ec.message() : "name collision");
-  }
-}
-
-void move_into_place(const fs::path& tmp, const fs::path& target) {
-  std::error_code ec;
-  if (fs::exists(fs::symlink_status(target, ec))) {
-    // Move the old folder aside first so that a failed rename can put it back.
-    fs::path old = target;
-    old += ".old-" + unique_suffix();
-    fs::rename(target, old, ec);
-    if (ec) fail(target.string(), ": cannot move the existing folder aside: ", ec.message());
-    fs::rename(tmp, target, ec);
-    if (ec) {
-      std::error_code ignored;
-      fs::rename(old, target, ignored);
-      fail(target.string(), ": cannot rename ", tmp.string(), " into place: ", ec.message());
-    }
-    fs::remove_all(old, ec);
-  } else {
-    fs::rename(tmp, target, ec);
-    if (ec) fail(target.string(), ": cannot rename ", tmp.string(), " into place: ", ec.message());
-  }
+  return create_folder_beside(target, target.string());
 }
 
 // ---- R.json ----
@@ -332,7 +304,7 @@ void run_embed(const EmbedOptions& o, std::ostream& log) {
       }
       out.finish();
     }
-    move_into_place(tmp, target);
+    move_folder_into_place(tmp, target, target.string());
   } catch (...) {
     std::error_code ignored;
     fs::remove_all(tmp, ignored);
