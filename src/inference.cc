@@ -57,7 +57,7 @@ void check_common_options(const std::string& command, const std::string& checkpo
 
 // The checkpoint's dimensions; reading its config first rejects files that are not
 // checkpoints with the checkpoint reader's own message.
-ModelDims checkpoint_dims(const std::string& checkpoint) {
+ModelDims checkpoint_dims(const OpenedCheckpoint& checkpoint) {
   checkpoint_config(checkpoint);
   return checkpoint_model_dims(checkpoint);
 }
@@ -74,13 +74,13 @@ struct LoadedModel {
   std::unique_ptr<Model> model;
 };
 
-LoadedModel load_model(const std::string& checkpoint, const ModelDims& d, const std::string& device,
-                       std::ostream& log) {
+LoadedModel load_model(const OpenedCheckpoint& checkpoint, const ModelDims& d,
+                       const std::string& device, std::ostream& log) {
   LoadedModel m;
   m.backend = select_backend(device, log);
   m.model = std::make_unique<Model>(*m.backend, d);
   load_model_parameters(*m.model, checkpoint);
-  log << "model: " << checkpoint << " (text " << d.text_dim << ", image " << d.image_dim
+  log << "model: " << checkpoint.path << " (text " << d.text_dim << ", image " << d.image_dim
       << ", embed " << d.embed_dim << ", z " << d.z_dim << ", gf " << d.gf_dim << ")\n";
   return m;
 }
@@ -261,7 +261,8 @@ void run_embed(const EmbedOptions& o, std::ostream& log) {
   check_common_options("embed", o.checkpoint, o.samples, o.chunk_rows);
   if (o.texts.empty() && o.images.empty()) fail("embed: nothing to embed: give texts, images or both");
   const fs::path target = output_folder(o.out_dir);
-  const ModelDims d = checkpoint_dims(o.checkpoint);
+  const OpenedCheckpoint checkpoint = open_checkpoint(o.checkpoint);
+  const ModelDims d = checkpoint_dims(checkpoint);
   std::optional<NpyRowReader> texts, images;
   if (!o.texts.empty()) {
     texts.emplace(o.texts);
@@ -271,7 +272,7 @@ void run_embed(const EmbedOptions& o, std::ostream& log) {
     images.emplace(o.images);
     check_width(*images, d.image_dim, "image", o.checkpoint);
   }
-  LoadedModel lm = load_model(o.checkpoint, d, o.device, log);
+  LoadedModel lm = load_model(checkpoint, d, o.device, log);
   Backend& be = *lm.backend;
   const int text_rows = texts ? int(std::min<int64_t>(kQueryBlockRows, texts->rows())) : 0;
   const int image_rows = images ? int(std::min<int64_t>(o.chunk_rows, images->rows())) : 0;
@@ -332,7 +333,8 @@ void run_retrieve(const RetrieveOptions& o, std::ostream& log) {
     if (!parent.empty() && !fs::is_directory(parent, ec))
       fail(o.out, ": the folder ", parent.string(), " does not exist");
   }
-  const ModelDims d = checkpoint_dims(o.checkpoint);
+  const OpenedCheckpoint checkpoint = open_checkpoint(o.checkpoint);
+  const ModelDims d = checkpoint_dims(checkpoint);
   NpyRowReader texts(o.texts);
   check_width(texts, d.text_dim, "text", o.checkpoint);
   NpyRowReader gallery(o.gallery);
@@ -342,7 +344,7 @@ void run_retrieve(const RetrieveOptions& o, std::ostream& log) {
   if (o.top_k > gallery.rows())
     fail(o.gallery, ": top_k ", o.top_k, " exceeds the gallery's ", gallery.rows(), " rows");
 
-  LoadedModel lm = load_model(o.checkpoint, d, o.device, log);
+  LoadedModel lm = load_model(checkpoint, d, o.device, log);
   Backend& be = *lm.backend;
   const int n_q = int(texts.rows());
   const int64_t m = gallery.rows();
@@ -400,15 +402,23 @@ void run_retrieve(const RetrieveOptions& o, std::ostream& log) {
 
 EvalResult run_evaluate(const EvaluateOptions& o, std::ostream& out) {
   if (o.checkpoint.empty()) fail("evaluate: no checkpoint given");
-  const Config cfg = o.config.empty() ? checkpoint_config(o.checkpoint, o.overrides)
-                                      : load_config(o.config, o.overrides);
-  const ModelDims d = checkpoint_model_dims(o.checkpoint);
+  // The checkpoint is read once; a config file given instead is read first, as before.
+  Config cfg;
+  OpenedCheckpoint checkpoint;
+  if (o.config.empty()) {
+    checkpoint = open_checkpoint(o.checkpoint);
+    cfg = checkpoint_config(checkpoint, o.overrides);
+  } else {
+    cfg = load_config(o.config, o.overrides);
+    checkpoint = open_checkpoint(o.checkpoint);
+  }
+  const ModelDims d = checkpoint_model_dims(checkpoint);
   const Dataset data = load_configured_dataset(cfg);
   if (data.text_features.cols != d.text_dim || data.image_features.cols != d.image_dim)
     fail(o.checkpoint, ": the model takes texts of width ", d.text_dim, " and images of width ",
          d.image_dim, "; the dataset '", cfg.dataset, "' has ", data.text_features.cols, " and ",
          data.image_features.cols);
-  LoadedModel lm = load_model(o.checkpoint, d, o.device, out);
+  LoadedModel lm = load_model(checkpoint, d, o.device, out);
   Backend& be = *lm.backend;
   DeviceBlock block(be, align_up(data.text_features.data.size() * sizeof(float)) +
                             align_up(data.image_features.data.size() * sizeof(float)) +
