@@ -149,18 +149,19 @@ AtomicFile::AtomicFile(const std::string& path) : path_(path) {
   tmp_ = path + ".tmp-" + unique_suffix();
   fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd_ < 0) fail(path, ": cannot create '", tmp_, "': ", sys_error(errno));
+  temporary_exists_ = true;
 }
 
 AtomicFile::~AtomicFile() {
   if (fd_ >= 0) ::close(fd_);
-  if (!committed_) ::unlink(tmp_.c_str());
+  if (temporary_exists_) ::unlink(tmp_.c_str());
 }
 
 void AtomicFile::abandon(const std::string& what, int err) {
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
   ::unlink(tmp_.c_str());
-  committed_ = true;  // nothing is left for the destructor to remove
+  temporary_exists_ = false;
   fail(path_, ": ", what, ": ", sys_error(err));
 }
 
@@ -184,7 +185,7 @@ void AtomicFile::commit() {
     const int err = errno;
     abandon("cannot rename '" + tmp_ + "' over it", err);
   }
-  committed_ = true;
+  temporary_exists_ = false;
   remove_stale_temporaries(path_);  // left by a writer that was killed before its rename
 
   // Make the rename itself durable. Some file systems cannot sync a directory (EINVAL); the

@@ -44,7 +44,6 @@ class AtomicFile {
 
   void write(const void* data, size_t size);
   void commit();
-  bool committed() const { return committed_; }
   const std::string& path() const { return path_; }
   const std::string& temporary() const { return tmp_; }
 
@@ -53,7 +52,7 @@ class AtomicFile {
 
   std::string path_, tmp_;
   int fd_ = -1;
-  bool committed_ = false;
+  bool temporary_exists_ = false;  // to remove when the file is abandoned
 };
 
 // Writes `path` through a temporary sibling "<path>.tmp-<unique_suffix()>" that is flushed,
