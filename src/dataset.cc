@@ -175,18 +175,10 @@ void write_dataset_folder(const Dataset& d, const std::string& dir) {
   const std::string text = meta.dump(2) + "\n";
 
   // Refuse to replace anything that is not a dataset folder written by us.
-  const bool target_exists = fs::exists(fs::symlink_status(target, ec));
-  if (target_exists) {
-    if (fs::is_symlink(fs::symlink_status(target, ec)) || !fs::is_directory(target, ec))
-      fail(dir, ": exists and is not a folder; refusing to replace it");
-    for (const auto& entry : fs::directory_iterator(target, ec)) {
-      const std::string name = entry.path().filename().string();
-      if (!dataset_file_names().count(name))
-        fail(dir, ": exists and holds ", in_quotes(name),
-             ", which is not part of a dataset folder; refusing to replace it");
-    }
-    if (ec) fail(dir, ": cannot list: ", ec.message());
-  }
+  check_folder_replaceable(target, dir, [](const std::string& name) -> std::string {
+    if (dataset_file_names().count(name)) return "";
+    return "holds " + in_quotes(name) + ", which is not part of a dataset folder";
+  });
 
   // The parent folders this call creates, deepest first, removed again if the write fails.
   std::vector<fs::path> created;

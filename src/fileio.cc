@@ -216,6 +216,19 @@ void write_file_atomically(const std::string& path, const std::function<void(std
   file.commit();
 }
 
+void check_folder_replaceable(const fs::path& target, const std::string& name,
+                              const std::function<std::string(const std::string&)>& foreign) {
+  std::error_code ec;
+  if (!fs::exists(fs::symlink_status(target, ec))) return;
+  if (fs::is_symlink(fs::symlink_status(target, ec)) || !fs::is_directory(target, ec))
+    fail(name, ": exists and is not a folder; refusing to replace it");
+  for (const auto& entry : fs::directory_iterator(target, ec)) {
+    const std::string why = foreign(entry.path().filename().string());
+    if (!why.empty()) fail(name, ": exists and ", why, "; refusing to replace it");
+  }
+  if (ec) fail(name, ": cannot list: ", ec.message());
+}
+
 fs::path create_folder_beside(const fs::path& target, const std::string& name) {
   std::error_code ec;
   for (int attempt = 0;; ++attempt) {

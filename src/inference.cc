@@ -203,18 +203,10 @@ fs::path output_folder(const std::string& out_dir) {
   if (target.filename().empty()) target = target.parent_path();
   if (target.filename().empty() || target.filename() == "." || target.filename() == "..")
     fail(out_dir, ": not a valid output folder name");
-  std::error_code ec;
-  if (fs::exists(fs::symlink_status(target, ec))) {
-    if (fs::is_symlink(fs::symlink_status(target, ec)) || !fs::is_directory(target, ec))
-      fail(out_dir, ": exists and is not a folder; refusing to replace it");
-    for (const auto& entry : fs::directory_iterator(target, ec)) {
-      const std::string name = entry.path().filename().string();
-      if (name != kTextEmbeddings && name != kImageEmbeddings)
-        fail(out_dir, ": exists and holds '", name,
-             "', which embed does not write; refusing to replace it");
-    }
-    if (ec) fail(out_dir, ": cannot list: ", ec.message());
-  }
+  check_folder_replaceable(target, out_dir, [](const std::string& name) -> std::string {
+    if (name == kTextEmbeddings || name == kImageEmbeddings) return "";
+    return "holds '" + name + "', which embed does not write";
+  });
   return target;
 }
 

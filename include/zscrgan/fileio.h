@@ -67,6 +67,11 @@ void write_file_atomic(const std::string& path, const std::string& content);
 // (target's parent must exist). An existing target is first renamed aside to
 // "<target>.old-<suffix>" so that a failed rename can put it back, and is removed once the new
 // folder is in place. `name` (the folder as the user gave it) starts every message.
+// Before replacing a folder: refuses a `target` that exists and is not a folder (a symlink
+// included), or a folder with an entry `foreign` objects to; `foreign(entry name)` returns ""
+// for an entry the writer makes, else how the message goes on ("holds 'x', which ...").
+void check_folder_replaceable(const std::filesystem::path& target, const std::string& name,
+                              const std::function<std::string(const std::string&)>& foreign);
 std::filesystem::path create_folder_beside(const std::filesystem::path& target, const std::string& name);
 void move_folder_into_place(const std::filesystem::path& tmp, const std::filesystem::path& target,
                             const std::string& name);
