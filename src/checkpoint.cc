@@ -1,6 +1,7 @@
 #include "zscrgan/checkpoint.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 
@@ -83,7 +84,10 @@ std::string content_hash(const SafeTensorsFile& f, bool with_metadata = true) {
   return buf;
 }
 
+std::atomic<uint64_t> g_checkpoint_files_read{0};
+
 SafeTensorsFile read_checkpoint_file(const std::string& path) {
+  g_checkpoint_files_read.fetch_add(1);
   SafeTensorsFile f = read_safetensors(path);
   auto it = f.metadata.find("format");
   if (it == f.metadata.end() || it->second != kCheckpointFormat)
@@ -183,10 +187,24 @@ void save_checkpoint(Trainer& trainer, const std::string& path) {
   write_safetensors_atomic(path, f);
 }
 
+OpenedCheckpoint open_checkpoint(const std::string& path) {
+  OpenedCheckpoint c;
+  c.file = read_checkpoint_file(path);
+  c.path = path;
+  return c;
+}
+
+uint64_t checkpoint_files_read() { return g_checkpoint_files_read.load(); }
+
 void load_checkpoint(Trainer& trainer, const std::string& path) {
-  const SafeTensorsFile f = read_checkpoint_file(path);
+  load_checkpoint(trainer, open_checkpoint(path));
+}
+
+void load_checkpoint(Trainer& trainer, const OpenedCheckpoint& checkpoint) {
+  const SafeTensorsFile& f = checkpoint.file;
+  const std::string& path = checkpoint.path;
   // The training configuration must be the one the checkpoint was trained with.
-  const json stored = json::parse(config_to_json(checkpoint_config(path)));
+  const json stored = json::parse(config_to_json(checkpoint_config(checkpoint)));
   const json current = json::parse(config_to_json(trainer.config()));
   for (auto it = stored.begin(); it != stored.end(); ++it) {
     if (resumable_key(it.key()) || !current.contains(it.key()) || current[it.key()] == it.value()) continue;
@@ -243,7 +261,12 @@ void load_checkpoint(Trainer& trainer, const std::string& path) {
 }
 
 CheckpointStanding checkpoint_standing(const std::string& path) {
-  const SafeTensorsFile f = read_checkpoint_file(path);
+  return checkpoint_standing(open_checkpoint(path));
+}
+
+CheckpointStanding checkpoint_standing(const OpenedCheckpoint& checkpoint) {
+  const SafeTensorsFile& f = checkpoint.file;
+  const std::string& path = checkpoint.path;
   const json run = parse_metadata_json(f, "run");
   CheckpointStanding s;
   s.round = get<int>(run, "round", path);
@@ -254,12 +277,21 @@ CheckpointStanding checkpoint_standing(const std::string& path) {
 }
 
 Config checkpoint_config(const std::string& path, const std::vector<std::string>& overrides) {
-  const SafeTensorsFile f = read_checkpoint_file(path);
-  return parse_config(f.metadata.at("config"), path + " (stored config)", overrides);
+  return checkpoint_config(open_checkpoint(path), overrides);
+}
+
+Config checkpoint_config(const OpenedCheckpoint& checkpoint, const std::vector<std::string>& overrides) {
+  return parse_config(checkpoint.file.metadata.at("config"), checkpoint.path + " (stored config)",
+                      overrides);
 }
 
 ModelDims checkpoint_model_dims(const std::string& path) {
-  const SafeTensorsFile f = read_checkpoint_file(path);
+  return checkpoint_model_dims(open_checkpoint(path));
+}
+
+ModelDims checkpoint_model_dims(const OpenedCheckpoint& checkpoint) {
+  const SafeTensorsFile& f = checkpoint.file;
+  const std::string& path = checkpoint.path;
   auto shape = [&](const char* name) {
     const SafeTensor& t = f.at(std::string("param/") + name);
     if (t.shape.size() != 2) fail(path, ": tensor 'param/", name, "' is not a matrix");
@@ -280,8 +312,11 @@ ModelDims checkpoint_model_dims(const std::string& path) {
 }
 
 void load_model_parameters(Model& model, const std::string& path) {
-  const SafeTensorsFile f = read_checkpoint_file(path);
-  load_tensors(f, model.backend(), model.parameter_tensors(), "param/");
+  load_model_parameters(model, open_checkpoint(path));
+}
+
+void load_model_parameters(Model& model, const OpenedCheckpoint& checkpoint) {
+  load_tensors(checkpoint.file, model.backend(), model.parameter_tensors(), "param/");
 }
 
 }  // namespace zscrgan

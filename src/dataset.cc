@@ -175,18 +175,10 @@ void write_dataset_folder(const Dataset& d, const std::string& dir) {
   const std::string text = meta.dump(2) + "\n";
 
   // Refuse to replace anything that is not a dataset folder written by us.
-  const bool target_exists = fs::exists(fs::symlink_status(target, ec));
-  if (target_exists) {
-    if (fs::is_symlink(fs::symlink_status(target, ec)) || !fs::is_directory(target, ec))
-      fail(dir, ": exists and is not a folder; refusing to replace it");
-    for (const auto& entry : fs::directory_iterator(target, ec)) {
-      const std::string name = entry.path().filename().string();
-      if (!dataset_file_names().count(name))
-        fail(dir, ": exists and holds ", in_quotes(name),
-             ", which is not part of a dataset folder; refusing to replace it");
-    }
-    if (ec) fail(dir, ": cannot list: ", ec.message());
-  }
+  check_folder_replaceable(target, dir, [](const std::string& name) -> std::string {
+    if (dataset_file_names().count(name)) return "";
+    return "holds " + in_quotes(name) + ", which is not part of a dataset folder";
+  });
 
   // The parent folders this call creates, deepest first, removed again if the write fails.
   std::vector<fs::path> created;
@@ -207,15 +199,11 @@ void write_dataset_folder(const Dataset& d, const std::string& dir) {
     }
   }
   fs::path tmp;
-  for (int attempt = 0;; ++attempt) {
-    tmp = target;
-    tmp += ".tmp-" + unique_suffix();
-    if (fs::create_directory(tmp, ec)) break;
-    if (ec || attempt > 8) {
-      remove_created();
-      fail(dir, ": cannot create the temporary folder ", tmp.string(), ": ",
-           ec ? ec.message() : "name collision");
-    }
+  try {
+    tmp = create_folder_beside(target, dir);
+  } catch (...) {
+    remove_created();
+    throw;
   }
 
   auto remove_quietly = [](const fs::path& p) {
@@ -230,23 +218,7 @@ void write_dataset_folder(const Dataset& d, const std::string& dir) {
     write_file_atomically(join(tmp.string(), kMetaFile),
                                   [&](std::ostream& out) { out << text; });
 
-    if (target_exists) {
-      // Move the old folder aside first so a failed rename can put it back.
-      fs::path old = target;
-      old += ".old-" + unique_suffix();
-      fs::rename(target, old, ec);
-      if (ec) fail(dir, ": cannot move the existing folder aside: ", ec.message());
-      fs::rename(tmp, target, ec);
-      if (ec) {
-        std::error_code ignored;
-        fs::rename(old, target, ignored);
-        fail(dir, ": cannot rename ", tmp.string(), " into place: ", ec.message());
-      }
-      remove_quietly(old);
-    } else {
-      fs::rename(tmp, target, ec);
-      if (ec) fail(dir, ": cannot rename ", tmp.string(), " into place: ", ec.message());
-    }
+    move_folder_into_place(tmp, target, dir);
   } catch (...) {
     remove_quietly(tmp);
     remove_created();

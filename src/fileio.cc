@@ -3,15 +3,19 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <random>
 #include <sstream>
+#include <streambuf>
+#include <system_error>
 
 #include "zscrgan/error.h"
 
@@ -45,41 +49,217 @@ std::string unique_suffix() {
   return std::string(buf, 12);
 }
 
-void write_file_atomically(const std::string& path, const std::function<void(std::ostream&)>& write) {
-  const std::string tmp = path + ".tmp-" + unique_suffix();
-  auto remove_tmp = [&] {
-    std::error_code ec;
-    fs::remove(tmp, ec);
-  };
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) fail(path, ": cannot create ", tmp, ": ", std::strerror(errno));
-    try {
-      write(out);
-      out.flush();
-      if (!out) fail(path, ": write failed: ", std::strerror(errno));
-    } catch (...) {
-      out.close();
-      remove_tmp();
-      throw;
+namespace {
+
+std::string sys_error(int err) { return std::error_code(err, std::generic_category()).message(); }
+
+// Linux moves at most 0x7ffff000 bytes per call.
+constexpr size_t kMaxIo = size_t(1) << 30;
+
+// The one read/write loop: `step` moves up to `chunk` bytes at `p` and returns what read(2) or
+// write(2) would.
+template <typename Step>
+int io_loop(size_t size, int early_end, Step step) {
+  size_t done = 0;
+  while (done < size) {
+    const ssize_t n = step(done, std::min(size - done, kMaxIo));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno;
     }
+    if (n == 0) return early_end;
+    done += static_cast<size_t>(n);
   }
+  return 0;
+}
+
+std::string parent_directory(const std::string& path) {
+  const size_t slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+// An ostream's buffer over an AtomicFile; the first failed write is kept and rethrown.
+class AtomicFileBuf : public std::streambuf {
+ public:
+  explicit AtomicFileBuf(AtomicFile& f) : f_(f) { setp(buf_, buf_ + sizeof buf_); }
+  // Flushes what is buffered; rethrows the failure that stopped the stream, if any.
+  void finish() {
+    drain();
+    if (error_) std::rethrow_exception(error_);
+  }
+
+ protected:
+  int_type overflow(int_type c) override {
+    if (!drain()) return traits_type::eof();
+    if (!traits_type::eq_int_type(c, traits_type::eof())) {
+      *pptr() = traits_type::to_char_type(c);
+      pbump(1);
+    }
+    return traits_type::not_eof(c);
+  }
+  int sync() override { return drain() ? 0 : -1; }
+
+ private:
+  bool drain() {
+    if (error_) return false;
+    const size_t n = static_cast<size_t>(pptr() - pbase());
+    try {
+      if (n) f_.write(pbase(), n);
+    } catch (...) {
+      error_ = std::current_exception();
+      return false;
+    }
+    setp(buf_, buf_ + sizeof buf_);
+    return true;
+  }
+
+  AtomicFile& f_;
+  char buf_[1 << 16];
+  std::exception_ptr error_;
+};
+
+}  // namespace
+
+int write_fully(int fd, const void* data, size_t size) {
+  const auto* p = static_cast<const char*>(data);
+  return io_loop(size, EIO, [&](size_t done, size_t chunk) { return ::write(fd, p + done, chunk); });
+}
+
+int read_fully(int fd, void* data, size_t size) {
+  auto* p = static_cast<char*>(data);
+  return io_loop(size, ENODATA, [&](size_t done, size_t chunk) { return ::read(fd, p + done, chunk); });
+}
+
+int read_fully_at(int fd, void* data, size_t size, uint64_t& offset) {
+  auto* p = static_cast<char*>(data);
+  const uint64_t start = offset;
+  return io_loop(size, ENODATA, [&](size_t done, size_t chunk) {
+    offset = start + done;
+    const ssize_t n = ::pread(fd, p + done, chunk, static_cast<off_t>(offset));
+    if (n > 0) offset += static_cast<uint64_t>(n);
+    return n;
+  });
+}
+
+AtomicFile::AtomicFile(const std::string& path) : path_(path) {
+  // A unique name: two writers never share a temporary, and one killed mid-write leaves a file
+  // the next successful write removes (remove_stale_temporaries).
+  tmp_ = path + ".tmp-" + unique_suffix();
+  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd_ < 0) fail(path, ": cannot create '", tmp_, "': ", sys_error(errno));
+  temporary_exists_ = true;
+}
+
+AtomicFile::~AtomicFile() {
+  if (fd_ >= 0) ::close(fd_);
+  if (temporary_exists_) ::unlink(tmp_.c_str());
+}
+
+void AtomicFile::abandon(const std::string& what, int err) {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+  ::unlink(tmp_.c_str());
+  temporary_exists_ = false;
+  fail(path_, ": ", what, ": ", sys_error(err));
+}
+
+void AtomicFile::write(const void* data, size_t size) {
+  if (fd_ < 0) fail(path_, ": write after the file was finished");
+  if (int err = write_fully(fd_, data, size)) abandon("cannot write '" + tmp_ + "'", err);
+}
+
+void AtomicFile::commit() {
+  if (fd_ < 0) fail(path_, ": finished twice");
   // The data reaches the disk before the rename makes it the file.
-  const int fd = ::open(tmp.c_str(), O_RDONLY);
-  if (fd < 0 || ::fsync(fd) != 0) {
+  if (::fsync(fd_) != 0) {
     const int err = errno;
-    if (fd >= 0) ::close(fd);
-    remove_tmp();
-    fail(path, ": flush failed: ", std::strerror(err));
+    abandon("cannot flush '" + tmp_ + "' to disk", err);
   }
-  ::close(fd);
+  const int closed = ::close(fd_);
+  const int close_err = errno;
+  fd_ = -1;
+  if (closed != 0) abandon("cannot close '" + tmp_ + "'", close_err);
+  if (::rename(tmp_.c_str(), path_.c_str()) != 0) {
+    const int err = errno;
+    abandon("cannot rename '" + tmp_ + "' over it", err);
+  }
+  temporary_exists_ = false;
+  remove_stale_temporaries(path_);  // left by a writer that was killed before its rename
+
+  // Make the rename itself durable. Some file systems cannot sync a directory (EINVAL); the
+  // rename is still atomic there, only its durability is up to the file system.
+  const std::string dir = parent_directory(path_);
+  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) {
+    const int err = errno;
+    fail(path_, ": written, but cannot open its directory '", dir, "' to sync it: ", sys_error(err));
+  }
+  const int synced = ::fsync(dfd);
+  const int sync_err = errno;
+  ::close(dfd);
+  if (synced != 0 && sync_err != EINVAL)
+    fail(path_, ": written, but cannot sync its directory '", dir, "': ", sys_error(sync_err));
+}
+
+void write_file_atomically(const std::string& path, const std::function<void(std::ostream&)>& write) {
+  AtomicFile file(path);
+  {
+    AtomicFileBuf buf(file);
+    std::ostream out(&buf);
+    write(out);
+    out.flush();
+    buf.finish();
+    if (!out) fail(path, ": cannot write '", file.temporary(), "'");
+  }
+  file.commit();
+}
+
+void check_folder_replaceable(const fs::path& target, const std::string& name,
+                              const std::function<std::string(const std::string&)>& foreign) {
   std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    remove_tmp();
-    fail(path, ": cannot rename ", tmp, " into place: ", ec.message());
+  if (!fs::exists(fs::symlink_status(target, ec))) return;
+  if (fs::is_symlink(fs::symlink_status(target, ec)) || !fs::is_directory(target, ec))
+    fail(name, ": exists and is not a folder; refusing to replace it");
+  for (const auto& entry : fs::directory_iterator(target, ec)) {
+    const std::string why = foreign(entry.path().filename().string());
+    if (!why.empty()) fail(name, ": exists and ", why, "; refusing to replace it");
   }
-  remove_stale_temporaries(path);  // left by a writer that was killed before its rename
+  if (ec) fail(name, ": cannot list: ", ec.message());
+}
+
+fs::path create_folder_beside(const fs::path& target, const std::string& name) {
+  std::error_code ec;
+  for (int attempt = 0;; ++attempt) {
+    fs::path tmp = target;
+    tmp += ".tmp-" + unique_suffix();
+    if (fs::create_directory(tmp, ec)) return tmp;
+    if (ec || attempt > 8)
+      fail(name, ": cannot create the temporary folder ", tmp.string(), ": ",
+           ec ? ec.message() : "name collision");
+  }
+}
+
+void move_folder_into_place(const fs::path& tmp, const fs::path& target, const std::string& name) {
+  std::error_code ec;
+  if (fs::exists(fs::symlink_status(target, ec))) {
+    // Move the old folder aside first so that a failed rename can put it back.
+    fs::path old = target;
+    old += ".old-" + unique_suffix();
+    fs::rename(target, old, ec);
+    if (ec) fail(name, ": cannot move the existing folder aside: ", ec.message());
+    fs::rename(tmp, target, ec);
+    if (ec) {
+      std::error_code ignored;
+      fs::rename(old, target, ignored);
+      fail(name, ": cannot rename ", tmp.string(), " into place: ", ec.message());
+    }
+    fs::remove_all(old, ec);
+  } else {
+    fs::rename(tmp, target, ec);
+    if (ec) fail(name, ": cannot rename ", tmp.string(), " into place: ", ec.message());
+  }
 }
 
 void remove_stale_temporaries(const std::string& path) {

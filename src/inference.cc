@@ -57,7 +57,7 @@ void check_common_options(const std::string& command, const std::string& checkpo
 
 // The checkpoint's dimensions; reading its config first rejects files that are not
 // checkpoints with the checkpoint reader's own message.
-ModelDims checkpoint_dims(const std::string& checkpoint) {
+ModelDims checkpoint_dims(const OpenedCheckpoint& checkpoint) {
   checkpoint_config(checkpoint);
   return checkpoint_model_dims(checkpoint);
 }
@@ -74,13 +74,13 @@ struct LoadedModel {
   std::unique_ptr<Model> model;
 };
 
-LoadedModel load_model(const std::string& checkpoint, const ModelDims& d, const std::string& device,
-                       std::ostream& log) {
+LoadedModel load_model(const OpenedCheckpoint& checkpoint, const ModelDims& d,
+                       const std::string& device, std::ostream& log) {
   LoadedModel m;
   m.backend = select_backend(device, log);
   m.model = std::make_unique<Model>(*m.backend, d);
   load_model_parameters(*m.model, checkpoint);
-  log << "model: " << checkpoint << " (text " << d.text_dim << ", image " << d.image_dim
+  log << "model: " << checkpoint.path << " (text " << d.text_dim << ", image " << d.image_dim
       << ", embed " << d.embed_dim << ", z " << d.z_dim << ", gf " << d.gf_dim << ")\n";
   return m;
 }
@@ -203,56 +203,20 @@ fs::path output_folder(const std::string& out_dir) {
   if (target.filename().empty()) target = target.parent_path();
   if (target.filename().empty() || target.filename() == "." || target.filename() == "..")
     fail(out_dir, ": not a valid output folder name");
-  std::error_code ec;
-  if (fs::exists(fs::symlink_status(target, ec))) {
-    if (fs::is_symlink(fs::symlink_status(target, ec)) || !fs::is_directory(target, ec))
-      fail(out_dir, ": exists and is not a folder; refusing to replace it");
-    for (const auto& entry : fs::directory_iterator(target, ec)) {
-      const std::string name = entry.path().filename().string();
-      if (name != kTextEmbeddings && name != kImageEmbeddings)
-        fail(out_dir, ": exists and holds '", name,
-             "', which embed does not write; refusing to replace it");
-    }
-    if (ec) fail(out_dir, ": cannot list: ", ec.message());
-  }
+  check_folder_replaceable(target, out_dir, [](const std::string& name) -> std::string {
+    if (name == kTextEmbeddings || name == kImageEmbeddings) return "";
+    return "holds '" + name + "', which embed does not write";
+  });
   return target;
 }
 
 fs::path make_temp_sibling(const fs::path& target) {
-  std::error_code ec;
   if (target.has_parent_path()) {
+    std::error_code ec;
     fs::create_directories(target.parent_path(), ec);
     if (ec) fail(target.string(), ": cannot create the parent folder: ", ec.message());
   }
-  for (int attempt = 0;; ++attempt) {
-    fs::path tmp = target;
-    tmp += ".tmp-" + unique_suffix();
-    if (fs::create_directory(tmp, ec)) return tmp;
-    if (ec || attempt > 8)
-      fail(target.string(), ": cannot create the temporary folder ", tmp.string(), ": ",
-           ec ? ec.message() : "name collision");
-  }
-}
-
-void move_into_place(const fs::path& tmp, const fs::path& target) {
-  std::error_code ec;
-  if (fs::exists(fs::symlink_status(target, ec))) {
-    // Move the old folder aside first so that a failed rename can put it back.
-    fs::path old = target;
-    old += ".old-" + unique_suffix();
-    fs::rename(target, old, ec);
-    if (ec) fail(target.string(), ": cannot move the existing folder aside: ", ec.message());
-    fs::rename(tmp, target, ec);
-    if (ec) {
-      std::error_code ignored;
-      fs::rename(old, target, ignored);
-      fail(target.string(), ": cannot rename ", tmp.string(), " into place: ", ec.message());
-    }
-    fs::remove_all(old, ec);
-  } else {
-    fs::rename(tmp, target, ec);
-    if (ec) fail(target.string(), ": cannot rename ", tmp.string(), " into place: ", ec.message());
-  }
+  return create_folder_beside(target, target.string());
 }
 
 // ---- R.json ----
@@ -289,7 +253,8 @@ void run_embed(const EmbedOptions& o, std::ostream& log) {
   check_common_options("embed", o.checkpoint, o.samples, o.chunk_rows);
   if (o.texts.empty() && o.images.empty()) fail("embed: nothing to embed: give texts, images or both");
   const fs::path target = output_folder(o.out_dir);
-  const ModelDims d = checkpoint_dims(o.checkpoint);
+  const OpenedCheckpoint checkpoint = open_checkpoint(o.checkpoint);
+  const ModelDims d = checkpoint_dims(checkpoint);
   std::optional<NpyRowReader> texts, images;
   if (!o.texts.empty()) {
     texts.emplace(o.texts);
@@ -299,7 +264,7 @@ void run_embed(const EmbedOptions& o, std::ostream& log) {
     images.emplace(o.images);
     check_width(*images, d.image_dim, "image", o.checkpoint);
   }
-  LoadedModel lm = load_model(o.checkpoint, d, o.device, log);
+  LoadedModel lm = load_model(checkpoint, d, o.device, log);
   Backend& be = *lm.backend;
   const int text_rows = texts ? int(std::min<int64_t>(kQueryBlockRows, texts->rows())) : 0;
   const int image_rows = images ? int(std::min<int64_t>(o.chunk_rows, images->rows())) : 0;
@@ -332,7 +297,7 @@ void run_embed(const EmbedOptions& o, std::ostream& log) {
       }
       out.finish();
     }
-    move_into_place(tmp, target);
+    move_folder_into_place(tmp, target, target.string());
   } catch (...) {
     std::error_code ignored;
     fs::remove_all(tmp, ignored);
@@ -360,7 +325,8 @@ void run_retrieve(const RetrieveOptions& o, std::ostream& log) {
     if (!parent.empty() && !fs::is_directory(parent, ec))
       fail(o.out, ": the folder ", parent.string(), " does not exist");
   }
-  const ModelDims d = checkpoint_dims(o.checkpoint);
+  const OpenedCheckpoint checkpoint = open_checkpoint(o.checkpoint);
+  const ModelDims d = checkpoint_dims(checkpoint);
   NpyRowReader texts(o.texts);
   check_width(texts, d.text_dim, "text", o.checkpoint);
   NpyRowReader gallery(o.gallery);
@@ -370,7 +336,7 @@ void run_retrieve(const RetrieveOptions& o, std::ostream& log) {
   if (o.top_k > gallery.rows())
     fail(o.gallery, ": top_k ", o.top_k, " exceeds the gallery's ", gallery.rows(), " rows");
 
-  LoadedModel lm = load_model(o.checkpoint, d, o.device, log);
+  LoadedModel lm = load_model(checkpoint, d, o.device, log);
   Backend& be = *lm.backend;
   const int n_q = int(texts.rows());
   const int64_t m = gallery.rows();
@@ -428,15 +394,23 @@ void run_retrieve(const RetrieveOptions& o, std::ostream& log) {
 
 EvalResult run_evaluate(const EvaluateOptions& o, std::ostream& out) {
   if (o.checkpoint.empty()) fail("evaluate: no checkpoint given");
-  const Config cfg = o.config.empty() ? checkpoint_config(o.checkpoint, o.overrides)
-                                      : load_config(o.config, o.overrides);
-  const ModelDims d = checkpoint_model_dims(o.checkpoint);
+  // The checkpoint is read once; a config file given instead is read first, as before.
+  Config cfg;
+  OpenedCheckpoint checkpoint;
+  if (o.config.empty()) {
+    checkpoint = open_checkpoint(o.checkpoint);
+    cfg = checkpoint_config(checkpoint, o.overrides);
+  } else {
+    cfg = load_config(o.config, o.overrides);
+    checkpoint = open_checkpoint(o.checkpoint);
+  }
+  const ModelDims d = checkpoint_model_dims(checkpoint);
   const Dataset data = load_configured_dataset(cfg);
   if (data.text_features.cols != d.text_dim || data.image_features.cols != d.image_dim)
     fail(o.checkpoint, ": the model takes texts of width ", d.text_dim, " and images of width ",
          d.image_dim, "; the dataset '", cfg.dataset, "' has ", data.text_features.cols, " and ",
          data.image_features.cols);
-  LoadedModel lm = load_model(o.checkpoint, d, o.device, out);
+  LoadedModel lm = load_model(checkpoint, d, o.device, out);
   Backend& be = *lm.backend;
   DeviceBlock block(be, align_up(data.text_features.data.size() * sizeof(float)) +
                             align_up(data.image_features.data.size() * sizeof(float)) +

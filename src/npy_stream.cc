@@ -21,8 +21,6 @@ namespace {
 // float64 files are converted through a buffer of this many values (1 MiB), so reading a
 // block of rows never needs a second block-sized buffer.
 constexpr size_t kConvertValues = size_t(1) << 17;
-// Linux transfers at most 0x7ffff000 bytes per read/write call.
-constexpr size_t kMaxIo = size_t(1) << 30;
 
 void swap_bytes(void* data, size_t count, int size) {
   auto* p = static_cast<unsigned char*>(data);
@@ -62,21 +60,11 @@ NpyRowReader::~NpyRowReader() {
 }
 
 void NpyRowReader::read_bytes(uint64_t offset, uint64_t bytes, void* dst) {
-  auto* p = static_cast<char*>(dst);
-  while (bytes > 0) {
-    const size_t want = static_cast<size_t>(std::min<uint64_t>(bytes, kMaxIo));
-    const ssize_t got = ::pread(fd_, p, want, static_cast<off_t>(offset));
-    if (got < 0) {
-      if (errno == EINTR) continue;
-      fail(path_, ": read error at byte ", offset, ": ", std::strerror(errno));
-    }
-    if (got == 0)
-      fail(path_, ": truncated: the file ends at byte ", offset,
-           " although its header promised more (did it change after it was opened?)");
-    p += got;
-    offset += static_cast<uint64_t>(got);
-    bytes -= static_cast<uint64_t>(got);
-  }
+  const int err = read_fully_at(fd_, dst, static_cast<size_t>(bytes), offset);
+  if (err == ENODATA)
+    fail(path_, ": truncated: the file ends at byte ", offset,
+         " although its header promised more (did it change after it was opened?)");
+  if (err != 0) fail(path_, ": read error at byte ", offset, ": ", std::strerror(err));
 }
 
 void NpyRowReader::read_rows(int64_t first, int64_t n, float* out) {
@@ -103,74 +91,36 @@ void NpyRowReader::read_rows(int64_t first, int64_t n, float* out) {
 NpyRowWriter::NpyRowWriter(const std::string& path, int64_t rows, int64_t cols)
     : path_(path), rows_(rows), cols_(cols) {
   if (rows < 0 || cols < 0) fail(path, ": cannot write a ", rows, " x ", cols, " matrix");
-  tmp_ = path + ".tmp-" + unique_suffix();
-  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd_ < 0) fail(path, ": cannot create ", tmp_, ": ", std::strerror(errno));
+  file_ = std::make_unique<AtomicFile>(path);
   const std::string header = detail::npy_header_bytes("<f4", {rows, cols});
-  try {
-    write_all(header.data(), header.size());
-  } catch (...) {
-    ::close(fd_);
-    fd_ = -1;
-    std::remove(tmp_.c_str());
-    throw;
-  }
+  file_->write(header.data(), header.size());
 }
 
-NpyRowWriter::~NpyRowWriter() {
-  if (fd_ >= 0) {
-    ::close(fd_);
-    std::remove(tmp_.c_str());
-  }
-}
-
-void NpyRowWriter::write_all(const void* data, size_t bytes) {
-  const char* p = static_cast<const char*>(data);
-  while (bytes > 0) {
-    const ssize_t n = ::write(fd_, p, std::min(bytes, kMaxIo));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      fail(path_, ": write failed: ", std::strerror(errno));
-    }
-    p += n;
-    bytes -= static_cast<size_t>(n);
-  }
-}
+NpyRowWriter::~NpyRowWriter() = default;
 
 void NpyRowWriter::write_rows(const float* data, int64_t n) {
-  if (fd_ < 0) fail(path_, ": write after finish");
+  if (!file_) fail(path_, ": write after finish");
   if (n < 0 || n > rows_ - written_)
     fail(path_, ": ", n, " more rows would exceed the ", rows_, " rows declared (", written_,
          " written)");
   const size_t count = static_cast<size_t>(n) * static_cast<size_t>(cols_);
   if (detail::host_is_little_endian()) {
-    write_all(data, count * sizeof(float));
+    file_->write(data, count * sizeof(float));
   } else {
     swap_.resize(count * sizeof(float));
     std::memcpy(swap_.data(), data, swap_.size());
     swap_bytes(swap_.data(), count, 4);
-    write_all(swap_.data(), swap_.size());
+    file_->write(swap_.data(), swap_.size());
   }
   written_ += n;
 }
 
 void NpyRowWriter::finish() {
-  if (fd_ < 0) fail(path_, ": finished twice");
+  if (!file_) fail(path_, ": finished twice");
   if (written_ != rows_)
     fail(path_, ": only ", written_, " of the ", rows_, " declared rows were written");
-  if (::fsync(fd_) != 0) fail(path_, ": flush failed: ", std::strerror(errno));
-  const int fd = fd_;
-  fd_ = -1;
-  if (::close(fd) != 0) {
-    const int err = errno;
-    std::remove(tmp_.c_str());
-    fail(path_, ": close failed: ", std::strerror(err));
-  }
-  if (std::rename(tmp_.c_str(), path_.c_str()) != 0) {
-    const int err = errno;
-    std::remove(tmp_.c_str());
-    fail(path_, ": cannot rename ", tmp_, " into place: ", std::strerror(err));
-  }
+  std::unique_ptr<AtomicFile> file = std::move(file_);
+  file->commit();
 }
 
 }  // namespace zscrgan

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
+#include <memory>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -148,8 +149,12 @@ RunSummary run_training(const Config& cfg, std::ostream& out, const RunOptions& 
   const fs::path dir(cfg.output_dir);
   const fs::path last = dir / "checkpoints" / "last.safetensors";
   const fs::path best_ckpt = dir / "checkpoints" / "best.safetensors";
+  std::shared_ptr<const OpenedCheckpoint> resumed = opts.resume_checkpoint;
   if (resuming) {
-    load_checkpoint(trainer, (fs::path(opts.resume_dir) / "checkpoints" / "last.safetensors").string());
+    if (!resumed)
+      resumed = std::make_shared<const OpenedCheckpoint>(
+          open_checkpoint((fs::path(opts.resume_dir) / "checkpoints" / "last.safetensors").string()));
+    load_checkpoint(trainer, *resumed);
     out << "resumed from " << opts.resume_dir << " after round " << trainer.state().round
         << (trainer.round_progress().in_round ? " (inside the next round)" : "") << "\n";
   }
@@ -166,7 +171,12 @@ RunSummary run_training(const Config& cfg, std::ostream& out, const RunOptions& 
     // `last` is written before `best`: a run killed between the two writes of a round that beat
     // the best left a `best` that is missing or older than the best `last` records. Rebuild it
     // from `last`, which is that very state.
-    const CheckpointStanding now = checkpoint_standing(last.string());
+    // Nothing has written `last` since it was loaded: when it is the file resumed from, its
+    // standing comes from the copy already read.
+    std::error_code same_ec;
+    const bool same = fs::equivalent(last, resumed->path, same_ec);
+    const CheckpointStanding now =
+        same ? checkpoint_standing(*resumed) : checkpoint_standing(last.string());
     if (now.best_round > 0) {
       std::error_code ec;
       const bool have_best = fs::exists(best_ckpt, ec);

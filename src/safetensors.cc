@@ -357,46 +357,6 @@ void size_field(uint64_t v, uint8_t out[8]) {
   for (int i = 0; i < 8; ++i) out[i] = static_cast<uint8_t>(v >> (8 * i));
 }
 
-// Returns 0 or the errno of the failed write.
-int write_all(int fd, const void* data, size_t size) {
-  const auto* p = static_cast<const uint8_t*>(data);
-  while (size > 0) {
-    const size_t chunk = std::min<size_t>(size, size_t{1} << 30);
-    const ssize_t n = ::write(fd, p, chunk);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return errno;
-    }
-    if (n == 0) return EIO;
-    p += n;
-    size -= static_cast<size_t>(n);
-  }
-  return 0;
-}
-
-// Returns 0, or the errno of the failed read (ENODATA for an early end of file).
-int read_all(int fd, void* data, size_t size) {
-  auto* p = static_cast<uint8_t*>(data);
-  while (size > 0) {
-    const size_t chunk = std::min<size_t>(size, size_t{1} << 30);
-    const ssize_t n = ::read(fd, p, chunk);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return errno;
-    }
-    if (n == 0) return ENODATA;
-    p += n;
-    size -= static_cast<size_t>(n);
-  }
-  return 0;
-}
-
-std::string parent_directory(const std::string& path) {
-  const size_t slash = path.find_last_of('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
-}
 
 class FdCloser {
  public:
@@ -591,7 +551,7 @@ SafeTensorsFile read_safetensors(const std::string& path) {
   const uint64_t file_size = static_cast<uint64_t>(st.st_size);
 
   auto read_or_fail = [&](void* dst, size_t n, const char* what) {
-    const int err = read_all(fd, dst, n);
+    const int err = read_fully(fd, dst, n);
     if (err == ENODATA)
       fail(path, ": the file ended while reading ", what, " (did it change while being read?)");
     if (err != 0) fail(path, ": cannot read ", what, ": ", sys_error(err));
@@ -625,53 +585,13 @@ SafeTensorsFile read_safetensors(const std::string& path) {
 
 void write_safetensors_atomic(const std::string& path, const SafeTensorsFile& f) {
   const Layout layout = plan_layout(f, path);
-  // A unique name: two writers never share a temporary, and one killed mid-write leaves a file
-  // the next successful write removes (remove_stale_temporaries).
-  const std::string tmp = path + ".tmp-" + unique_suffix();
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) fail(path, ": cannot create '", tmp, "': ", sys_error(errno));
-
-  // Any failure before the rename: drop the temporary file, leave `path` as it was.
-  auto abandon = [&](const std::string& what, int err) {
-    if (fd >= 0) ::close(fd);
-    ::unlink(tmp.c_str());
-    fail(path, ": ", what, ": ", sys_error(err));
-  };
-  const std::string writing = "cannot write '" + tmp + "'";
+  AtomicFile file(path);
   uint8_t size_bytes[8];
   size_field(layout.header.size(), size_bytes);
-  if (int err = write_all(fd, size_bytes, 8)) abandon(writing, err);
-  if (int err = write_all(fd, layout.header.data(), layout.header.size())) abandon(writing, err);
-  for (const SafeTensor* t : layout.order)
-    if (int err = write_all(fd, t->bytes.data(), t->bytes.size())) abandon(writing, err);
-  if (::fsync(fd) != 0) {
-    const int err = errno;
-    abandon("cannot flush '" + tmp + "' to disk", err);
-  }
-  const int closed = ::close(fd);
-  const int close_err = errno;
-  fd = -1;
-  if (closed != 0) abandon("cannot close '" + tmp + "'", close_err);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    abandon("cannot rename '" + tmp + "' over it", err);
-  }
-  remove_stale_temporaries(path);
-
-  // Make the rename itself durable. Some file systems cannot sync a directory (EINVAL); the
-  // rename is still atomic there, only its durability is up to the file system.
-  const std::string dir = parent_directory(path);
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) {
-    const int err = errno;
-    fail(path, ": written, but cannot open its directory '", dir, "' to sync it: ", sys_error(err));
-  }
-  FdCloser dir_closer(dfd);
-  if (::fsync(dfd) != 0) {
-    const int err = errno;
-    if (err != EINVAL)
-      fail(path, ": written, but cannot sync its directory '", dir, "': ", sys_error(err));
-  }
+  file.write(size_bytes, 8);
+  file.write(layout.header.data(), layout.header.size());
+  for (const SafeTensor* t : layout.order) file.write(t->bytes.data(), t->bytes.size());
+  file.commit();
 }
 
 }  // namespace zscrgan

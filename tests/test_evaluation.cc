@@ -3,6 +3,7 @@
 // the run logged for that round.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -12,6 +13,7 @@
 
 #include "data_test_util.h"
 #include "small_config.h"
+#include "zscrgan/checkpoint.h"
 #include "zscrgan/inference.h"
 #include "zscrgan/run.h"
 #include "zscrgan/trainer.h"
@@ -73,7 +75,10 @@ TEST(Evaluation, EvaluateOnACheckpointReproducesTheLoggedRound) {
     o.checkpoint = dir.file("run/checkpoints/" + checkpoint);
     o.device = "cpu";
     std::ostringstream out;
-    return run_evaluate(o, out);
+    const uint64_t reads = checkpoint_files_read();
+    const EvalResult r = run_evaluate(o, out);
+    EXPECT_EQ(checkpoint_files_read() - reads, 1u) << "evaluate reads its checkpoint once";
+    return r;
   };
   const EvalResult last = evaluate("last.safetensors");
   EXPECT_EQ(last.prec_at_k, rounds.back()["prec_at_k"].get<double>());
@@ -85,6 +90,27 @@ TEST(Evaluation, EvaluateOnACheckpointReproducesTheLoggedRound) {
   EXPECT_EQ(best.map_at_k, best_line["map_at_k"].get<double>());
   EXPECT_EQ(best.top1, best_line["top1"].get<double>());
   EXPECT_EQ(best.prec_at_k, summary.best_score);
+}
+
+// --resume reads and verifies checkpoints/last once (its config, parameters, optimizer state
+// and standing all come from that one read); best is read once more to see which round it holds.
+TEST(Evaluation, ResumeReadsTheCheckpointOnce) {
+  zscrgan_test::ScopedTempDir dir;
+  Config cfg = small_config();
+  cfg.rounds = 2;
+  cfg.device = "cpu";
+  cfg.output_dir = dir.file("run");
+  std::ostringstream log;
+  const RunSummary first = run_training(cfg, log);
+  ASSERT_GE(first.best_round, 1) << log.str();
+  ASSERT_TRUE(std::filesystem::exists(dir.file("run/checkpoints/best.safetensors")));
+
+  cfg.rounds = 3;
+  RunOptions opts;
+  opts.resume_dir = cfg.output_dir;
+  const uint64_t reads = checkpoint_files_read();
+  run_training(cfg, log, opts);
+  EXPECT_EQ(checkpoint_files_read() - reads, 2u) << log.str();
 }
 
 }  // namespace

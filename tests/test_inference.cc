@@ -500,6 +500,27 @@ TEST_F(Inference, SamplesAverageSingleDraws) {
   }
 }
 
+// embed and retrieve read and verify the checkpoint once, although each needs its config (to
+// reject a file that is not a checkpoint), its dimensions and its parameters.
+TEST_F(Inference, EmbedAndRetrieveReadTheCheckpointOnce) {
+  const SavedModel& m = model();
+  write_npy_matrix(dir_.file("texts.npy"), random_matrix(3, m.dims.text_dim, 61));
+  write_npy_matrix(dir_.file("images.npy"), random_matrix(5, m.dims.image_dim, 62));
+  uint64_t reads = checkpoint_files_read();
+  run_embed(embed_options(m, dir_, "once"), log_);
+  EXPECT_EQ(checkpoint_files_read() - reads, 1u) << "embed";
+  RetrieveOptions o;
+  o.checkpoint = m.checkpoint;
+  o.texts = dir_.file("texts.npy");
+  o.gallery = dir_.file("images.npy");
+  o.out = dir_.file("R.json");
+  o.top_k = 2;
+  o.device = "cpu";
+  reads = checkpoint_files_read();
+  run_retrieve(o, log_);
+  EXPECT_EQ(checkpoint_files_read() - reads, 1u) << "retrieve";
+}
+
 TEST_F(Inference, RetrieveUsesTheQueriesEmbedWrites) {
   const SavedModel& m = model();
   const HostMatrix texts = random_matrix(4, m.dims.text_dim, 51);

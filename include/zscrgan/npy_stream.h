@@ -6,10 +6,13 @@
 #define ZSCRGAN_NPY_STREAM_H
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 namespace zscrgan {
+
+class AtomicFile;
 
 // A 2-D little-endian float32 ('<f4') or float64 ('<f8') C-order .npy file, opened once.
 // The constructor reads and checks the header and that the file holds exactly rows x cols
@@ -60,10 +63,8 @@ class NpyRowWriter {
   int64_t rows_written() const { return written_; }
 
  private:
-  void write_all(const void* data, size_t bytes);
-
-  std::string path_, tmp_;
-  int fd_ = -1;
+  std::string path_;
+  std::unique_ptr<AtomicFile> file_;  // the temporary sibling, until finish()
   int64_t rows_ = 0, cols_ = 0, written_ = 0;
   std::vector<unsigned char> swap_;  // byte-swapped copy on big-endian hosts only
 };

@@ -13,6 +13,8 @@
 
 namespace zscrgan {
 
+struct OpenedCheckpoint;
+
 // "auto": the GPU when one is usable (said on `note`), else the CPU with a one-line notice.
 // "cuda": the GPU or an Error saying why not. "cpu": the CPU.
 std::unique_ptr<Backend> select_backend(const std::string& device, std::ostream& note);
@@ -31,6 +33,9 @@ struct RunSummary {
 struct RunOptions {
   std::string resume_dir;  // continue the run whose output_dir this is (its checkpoints/last)
   std::string config_path; // named in the "how to resume" line
+  // resume_dir's checkpoints/last when the caller has already opened it (to read its config),
+  // so that it is not read again; opened here when null.
+  std::shared_ptr<const OpenedCheckpoint> resume_checkpoint;
 };
 
 // Trains cfg.rounds rounds (or until cfg.time_budget_s), evaluating after each, writing

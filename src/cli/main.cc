@@ -12,6 +12,7 @@
 #include <functional>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -140,7 +141,9 @@ int run_train(const Options& o) {
   } else if (!opts.resume_dir.empty()) {
     const std::string last =
         (std::filesystem::path(opts.resume_dir) / "checkpoints" / "last.safetensors").string();
-    cfg = zscrgan::checkpoint_config(last, overrides);
+    opts.resume_checkpoint =
+        std::make_shared<const zscrgan::OpenedCheckpoint>(zscrgan::open_checkpoint(last));
+    cfg = zscrgan::checkpoint_config(*opts.resume_checkpoint, overrides);
   } else {
     throw UsageError("--config FILE (or --resume DIR) is required");
   }

@@ -1,0 +1,131 @@
+// The one copy of each file mechanism (fileio.h): the atomic file write that every writer
+// (text, .npy, safetensors, streamed .npy) goes through, the folder swap of `embed` and the
+// dataset writer, and the EINTR-safe read loop.
+#include "zscrgan/fileio.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+
+#include "data_test_util.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using zscrgan_test::error_of;
+using zscrgan_test::matches;
+using zscrgan_test::read_bytes;
+using zscrgan_test::temporaries;
+
+// A write that fails part-way (the file-size limit gives EFBIG, as a full disk gives ENOSPC)
+// through the ostream interface: the error names the temporary and the system's reason, the
+// previous file stays and no temporary is left.
+TEST(FileIo, FailedStreamWriteLeavesThePreviousFileAndNoTemporary) {
+  zscrgan_test::ScopedTempDir dir;
+  const std::string path = dir.file("out.json");
+  zscrgan::write_file_atomic(path, "before\n");
+
+  rlimit old_limit{};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old_limit), 0);
+  struct sigaction ignore {}, old_action {};
+  ignore.sa_handler = SIG_IGN;
+  ASSERT_EQ(::sigaction(SIGXFSZ, &ignore, &old_action), 0);
+  rlimit small = old_limit;
+  small.rlim_cur = 64 * 1024;
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
+  const std::string message = error_of([&] {
+    zscrgan::write_file_atomically(path, [](std::ostream& out) {
+      const std::string block(4096, 'x');
+      for (int i = 0; i < 64 && out; ++i) out << block;
+    });
+  });
+  ::setrlimit(RLIMIT_FSIZE, &old_limit);
+  ::sigaction(SIGXFSZ, &old_action, nullptr);
+
+  EXPECT_TRUE(matches(message, path + ": cannot write '" + path + "\\.tmp-[0-9a-f]{12}': File too large"))
+      << message;
+  EXPECT_EQ(read_bytes(path), "before\n");
+  EXPECT_EQ(temporaries(path), 0);
+}
+
+TEST(FileIo, WriterThatThrowsLeavesThePreviousFileAndNoTemporary) {
+  zscrgan_test::ScopedTempDir dir;
+  const std::string path = dir.file("out.txt");
+  zscrgan::write_file_atomic(path, "before");
+  EXPECT_THROW(zscrgan::write_file_atomically(path,
+                                              [](std::ostream& out) {
+                                                out << "half";
+                                                throw std::runtime_error("stop");
+                                              }),
+               std::runtime_error);
+  EXPECT_EQ(read_bytes(path), "before");
+  EXPECT_EQ(temporaries(path), 0);
+}
+
+TEST(FileIo, AtomicFileNotCommittedLeavesNothing) {
+  zscrgan_test::ScopedTempDir dir;
+  const std::string path = dir.file("f.bin");
+  {
+    zscrgan::AtomicFile f(path);
+    f.write("abc", 3);
+    EXPECT_TRUE(fs::exists(f.temporary()));
+  }
+  EXPECT_FALSE(fs::exists(path));
+  EXPECT_EQ(temporaries(path), 0);
+  {
+    zscrgan::AtomicFile f(path);
+    f.write("abc", 3);
+    f.commit();
+    EXPECT_EQ(error_of([&] { f.commit(); }), path + ": finished twice");
+  }
+  EXPECT_EQ(read_bytes(path), "abc");
+}
+
+// A failed rename puts the folder that was moved aside back.
+TEST(FileIo, FailedFolderSwapRestoresTheOldFolder) {
+  zscrgan_test::ScopedTempDir dir;
+  const fs::path target = dir.file("out");
+  fs::create_directories(target);
+  zscrgan::write_file_atomic((target / "a.npy").string(), "old");
+  const fs::path tmp = zscrgan::create_folder_beside(target, "out");
+  fs::remove(tmp);  // the rename of tmp into place now fails
+  const std::string message = error_of([&] { zscrgan::move_folder_into_place(tmp, target, "out"); });
+  EXPECT_TRUE(matches(message, "out: cannot rename .*\\.tmp-[0-9a-f]{12} into place: .*")) << message;
+  EXPECT_EQ(read_bytes((target / "a.npy").string()), "old");
+  for (const auto& e : fs::directory_iterator(dir.path()))
+    EXPECT_EQ(e.path().filename(), "out") << "left behind: " << e.path();
+
+  const fs::path next = zscrgan::create_folder_beside(target, "out");
+  zscrgan::write_file_atomic((next / "b.npy").string(), "new");
+  zscrgan::move_folder_into_place(next, target, "out");
+  EXPECT_EQ(read_bytes((target / "b.npy").string()), "new");
+  EXPECT_FALSE(fs::exists(target / "a.npy"));
+  for (const auto& e : fs::directory_iterator(dir.path()))
+    EXPECT_EQ(e.path().filename(), "out") << "left behind: " << e.path();
+}
+
+TEST(FileIo, ReadLoopsReportAnEarlyEndAndWhereItStopped) {
+  zscrgan_test::ScopedTempDir dir;
+  const std::string path = dir.file("ten");
+  zscrgan::write_file_atomic(path, "0123456789");
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  char buf[16] = {};
+  uint64_t offset = 4;
+  EXPECT_EQ(zscrgan::read_fully_at(fd, buf, 6, offset), 0);
+  EXPECT_EQ(std::string(buf, 6), "456789");
+  EXPECT_EQ(offset, 10u);
+  offset = 7;
+  EXPECT_EQ(zscrgan::read_fully_at(fd, buf, 5, offset), ENODATA);
+  EXPECT_EQ(offset, 10u);
+  EXPECT_EQ(zscrgan::read_fully(fd, buf, 11), ENODATA);
+  ::close(fd);
+}
+
+}  // namespace
