@@ -12,6 +12,7 @@
 #include <iostream>
 #include <memory>
 #include <sstream>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -134,7 +135,7 @@ std::string score_name(double score) {
 
 }  // namespace
 
-RunSummary run_training(const Config& cfg, std::ostream& out, const RunOptions& opts) {
+RunSummary run_training(const Config& cfg, std::ostream& out, RunOptions opts) {
   // Everything that can fail on bad input happens before the output folder is touched.
   Dataset data = load_configured_dataset(cfg);
   validate_dataset(data, cfg.dataset);
@@ -149,7 +150,7 @@ RunSummary run_training(const Config& cfg, std::ostream& out, const RunOptions& 
   const fs::path dir(cfg.output_dir);
   const fs::path last = dir / "checkpoints" / "last.safetensors";
   const fs::path best_ckpt = dir / "checkpoints" / "best.safetensors";
-  std::shared_ptr<const OpenedCheckpoint> resumed = opts.resume_checkpoint;
+  std::shared_ptr<const OpenedCheckpoint> resumed = std::move(opts.resume_checkpoint);
   if (resuming) {
     if (!resumed)
       resumed = std::make_shared<const OpenedCheckpoint>(
@@ -177,6 +178,7 @@ RunSummary run_training(const Config& cfg, std::ostream& out, const RunOptions& 
     const bool same = fs::equivalent(last, resumed->path, same_ec);
     const CheckpointStanding now =
         same ? checkpoint_standing(*resumed) : checkpoint_standing(last.string());
+    resumed.reset();  // the file's bytes are model-sized: not kept for the whole run
     if (now.best_round > 0) {
       std::error_code ec;
       const bool have_best = fs::exists(best_ckpt, ec);

@@ -42,7 +42,7 @@ struct RunOptions {
 // checkpoints/last after every round and checkpoints/best when a round beats the best.
 // SIGINT/SIGTERM finish the current step, write checkpoints/last and return with
 // stopped_by_signal set.
-RunSummary run_training(const Config& cfg, std::ostream& out, const RunOptions& opts = {});
+RunSummary run_training(const Config& cfg, std::ostream& out, RunOptions opts = {});
 
 }  // namespace zscrgan
 

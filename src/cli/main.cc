@@ -15,6 +15,7 @@
 #include <memory>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -148,7 +149,7 @@ int run_train(const Options& o) {
     throw UsageError("--config FILE (or --resume DIR) is required");
   }
   if (!opts.resume_dir.empty()) cfg.output_dir = opts.resume_dir;  // a resumed run stays in its folder
-  const zscrgan::RunSummary s = zscrgan::run_training(cfg, std::cout, opts);
+  const zscrgan::RunSummary s = zscrgan::run_training(cfg, std::cout, std::move(opts));
   if (s.stopped_by_signal != 0) return 128 + s.stopped_by_signal;
   return 0;
 }
