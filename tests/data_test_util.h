@@ -4,6 +4,8 @@
 #define ZSCRGAN_TESTS_DATA_TEST_UTIL_H
 
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/resource.h>
 
 #include <atomic>
 #include <chrono>
@@ -69,6 +71,33 @@ inline std::string read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
+
+// While alive, files this process writes may not grow past `bytes` (RLIMIT_FSIZE), and the
+// SIGXFSZ a write past it raises is ignored, so the write fails with EFBIG instead.
+class ScopedFileSizeLimit {
+ public:
+  explicit ScopedFileSizeLimit(rlim_t bytes) {
+    ok_ = ::getrlimit(RLIMIT_FSIZE, &old_limit_) == 0;
+    struct sigaction ignore {};
+    ignore.sa_handler = SIG_IGN;
+    ok_ = ok_ && ::sigaction(SIGXFSZ, &ignore, &old_action_) == 0;
+    rlimit small = old_limit_;
+    small.rlim_cur = bytes;
+    ok_ = ok_ && ::setrlimit(RLIMIT_FSIZE, &small) == 0;
+  }
+  ~ScopedFileSizeLimit() {
+    ::setrlimit(RLIMIT_FSIZE, &old_limit_);
+    ::sigaction(SIGXFSZ, &old_action_, nullptr);
+  }
+  ScopedFileSizeLimit(const ScopedFileSizeLimit&) = delete;
+  ScopedFileSizeLimit& operator=(const ScopedFileSizeLimit&) = delete;
+  bool ok() const { return ok_; }
+
+ private:
+  bool ok_ = false;
+  rlimit old_limit_{};
+  struct sigaction old_action_ {};
+};
 
 // Runs `f`, expects a zscrgan::Error, and returns its message ("" if none was thrown).
 inline std::string error_of(const std::function<void()>& f) {

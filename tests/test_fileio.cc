@@ -31,22 +31,17 @@ TEST(FileIo, FailedStreamWriteLeavesThePreviousFileAndNoTemporary) {
   const std::string path = dir.file("out.json");
   zscrgan::write_file_atomic(path, "before\n");
 
-  rlimit old_limit{};
-  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old_limit), 0);
-  struct sigaction ignore {}, old_action {};
-  ignore.sa_handler = SIG_IGN;
-  ASSERT_EQ(::sigaction(SIGXFSZ, &ignore, &old_action), 0);
-  rlimit small = old_limit;
-  small.rlim_cur = 64 * 1024;
-  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
-  const std::string message = error_of([&] {
-    zscrgan::write_file_atomically(path, [](std::ostream& out) {
-      const std::string block(4096, 'x');
-      for (int i = 0; i < 64 && out; ++i) out << block;
+  std::string message;
+  {
+    zscrgan_test::ScopedFileSizeLimit limit(64 * 1024);
+    ASSERT_TRUE(limit.ok());
+    message = error_of([&] {
+      zscrgan::write_file_atomically(path, [](std::ostream& out) {
+        const std::string block(4096, 'x');
+        for (int i = 0; i < 64 && out; ++i) out << block;
+      });
     });
-  });
-  ::setrlimit(RLIMIT_FSIZE, &old_limit);
-  ::sigaction(SIGXFSZ, &old_action, nullptr);
+  }
 
   EXPECT_TRUE(matches(message, path + ": cannot write '" + path + "\\.tmp-[0-9a-f]{12}': File too large"))
       << message;

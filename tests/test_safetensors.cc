@@ -568,18 +568,12 @@ TEST(Safetensors, FailedWriteLeavesThePreviousFileAndNoTemporary) {
   std::vector<float> data(1 << 16, 3.0f);  // 256 KiB
   bigger.tensors.push_back(zscrgan::make_f32_tensor("w", {1 << 16}, data.data()));
 
-  rlimit old_limit{};
-  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old_limit), 0);
-  struct sigaction ignore {}, old_action {};
-  ignore.sa_handler = SIG_IGN;
-  ASSERT_EQ(::sigaction(SIGXFSZ, &ignore, &old_action), 0);
-  rlimit small = old_limit;
-  small.rlim_cur = 64 * 1024;
-  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
-  const std::string message =
-      error_of([&] { zscrgan::write_safetensors_atomic(path, bigger); });
-  ::setrlimit(RLIMIT_FSIZE, &old_limit);
-  ::sigaction(SIGXFSZ, &old_action, nullptr);
+  std::string message;
+  {
+    zscrgan_test::ScopedFileSizeLimit limit(64 * 1024);
+    ASSERT_TRUE(limit.ok());
+    message = error_of([&] { zscrgan::write_safetensors_atomic(path, bigger); });
+  }
 
   EXPECT_TRUE(zscrgan_test::matches(message, path + ": cannot write '" + path +
                                                "\\.tmp-[0-9a-f]{12}': File too large"));

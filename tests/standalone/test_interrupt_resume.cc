@@ -32,6 +32,17 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// In a forked child: becomes the program with these arguments (127 if that fails).
+[[noreturn]] void exec_cli(const std::vector<std::string>& args) {
+  static std::string cli = ZSCRGAN_CLI_PATH;
+  std::vector<std::string> copy = args;
+  std::vector<char*> argv{cli.data()};
+  for (auto& a : copy) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  execv(cli.c_str(), argv.data());
+  _exit(127);
+}
+
 const char* kConfig = R"({"dataset": "synthetic", "batch_size": 16, "gf_dim": 64, "df_dim": 32,
   "embed_dim": 16, "z_dim": 8, "rounds": 30, "e_step_iters": 100, "m_step_iters": 100, "top_k": 10,
   "device": "cpu", "seed": 3, "synthetic": {"seen_classes": 10, "unseen_classes": 5,
@@ -54,14 +65,7 @@ class InterruptTest : public ::testing::Test {
       const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       dup2(fd, 1);
       dup2(fd, 2);
-      std::vector<char*> argv;
-      static std::string cli = ZSCRGAN_CLI_PATH;
-      argv.push_back(cli.data());
-      std::vector<std::string> copy = args;
-      for (auto& a : copy) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execv(cli.c_str(), argv.data());
-      _exit(127);
+      exec_cli(args);
     }
     return pid;
   }
@@ -226,14 +230,7 @@ int run_killed_at(const std::vector<std::string>& args, const fs::path& log, con
     sock_fprog prog{static_cast<unsigned short>(sizeof filter / sizeof filter[0]), filter};
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
       _exit(126);
-    std::vector<char*> argv;
-    static std::string cli = ZSCRGAN_CLI_PATH;
-    argv.push_back(cli.data());
-    std::vector<std::string> copy = args;
-    for (auto& a : copy) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execv(cli.c_str(), argv.data());
-    _exit(127);
+    exec_cli(args);
   }
   int status = 0;
   waitpid(pid, &status, 0);
