@@ -7,9 +7,8 @@
 // byte an op must read and write once) or arithmetic rate ("TFLOP/s"), so the figures can be
 // held against the hardware's peaks.
 //
-// CUDA timing: CUDA events around one call on the backend's stream, after a warm-up, with the
-// L2 cache flushed before every timed call by writing a 256 MiB buffer (more than any L2 so
-// far): the figures are from device memory, as in a training step, where each op's inputs were
+// CUDA timing: Backend::time_seconds (CUDA events around one call on the backend's stream),
+// after a warm-up, with the L2 cache flushed before every timed call: the figures are from device memory, as in a training step, where each op's inputs were
 // usually evicted by the GEMMs in between. The smallest ops (a few hundred KB) are dominated by
 // the ~2-4 us a kernel takes to start and drain; their GB/s is low by nature, and inside a
 // captured graph the launch cost is what matters for them.
@@ -24,12 +23,10 @@
 #include <string>
 #include <vector>
 
-#include "zscrgan/backend.h"
+#include "backend/backend.h"
 
-#ifdef ZSCRGAN_HAVE_CUDA
-#include "../kernels/cuda_backend.h"
-#include "zscrgan/cuda_options.h"
-#endif
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cuda/cuda.h"
 
 namespace zscrgan {
 namespace {
@@ -90,43 +87,14 @@ class Buffers {
   uint64_t state_ = 12345;
 };
 
-#ifdef ZSCRGAN_HAVE_CUDA
-// 256 MiB written before each timed call: evicts every byte of the L2.
-void flush_l2(CudaBackend& be) {
-  static void* flush = nullptr;
-  constexpr size_t kFlushBytes = size_t(256) << 20;
-  static int value = 0;
-  if (flush == nullptr) flush = be.allocate(kFlushBytes);
-  cudaMemsetAsync(flush, ++value & 0xff, kFlushBytes, be.stream());
-}
-#endif
-
 // Times op() and reports `bytes` and `flops` per call as rates.
 void run(benchmark::State& state, Backend& be, const std::function<void()>& op, double bytes,
          double flops = 0) {
   for (int i = 0; i < 3; ++i) op();  // warm-up: first-call costs (cuBLAS heuristics, pages)
   be.synchronize();
-#ifdef ZSCRGAN_HAVE_CUDA
   if (be.device() == Device::CUDA) {
-    auto& cuda = static_cast<CudaBackend&>(be);
-    cudaEvent_t start, stop;
-    cudaEventCreate(&start);
-    cudaEventCreate(&stop);
-    for (auto _ : state) {
-      flush_l2(cuda);
-      cudaEventRecord(start, cuda.stream());
-      op();
-      cudaEventRecord(stop, cuda.stream());
-      cudaEventSynchronize(stop);
-      float ms = 0.f;
-      cudaEventElapsedTime(&ms, start, stop);
-      state.SetIterationTime(ms * 1e-3);
-    }
-    cudaEventDestroy(start);
-    cudaEventDestroy(stop);
-  } else
-#endif
-  {
+    for (auto _ : state) state.SetIterationTime(be.time_seconds(op, /*cold_cache=*/true));
+  } else {
     for (auto _ : state) op();
   }
   const double calls = static_cast<double>(state.iterations());
@@ -257,18 +225,14 @@ void gather(benchmark::State& st, bool cuda, int rows, int cols, int table_rows)
 // dominates: the GEMM is a weight read).
 void gemm(benchmark::State& st, bool cuda, bool ta, bool tb, int m, int n, int k, bool tf32) {
   Backend& be = backend(cuda);
-#ifdef ZSCRGAN_HAVE_CUDA
   if (cuda) set_cuda_tf32(be, tf32);
-#endif
   Buffers b(be);
   Tensor a = ta ? b.normal(k, m) : b.normal(m, k);
   Tensor w = tb ? b.normal(n, k) : b.normal(k, n);
   Tensor c = b.raw(m, n);
   run(st, be, [&] { be.gemm(ta, tb, 1.f, a, w, 0.f, c); },
       F * (double(m) * k + double(k) * n + double(m) * n), 2.0 * m * n * k);
-#ifdef ZSCRGAN_HAVE_CUDA
   if (cuda) set_cuda_tf32(be, false);
-#endif
 }
 
 void topk(benchmark::State& st, bool cuda, int queries, int gallery, int dim, int k) {

@@ -21,9 +21,10 @@
 #include <string>
 #include <vector>
 
-#include "zscrgan/npy.h"
-#include "zscrgan/error.h"
-#include "zscrgan/retrieval.h"
+#include "formats/npy.h"
+#include "core/error.h"
+#include "eval/retrieval.h"
+#include "cpu_topk.h"
 
 namespace {
 

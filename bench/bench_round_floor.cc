@@ -20,10 +20,11 @@
 #include <string>
 #include <vector>
 
-#include "../src/onednn_matmul.h"
+#include "onednn_matmul.h"
 #include "bench_sizes.h"
-#include "zscrgan/backend.h"
-#include "zscrgan/trainer.h"
+#include "backend/backend.h"
+#include "train/trainer.h"
+#include "backend/cpu/cpu_backend.h"
 
 namespace zscrgan {
 namespace {

@@ -2,8 +2,9 @@
 #ifndef ZSCRGAN_BENCH_SIZES_H
 #define ZSCRGAN_BENCH_SIZES_H
 
-#include "zscrgan/config.h"
-#include "zscrgan/dataset.h"
+#include "config/config.h"
+#include "data/dataset.h"
+#include "data/dataset_source.h"
 
 namespace zscrgan {
 

@@ -11,7 +11,9 @@
 #include <vector>
 
 #include "bench_sizes.h"
-#include "zscrgan/trainer.h"
+#include "train/trainer.h"
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cuda/cuda.h"
 
 namespace zscrgan {
 namespace {

@@ -22,7 +22,8 @@
 #include <utility>
 #include <vector>
 
-#include "zscrgan/backend.h"
+#include "backend/backend.h"
+#include "backend/cpu/cpu_backend.h"
 
 namespace zscrgan::testing {
 

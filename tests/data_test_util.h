@@ -16,7 +16,7 @@
 #include <regex>
 #include <string>
 
-#include "zscrgan/error.h"
+#include "core/error.h"
 
 namespace zscrgan_test {
 

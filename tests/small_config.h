@@ -3,7 +3,7 @@
 #ifndef ZSCRGAN_TESTS_SMALL_CONFIG_H
 #define ZSCRGAN_TESTS_SMALL_CONFIG_H
 
-#include "zscrgan/config.h"
+#include "config/config.h"
 
 namespace zscrgan::testing {
 

@@ -2,7 +2,8 @@
 // captured step relies on to allocate nothing while it is recorded.
 #include <gtest/gtest.h>
 
-#include "zscrgan/arena.h"
+#include "backend/arena.h"
+#include "backend/cpu/cpu_backend.h"
 
 namespace zscrgan {
 namespace {

@@ -11,9 +11,11 @@
 
 #include "capture_emulating_backend.h"
 #include "data_test_util.h"
-#include "zscrgan/checkpoint.h"
-#include "zscrgan/run.h"
-#include "zscrgan/trainer.h"
+#include "train/checkpoint.h"
+#include "train/run.h"
+#include "train/trainer.h"
+#include "backend/cpu/cpu_backend.h"
+#include "data/dataset_source.h"
 
 namespace zscrgan {
 namespace {

@@ -14,9 +14,11 @@
 
 #include "data_test_util.h"
 #include "small_config.h"
-#include "zscrgan/checkpoint.h"
-#include "zscrgan/run.h"
-#include "zscrgan/safetensors.h"
+#include "train/checkpoint.h"
+#include "train/run.h"
+#include "formats/safetensors.h"
+#include "backend/cpu/cpu_backend.h"
+#include "data/dataset_source.h"
 
 namespace fs = std::filesystem;
 

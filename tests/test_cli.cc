@@ -16,9 +16,10 @@
 #include <set>
 #include <string>
 
-#include "zscrgan/checkpoint.h"
-#include "zscrgan/dataset.h"
-#include "zscrgan/npy.h"
+#include "train/checkpoint.h"
+#include "data/dataset.h"
+#include "data/dataset_source.h"
+#include "formats/npy.h"
 
 namespace fs = std::filesystem;
 
@@ -210,7 +211,7 @@ TEST_F(CliTest, SyntheticDatasetIsWrittenInTheInterchangeFormat) {
 #include <map>
 #include <tuple>
 
-#include "zscrgan/error.h"
+#include "core/error.h"
 
 #ifdef ZSCRGAN_HAVE_MATIO
 #include <matio.h>

@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "data_test_util.h"
-#include "zscrgan/config.h"
+#include "config/config.h"
 
 namespace {
 

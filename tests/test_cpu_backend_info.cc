@@ -7,7 +7,8 @@
 #include <string>
 
 #include "oneapi/dnnl/dnnl.h"
-#include "zscrgan/backend.h"
+#include "backend/backend.h"
+#include "backend/cpu/cpu_backend.h"
 
 namespace zscrgan {
 namespace {

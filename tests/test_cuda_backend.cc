@@ -17,9 +17,10 @@
 #include <vector>
 
 #include "compare.h"
-#include "zscrgan/backend.h"
-#include "zscrgan/cuda_options.h"
-#include "zscrgan/error.h"
+#include "backend/backend.h"
+#include "backend/cuda/cuda.h"
+#include "core/error.h"
+#include "backend/cpu/cpu_backend.h"
 
 namespace zscrgan {
 namespace {

@@ -11,10 +11,13 @@
 #include <vector>
 
 #include "compare.h"
-#include "zscrgan/backend.h"
-#include "zscrgan/retrieval.h"
-#include "zscrgan/run.h"
-#include "zscrgan/trainer.h"
+#include "backend/backend.h"
+#include "eval/retrieval.h"
+#include "train/run.h"
+#include "train/trainer.h"
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cuda/cuda.h"
+#include "data/dataset_source.h"
 
 namespace zscrgan {
 namespace {

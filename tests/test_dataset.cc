@@ -12,7 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "data_test_util.h"
-#include "zscrgan/dataset.h"
+#include "data/dataset.h"
 
 namespace {
 

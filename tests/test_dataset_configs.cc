@@ -5,7 +5,7 @@
 #include <string>
 
 #include "data_test_util.h"
-#include "zscrgan/config.h"
+#include "config/config.h"
 
 namespace {
 

@@ -9,8 +9,10 @@
 #include <nlohmann/json.hpp>
 
 #include "end_to_end_golden.h"
-#include "zscrgan/run.h"
-#include "zscrgan/trainer.h"
+#include "train/run.h"
+#include "train/trainer.h"
+#include "backend/cpu/cpu_backend.h"
+#include "data/dataset_source.h"
 
 namespace zscrgan {
 namespace {

@@ -13,10 +13,12 @@
 
 #include "data_test_util.h"
 #include "small_config.h"
-#include "zscrgan/checkpoint.h"
-#include "zscrgan/inference.h"
-#include "zscrgan/run.h"
-#include "zscrgan/trainer.h"
+#include "train/checkpoint.h"
+#include "infer/inference.h"
+#include "train/run.h"
+#include "train/trainer.h"
+#include "backend/cpu/cpu_backend.h"
+#include "data/dataset_source.h"
 
 namespace zscrgan {
 namespace {

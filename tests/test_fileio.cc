@@ -1,7 +1,7 @@
 // The one copy of each file mechanism (fileio.h): the atomic file write that every writer
 // (text, .npy, safetensors, streamed .npy) goes through, the folder swap of `embed` and the
 // dataset writer, and the EINTR-safe read loop.
-#include "zscrgan/fileio.h"
+#include "core/fileio.h"
 
 #include <gtest/gtest.h>
 #include <signal.h>

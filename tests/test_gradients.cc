@@ -4,8 +4,8 @@
 #include <gtest/gtest.h>
 
 #include "test_support.h"
-#include "zscrgan/model.h"
-#include "zscrgan/ops.h"
+#include "model/model.h"
+#include "autograd/ops.h"
 
 namespace zscrgan {
 namespace {

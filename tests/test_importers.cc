@@ -26,9 +26,9 @@
 #endif
 
 #include "data_test_util.h"
-#include "zscrgan/dataset.h"
-#include "zscrgan/importers.h"
-#include "zscrgan/npy.h"
+#include "data/dataset.h"
+#include "import/importers.h"
+#include "formats/npy.h"
 
 namespace {
 

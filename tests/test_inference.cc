@@ -15,13 +15,16 @@
 #include <nlohmann/json.hpp>
 
 #include "data_test_util.h"
-#include "zscrgan/backend.h"
-#include "zscrgan/checkpoint.h"
-#include "zscrgan/elementwise.h"
-#include "zscrgan/encoder.h"
-#include "zscrgan/inference.h"
-#include "zscrgan/npy.h"
-#include "zscrgan/trainer.h"
+#include "backend/backend.h"
+#include "train/checkpoint.h"
+#include "backend/elementwise.h"
+#include "model/encoder.h"
+#include "infer/inference.h"
+#include "formats/npy.h"
+#include "train/trainer.h"
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cuda/cuda.h"
+#include "data/dataset_source.h"
 
 namespace zscrgan {
 namespace {

@@ -7,9 +7,9 @@
 #include <string>
 #include <vector>
 
-#include "zscrgan/error.h"
-#include "zscrgan/metrics.h"
-#include "zscrgan/retrieval.h"
+#include "core/error.h"
+#include "eval/metrics.h"
+#include "eval/retrieval.h"
 
 namespace zscrgan {
 namespace {

@@ -6,7 +6,7 @@
 #include <limits>
 
 #include "data_test_util.h"
-#include "zscrgan/npy.h"
+#include "formats/npy.h"
 
 namespace {
 

@@ -6,8 +6,8 @@
 #include <filesystem>
 
 #include "data_test_util.h"
-#include "zscrgan/npy.h"
-#include "zscrgan/npy_stream.h"
+#include "formats/npy.h"
+#include "formats/npy_stream.h"
 
 namespace zscrgan {
 namespace {

@@ -4,7 +4,7 @@
 #include <cmath>
 
 #include "test_support.h"
-#include "zscrgan/ops.h"
+#include "autograd/ops.h"
 
 namespace zscrgan {
 namespace {

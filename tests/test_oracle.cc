@@ -21,9 +21,11 @@
 #include <vector>
 
 #include "compare.h"
-#include "zscrgan/backend.h"
-#include "zscrgan/model.h"
-#include "zscrgan/safetensors.h"
+#include "backend/backend.h"
+#include "model/model.h"
+#include "formats/safetensors.h"
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cuda/cuda.h"
 
 namespace zscrgan {
 namespace {

@@ -12,9 +12,10 @@
 #include <string>
 #include <vector>
 
-#include "zscrgan/backend.h"
-#include "zscrgan/error.h"
-#include "zscrgan/retrieval.h"
+#include "backend/backend.h"
+#include "core/error.h"
+#include "eval/retrieval.h"
+#include "cpu_topk.h"
 
 namespace zscrgan {
 namespace {

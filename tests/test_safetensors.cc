@@ -2,7 +2,7 @@
 // library's layout, every malformed input refused with a message naming the file and the field,
 // truncations and random corruptions refused cleanly, and atomic writes that leave the previous
 // file intact when they fail.
-#include "zscrgan/safetensors.h"
+#include "formats/safetensors.h"
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "data_test_util.h"
-#include "zscrgan/error.h"
+#include "core/error.h"
 
 namespace {
 

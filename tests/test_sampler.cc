@@ -5,8 +5,8 @@
 #include <algorithm>
 #include <map>
 
-#include "zscrgan/error.h"
-#include "zscrgan/sampler.h"
+#include "core/error.h"
+#include "train/sampler.h"
 
 namespace zscrgan {
 namespace {

@@ -12,9 +12,10 @@
 #include <string>
 #include <vector>
 
-#include "zscrgan/arena.h"
-#include "zscrgan/backend.h"
-#include "zscrgan/tape.h"
+#include "backend/arena.h"
+#include "backend/backend.h"
+#include "autograd/tape.h"
+#include "backend/cpu/cpu_backend.h"
 
 namespace zscrgan::testing {
 

@@ -8,8 +8,9 @@
 #include <map>
 #include <set>
 
-#include "zscrgan/dataset.h"
-#include "zscrgan/error.h"
+#include "data/dataset.h"
+#include "core/error.h"
+#include "data/dataset_source.h"
 
 namespace {
 

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "end_to_end_golden.h"
-#include "zscrgan/fileio.h"
+#include "core/fileio.h"
 
 int main(int argc, char** argv) {
   if (argc > 2) {

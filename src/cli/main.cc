@@ -20,14 +20,15 @@
 
 #include <nlohmann/json.hpp>
 
-#include "zscrgan/checkpoint.h"
-#include "zscrgan/config.h"
-#include "zscrgan/error.h"
-#include "zscrgan/importers.h"
-#include "zscrgan/inference.h"
-#include "zscrgan/run.h"
-#include "zscrgan/trainer.h"
-#include "zscrgan/version.h"
+#include "train/checkpoint.h"
+#include "config/config.h"
+#include "core/error.h"
+#include "import/importers.h"
+#include "infer/inference.h"
+#include "train/run.h"
+#include "train/trainer.h"
+#include "core/version.h"
+#include "data/dataset_source.h"
 
 namespace {
 

@@ -19,8 +19,8 @@
 #include <vector>
 
 #include "data_test_util.h"
-#include "zscrgan/error.h"
-#include "zscrgan/safetensors.h"
+#include "core/error.h"
+#include "formats/safetensors.h"
 
 namespace {
 

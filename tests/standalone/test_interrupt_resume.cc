@@ -25,8 +25,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "zscrgan/checkpoint.h"
-#include "zscrgan/safetensors.h"
+#include "train/checkpoint.h"
+#include "formats/safetensors.h"
 
 namespace fs = std::filesystem;
 

@@ -17,7 +17,9 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "zscrgan/trainer.h"
+#include "train/trainer.h"
+#include "backend/cpu/cpu_backend.h"
+#include "data/dataset_source.h"
 
 extern "C" {
 void* __libc_malloc(size_t);

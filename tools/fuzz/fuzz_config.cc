@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "message_rule.h"
-#include "zscrgan/config.h"
+#include "config/config.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string all(reinterpret_cast<const char*>(data), size);

@@ -13,9 +13,9 @@
 
 #include <matio.h>
 
-#include "import_mat.h"
+#include "import/import_mat.h"
 #include "message_rule.h"
-#include "zscrgan/importers.h"
+#include "import/importers.h"
 
 namespace fs = std::filesystem;
 

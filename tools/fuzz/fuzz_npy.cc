@@ -11,8 +11,8 @@
 #include <string>
 
 #include "message_rule.h"
-#include "zscrgan/npy.h"
-#include "zscrgan/npy_stream.h"
+#include "formats/npy.h"
+#include "formats/npy_stream.h"
 
 namespace {
 

@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "zscrgan/error.h"
-#include "zscrgan/safetensors.h"
+#include "core/error.h"
+#include "formats/safetensors.h"
 
 namespace {
 

@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "zscrgan/npy.h"
-#include "zscrgan/safetensors.h"
+#include "formats/npy.h"
+#include "formats/safetensors.h"
 
 #ifdef ZSCRGAN_HAVE_MATIO
 #include <matio.h>

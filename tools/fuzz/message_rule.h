@@ -8,7 +8,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "zscrgan/error.h"
+#include "core/error.h"
 
 namespace fuzz {
 

@@ -32,11 +32,11 @@ work=${FUZZ_DIR:-$root/build-fuzz}/$target
 cxx=${FUZZ_CXX:-clang++-14}
 src=$root/src
 case $target in
-  safetensors) sources=("$src/safetensors.cc" "$src/fileio.cc" "$src/error.cc"); libs=(); max_len=4096 ;;
-  npy) sources=("$src/npy.cc" "$src/npy_stream.cc" "$src/fileio.cc" "$src/error.cc"); libs=(); max_len=4096 ;;
-  config) sources=("$src/config.cc" "$src/json_strict.cc" "$src/fileio.cc" "$src/error.cc"); libs=(); max_len=8192 ;;
-  mat) sources=("$src/import_mat.cc" "$src/import_xlsa17.cc" "$src/import_gazsl.cc" "$src/import_dataset.cc"
-                "$src/dataset.cc" "$src/npy.cc" "$src/fileio.cc" "$src/error.cc" "$src/json_strict.cc")
+  safetensors) sources=("$src/formats/safetensors.cc" "$src/core/fileio.cc" "$src/core/error.cc"); libs=(); max_len=4096 ;;
+  npy) sources=("$src/formats/npy.cc" "$src/formats/npy_stream.cc" "$src/core/fileio.cc" "$src/core/error.cc"); libs=(); max_len=4096 ;;
+  config) sources=("$src/config/config.cc" "$src/core/json_strict.cc" "$src/core/fileio.cc" "$src/core/error.cc"); libs=(); max_len=8192 ;;
+  mat) sources=("$src/import/import_mat.cc" "$src/import/import_xlsa17.cc" "$src/import/import_gazsl.cc" "$src/import/import_dataset.cc"
+                "$src/data/dataset.cc" "$src/formats/npy.cc" "$src/core/fileio.cc" "$src/core/error.cc" "$src/core/json_strict.cc")
        libs=(-lmatio -lz); max_len=16384 ;;
 esac
 
@@ -46,14 +46,15 @@ if ! command -v "$cxx" >/dev/null; then
 fi
 mkdir -p "$work/corpus" "$work/seeds" "$work/artifacts"
 
-flags=(-std=c++17 -g -I"$root/include" -I"$src" -DZSCRGAN_HAVE_MATIO=1)
+# Module headers are reached as "<folder>/<header>" from src/, private ones from their folder.
+flags=(-std=c++17 -g -I"$src" -I"$src/formats" -I"$src/import" -DZSCRGAN_HAVE_MATIO=1)
 harness=$work/fuzz_$target
 echo "building $harness"
 "$cxx" "${flags[@]}" -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
   -fno-sanitize-recover=all "$root/tools/fuzz/fuzz_$target.cc" "${sources[@]}" "${libs[@]}" \
   -o "$harness"
-"$cxx" "${flags[@]}" -O1 "$root/tools/fuzz/make_seeds.cc" "$src/safetensors.cc" "$src/npy.cc" \
-  "$src/fileio.cc" "$src/error.cc" -lmatio -o "$work/make_seeds"
+"$cxx" "${flags[@]}" -O1 "$root/tools/fuzz/make_seeds.cc" "$src/formats/safetensors.cc" "$src/formats/npy.cc" \
+  "$src/core/fileio.cc" "$src/core/error.cc" -lmatio -o "$work/make_seeds"
 "$work/make_seeds" "$target" "$work/seeds"
 if [ "$target" = safetensors ]; then cp "$root/tests/fixtures/python_written.safetensors" "$work/seeds/"; fi
 # Inputs that were findings once (tools/fuzz/regressions/<target>-*) run first, as seeds.

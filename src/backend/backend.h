@@ -1,0 +1,168 @@
+// The backend interface: every op the model needs, declared once. The CPU backend
+// (backend/cpu) is the reference and always builds; the CUDA backend (backend/cuda)
+// implements the same calls; device/device.h chooses between them. The tape, the losses, the trainer and
+// the evaluation only ever talk to this interface.
+//
+// Conventions
+// - Tensors are row-major views (see tensor.h) on the backend's device.
+// - Backward calls *accumulate* into gradient tensors (+=); an empty gradient tensor means
+//   "not needed" and is skipped.
+// - Scalars (losses) are 1x1 tensors that stay on the device. Backward calls read the
+//   upstream gradient from a 1x1 device tensor, so no step ever waits for the host.
+// - Nothing here allocates except allocate(); nothing synchronises except synchronize() and
+//   the explicit host transfers.
+#ifndef ZSCRGAN_BACKEND_H
+#define ZSCRGAN_BACKEND_H
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "backend/elementwise.h"
+#include "core/tensor.h"
+
+namespace zscrgan {
+
+// Up to kMaxTerms device scalars combined as sum_i weight_i * value_i + constant.
+constexpr int kMaxTerms = 8;
+struct ScalarTerms {
+  const float* value[kMaxTerms] = {};
+  float weight[kMaxTerms] = {};
+  int n = 0;
+  float constant = 0.f;
+};
+struct ScalarTermGrads {
+  float* grad[kMaxTerms] = {};  // null: that term needs no gradient
+  float weight[kMaxTerms] = {};
+  int n = 0;
+};
+
+// A captured sequence of backend calls (a CUDA graph) that can be replayed.
+class CapturedProgram {
+ public:
+  virtual ~CapturedProgram() = default;
+  virtual void replay() = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual Device device() const = 0;
+  // Names the library, ISA and threads the math runs on, e.g.
+  // "cpu (oneDNN 2.6.3, avx512_core, 2 threads)".
+  virtual std::string description() const = 0;
+
+  // ---- memory and transfers (start-up, evaluation and logging; never inside a step) ----
+  virtual void* allocate(size_t bytes) = 0;  // throws Error naming the size on failure
+  virtual void deallocate(void* p) = 0;
+  virtual void upload(Tensor dst, const float* host) = 0;  // host: dst.rows x dst.cols, dense
+  virtual void download(const Tensor& src, float* host) = 0;
+  virtual void upload_bytes(void* dst, const void* host, size_t bytes) = 0;
+  virtual void download_bytes(void* host, const void* src, size_t bytes) = 0;
+  virtual void synchronize() = 0;
+
+  // ---- data movement and simple arithmetic ----
+  virtual void fill(Tensor t, float value) = 0;
+  virtual void copy(Tensor dst, const Tensor& src) = 0;               // same shape
+  virtual void axpy(Tensor y, float alpha, const Tensor& x) = 0;      // y += alpha x
+  virtual void gather_rows(Tensor dst, const Tensor& src, IndexSpan rows) = 0;  // dst[i] = src[rows[i]]
+
+  // C = alpha op(A) op(B) + beta C, all row-major.
+  virtual void gemm(bool trans_a, bool trans_b, float alpha, const Tensor& a, const Tensor& b,
+                    float beta, Tensor c) = 0;
+
+  // ---- fused layer pieces ----
+  // C = act(op(A) op(B) + bias + beta C): a dense layer's forward in one call where the
+  // backend can fuse it (the CPU backend: one oneDNN matmul with bias and activation
+  // post-ops); by default a GEMM followed by bias_act_forward.
+  virtual void gemm_bias_act(bool trans_a, bool trans_b, const Tensor& a, const Tensor& b,
+                             float beta, Tensor c, const Tensor& bias, Act act) {
+    gemm(trans_a, trans_b, 1.f, a, b, beta, c);
+    bias_act_forward(c, bias, act);
+  }
+  // y = act(y + bias) in place; bias is 1 x y.cols.
+  virtual void bias_act_forward(Tensor y, const Tensor& bias, Act act) = 0;
+  // g = dy * act'(y) (from the output y); d_pre += g; d_bias += column sums of g.
+  virtual void bias_act_backward(const Tensor& y, const Tensor& dy, Tensor d_pre, Tensor d_bias,
+                                 Act act) = 0;
+
+  // ---- noise: element i of the fill is a pure function of (stream, i) ----
+  virtual void fill_normal(Tensor t, NoiseStream s) = 0;
+  virtual void fill_truncated_normal(Tensor t, NoiseStream s) = 0;
+
+  // ---- reparameterised sampling: c = h[:, :E] + exp(h[:, E:]) * eps, h is B x 2E ----
+  virtual void reparam_forward(const Tensor& h, const Tensor& eps, Tensor c) = 0;
+  virtual void reparam_backward(const Tensor& h, const Tensor& eps, const Tensor& dc,
+                                Tensor dh) = 0;
+
+  // ---- losses: forward writes a 1x1 scalar; backward scales by the 1x1 d_out ----
+  // Published KL term over h = [mu | log_sigma] (B x 2E), mean over B x E elements.
+  virtual void kl_forward(const Tensor& h, Tensor out) = 0;
+  virtual void kl_backward(const Tensor& h, const Tensor& d_out, Tensor dh) = 0;
+  // mean over rows of sum over columns |x - v|.
+  virtual void l1_forward(const Tensor& x, const Tensor& v, Tensor out) = 0;
+  virtual void l1_backward(const Tensor& x, const Tensor& v, const Tensor& d_out, Tensor dx,
+                           Tensor dv) = 0;
+  // mean of all elements.
+  virtual void mean_forward(const Tensor& x, Tensor out) = 0;
+  virtual void mean_backward(const Tensor& d_out, Tensor dx) = 0;
+  // mean over rows of cos(a_i, b_i), rows L2-normalised as TF's l2_normalize.
+  virtual void cosine_mean_forward(const Tensor& a, const Tensor& b, Tensor out) = 0;
+  virtual void cosine_mean_backward(const Tensor& a, const Tensor& b, const Tensor& d_out,
+                                    Tensor da, Tensor db) = 0;
+  // elementwise log(1 + exp(x)).
+  virtual void softplus_forward(const Tensor& x, Tensor out) = 0;
+  virtual void softplus_backward(const Tensor& x, const Tensor& d_out, Tensor dx) = 0;
+  // out = sum_i w_i v_i + constant (1x1); backward: grad_i += w_i * d_out.
+  virtual void combine_forward(const ScalarTerms& terms, Tensor out) = 0;
+  virtual void combine_backward(const ScalarTermGrads& grads, const Tensor& d_out) = 0;
+
+  // ---- optimizers over a network's flat parameter range ----
+  // RMSProp (TF1), with the critic's clip fused in when h.clip > 0.
+  virtual void rmsprop_update(Tensor params, const Tensor& grads, Tensor mean_square,
+                              const RmsPropHyper& h) = 0;
+  // Adam (TF1). beta_powers is a 1x2 device tensor [beta1^t, beta2^t] read for lr_t and then
+  // advanced by (beta1, beta2), as TF does after each apply.
+  virtual void adam_update(Tensor params, const Tensor& grads, Tensor m, Tensor v,
+                           Tensor beta_powers, const AdamHyper& h) = 0;
+
+  // A device int64 counter += 1 (advances replayed steps; see NoiseStream / IndexSpan).
+  virtual void increment_counter(int64_t* counter) = 0;
+  // slots[base + (*counter) * stride] = value (1x1); a null counter reads as 0. Lets a
+  // replayed step log its loss into the slot of the iteration it is replaying.
+  virtual void store_scalar(const Tensor& value, Tensor slots, int64_t base,
+                            const int64_t* counter, int64_t stride) = 0;
+
+  // ---- capture: record the calls between begin and end once, replay them many times ----
+  // Backends without capture return false and are driven eagerly.
+  virtual bool can_capture() const { return false; }
+  virtual void begin_capture() {}
+  virtual std::unique_ptr<CapturedProgram> end_capture() { return nullptr; }
+
+  // ---- timing, for the benchmarks (outside steps: it may allocate and synchronises) ----
+  // Seconds `work` takes on this backend's clock. With cold_cache the backend first evicts its
+  // caches where it can, so inputs come from memory as in a training step (CUDA: the L2, by
+  // writing a buffer larger than it). By default: host wall-clock between two synchronizes.
+  virtual double time_seconds(const std::function<void()>& work, bool cold_cache) {
+    (void)cold_cache;
+    synchronize();
+    const auto start = std::chrono::steady_clock::now();
+    work();
+    synchronize();
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  }
+
+  // ---- retrieval ----
+  // For each query row, the k gallery rows of highest cosine similarity (rows L2-normalised
+  // as above), best first, ties broken by the lower gallery index. Results go to host
+  // arrays of queries.rows x k; indices are gallery row numbers plus index_offset.
+  virtual void topk_cosine(const Tensor& queries, const Tensor& gallery, int k,
+                           int64_t index_offset, int64_t* out_index, float* out_score) = 0;
+};
+
+}  // namespace zscrgan
+
+#endif  // ZSCRGAN_BACKEND_H

@@ -1,0 +1,486 @@
+// The CPU reference backend: plain loops over the shared per-element math, GEMMs on oneDNN's
+// matmul primitive (onednn_matmul.h), bias and activation fused into it where asked.
+// Reductions accumulate in double so this backend is the accurate side of every parity test.
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <type_traits>
+#include <sstream>
+
+#include "backend/backend.h"
+#include "cpu_backend.h"
+#include "cpu_topk.h"
+#include "core/error.h"
+#include "onednn_matmul.h"
+
+namespace zscrgan {
+
+namespace {
+
+// Element-wise loops parallelise only above this many elements: at batch 32 most tensors are
+// small enough that waking a second thread costs more than it saves.
+constexpr size_t kParallelElements = 1 << 16;
+// GEMMs below this many FLOPs run on one thread: waking the second OpenMP thread costs more
+// than it saves below a few MFLOP, and many GEMMs at batch 32 are that small.
+constexpr double kParallelGemmFlops = 8e6;
+
+float scalar_of(const Tensor& t) { return t.data[0]; }
+
+// Runs f(i) for i in [0, n), in parallel only when n is large. A serial branch rather than an
+// OpenMP if() clause: libgomp allocates a team even for a region that runs on one thread, and a
+// training step must not allocate.
+template <typename F>
+void parallel_range(size_t n, F&& f) {
+  if (n >= kParallelElements) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; ++i) f(i);
+  } else {
+    for (size_t i = 0; i < n; ++i) f(i);
+  }
+}
+
+// Runs f(begin, end) over [0, n) in blocks (one per thread when n is large), so the body is a
+// plain loop the compiler vectorises.
+template <typename F>
+void parallel_blocks(size_t n, F&& f) {
+  if (n < kParallelElements) {
+    f(size_t(0), n);
+    return;
+  }
+#pragma omp parallel
+  {
+    const size_t threads = static_cast<size_t>(omp_get_num_threads());
+    const size_t t = static_cast<size_t>(omp_get_thread_num());
+    const size_t per = (n + threads - 1) / threads;
+    const size_t begin = std::min(n, t * per), end = std::min(n, begin + per);
+    f(begin, end);
+  }
+}
+
+template <typename F>
+void for_each_element(const Tensor& shape, F&& f) {  // f(row, col)
+  const int cols = shape.cols;
+  if (shape.numel() >= kParallelElements) {
+    parallel_range(size_t(shape.rows), [&](size_t r) {
+      for (int c = 0; c < cols; ++c) f(int(r), c);
+    });
+  } else {
+    for (int r = 0; r < shape.rows; ++r)
+      for (int c = 0; c < cols; ++c) f(r, c);
+  }
+}
+
+// Elements from which a noise fill runs on every thread.
+constexpr size_t kParallelNoiseElements = 4096;
+
+template <typename F>
+void noise_rows(const Tensor& t, F&& f) {  // f(row, col)
+  const int cols = t.cols;
+  if (t.numel() >= kParallelNoiseElements && t.rows > 1) {
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < t.rows; ++r)
+      for (int c = 0; c < cols; ++c) f(r, c);
+  } else {
+    for (int r = 0; r < t.rows; ++r)
+      for (int c = 0; c < cols; ++c) f(r, c);
+  }
+}
+
+inline float& at(const Tensor& t, int r, int c) { return t.data[static_cast<size_t>(r) * t.ld + c]; }
+
+// Runs f(row) for every row, in parallel when the tensor is large.
+template <typename F>
+void rows_of(const Tensor& t, F&& f) {
+  if (t.numel() >= kParallelElements)
+    parallel_range(size_t(t.rows), [&](size_t r) { f(int(r)); });
+  else
+    for (int r = 0; r < t.rows; ++r) f(r);
+}
+
+// Calls f with the activation as a compile-time constant, so each loop specialises and
+// vectorises instead of branching on the activation per element.
+template <typename F>
+void with_act(Act act, F&& f) {
+  switch (act) {
+    case Act::LeakyRelu: return f(std::integral_constant<Act, Act::LeakyRelu>{});
+    case Act::Relu: return f(std::integral_constant<Act, Act::Relu>{});
+    case Act::None: return f(std::integral_constant<Act, Act::None>{});
+  }
+}
+
+class CpuBackend final : public Backend {
+ public:
+  CpuBackend() : threads_(omp_get_max_threads()), matmul_(onednn_matmul()) {
+    const std::string warning = onednn_slow_path_warning();
+    if (!warning.empty()) std::fprintf(stderr, "%s\n", warning.c_str());
+  }
+  Device device() const override { return Device::CPU; }
+  std::string description() const override {
+    std::ostringstream os;
+    os << "cpu (" << onednn_summary() << ", " << threads_ << " threads)";
+    return os.str();
+  }
+
+  void* allocate(size_t bytes) override {
+    void* p = std::aligned_alloc(256, (bytes + 255) / 256 * 256);
+    if (p == nullptr) fail("out of host memory: could not allocate ", bytes, " bytes");
+    return p;
+  }
+  void deallocate(void* p) override { std::free(p); }
+  void upload(Tensor dst, const float* host) override {
+    for (int r = 0; r < dst.rows; ++r)
+      std::memcpy(&at(dst, r, 0), host + static_cast<size_t>(r) * dst.cols, sizeof(float) * dst.cols);
+  }
+  void download(const Tensor& src, float* host) override {
+    for (int r = 0; r < src.rows; ++r)
+      std::memcpy(host + static_cast<size_t>(r) * src.cols, &at(src, r, 0), sizeof(float) * src.cols);
+  }
+  void upload_bytes(void* dst, const void* host, size_t bytes) override { std::memcpy(dst, host, bytes); }
+  void download_bytes(void* host, const void* src, size_t bytes) override { std::memcpy(host, src, bytes); }
+  void synchronize() override {}
+
+  void fill(Tensor t, float value) override {
+    for_each_element(t, [&](int r, int c) { at(t, r, c) = value; });
+  }
+  void copy(Tensor dst, const Tensor& src) override {
+    ZS_CHECK(dst.same_shape(src), "copy ", src.rows, "x", src.cols, " -> ", dst.rows, "x", dst.cols);
+    for_each_element(dst, [&](int r, int c) { at(dst, r, c) = at(src, r, c); });
+  }
+  void axpy(Tensor y, float alpha, const Tensor& x) override {
+    ZS_CHECK(y.same_shape(x), "axpy ", x.rows, "x", x.cols, " into ", y.rows, "x", y.cols);
+    for_each_element(y, [&](int r, int c) { at(y, r, c) += alpha * at(x, r, c); });
+  }
+  void gather_rows(Tensor dst, const Tensor& src, IndexSpan rows) override {
+    ZS_CHECK(rows.n == dst.rows && src.cols == dst.cols, "gather ", rows.n, " rows of width ",
+             src.cols, " into ", dst.rows, "x", dst.cols);
+    const int32_t* idx = resolve_indices(rows);
+    for (int r = 0; r < dst.rows; ++r) {
+      ZS_CHECK(idx[r] >= 0 && idx[r] < src.rows, "gather index ", idx[r], " of ", src.rows, " rows");
+      std::memcpy(&at(dst, r, 0), &at(src, idx[r], 0), sizeof(float) * dst.cols);
+    }
+  }
+
+  void gemm(bool ta, bool tb, float alpha, const Tensor& a, const Tensor& b, float beta,
+            Tensor c) override {
+    run_gemm(ta, tb, alpha, a, b, beta, c, nullptr, Act::None);
+  }
+  void gemm_bias_act(bool ta, bool tb, const Tensor& a, const Tensor& b, float beta, Tensor c,
+                     const Tensor& bias, Act act) override {
+    ZS_CHECK(bias.rows == 1 && bias.cols == c.cols, "bias 1x", c.cols, " expected, got ",
+             bias.rows, "x", bias.cols);
+    run_gemm(ta, tb, 1.f, a, b, beta, c, bias.data, act);
+  }
+
+  void bias_act_forward(Tensor y, const Tensor& bias, Act act) override {
+    ZS_CHECK(bias.rows == 1 && bias.cols == y.cols, "bias 1x", y.cols, " expected, got ",
+             bias.rows, "x", bias.cols);
+    with_act(act, [&](auto a) {
+      constexpr Act kAct = decltype(a)::value;
+      const float* __restrict__ b = bias.data;
+      const int cols = y.cols;
+      rows_of(y, [&](int r) {
+        float* __restrict__ yr = &at(y, r, 0);
+#pragma omp simd
+        for (int c = 0; c < cols; ++c) yr[c] = act_forward(yr[c] + b[c], kAct);
+      });
+    });
+  }
+  void bias_act_backward(const Tensor& y, const Tensor& dy, Tensor d_pre, Tensor d_bias,
+                         Act act) override {
+    ZS_CHECK(y.same_shape(dy), "bias_act_backward dy shape");
+    ZS_CHECK(d_pre.empty() || d_pre.same_shape(y), "bias_act_backward d_pre shape");
+    ZS_CHECK(d_bias.empty() || (d_bias.rows == 1 && d_bias.cols == y.cols),
+             "bias_act_backward d_bias shape");
+    with_act(act, [&](auto a) {
+      constexpr Act kAct = decltype(a)::value;
+      const int cols = y.cols;
+      if (d_bias.empty()) {
+        if (d_pre.empty()) return;
+        rows_of(y, [&](int r) {
+          const float* __restrict__ yr = &at(y, r, 0);
+          const float* __restrict__ gr = &at(dy, r, 0);
+          float* __restrict__ dr = &at(d_pre, r, 0);
+#pragma omp simd
+          for (int c = 0; c < cols; ++c) dr[c] += gr[c] * act_grad_from_output(yr[c], kAct);
+        });
+        return;
+      }
+      // One pass: g = dy * act'(y) is added to d_pre and to the column sums (in double, each
+      // column summed in row order), a block of columns at a time; blocks are independent,
+      // so they run in parallel on large tensors with the same sums.
+      constexpr int kBlock = 256;
+      const int n_blocks = (cols + kBlock - 1) / kBlock;
+      const bool with_pre = !d_pre.empty();
+      auto block = [&](size_t bi) {
+        const int c0 = static_cast<int>(bi) * kBlock;
+        const int n = std::min(kBlock, cols - c0);
+        double acc[kBlock] = {};
+        for (int r = 0; r < y.rows; ++r) {
+          const float* __restrict__ yr = &at(y, r, c0);
+          const float* __restrict__ gr = &at(dy, r, c0);
+          if (with_pre) {
+            float* __restrict__ dr = &at(d_pre, r, c0);
+#pragma omp simd
+            for (int c = 0; c < n; ++c) {
+              const float g = gr[c] * act_grad_from_output(yr[c], kAct);
+              dr[c] += g;
+              acc[c] += g;
+            }
+          } else {
+#pragma omp simd
+            for (int c = 0; c < n; ++c) acc[c] += gr[c] * act_grad_from_output(yr[c], kAct);
+          }
+        }
+        for (int c = 0; c < n; ++c) d_bias.data[c0 + c] += static_cast<float>(acc[c]);
+      };
+      if (y.numel() >= kParallelElements && n_blocks > 1) {
+#pragma omp parallel for schedule(static)
+        for (int bi = 0; bi < n_blocks; ++bi) block(static_cast<size_t>(bi));
+      } else {
+        for (int bi = 0; bi < n_blocks; ++bi) block(static_cast<size_t>(bi));
+      }
+    });
+  }
+
+  // Noise costs tens of nanoseconds per element (Philox, log, sincos), so it splits over the
+  // threads from far fewer elements than the memory-bound loops; each element is a pure
+  // function of (stream, index), so the split changes nothing.
+  void fill_normal(Tensor t, NoiseStream s) override {
+    const NoiseStream rs = resolve_stream(s);
+    noise_rows(t, [&](int r, int c) {
+      at(t, r, c) = philox_normal(rs, static_cast<uint64_t>(r) * t.cols + c);
+    });
+  }
+  void fill_truncated_normal(Tensor t, NoiseStream s) override {
+    const NoiseStream rs = resolve_stream(s);
+    noise_rows(t, [&](int r, int c) {
+      at(t, r, c) = philox_truncated_normal(rs, static_cast<uint64_t>(r) * t.cols + c);
+    });
+  }
+
+  void reparam_forward(const Tensor& h, const Tensor& eps, Tensor c) override {
+    const int e = c.cols;
+    ZS_CHECK(h.rows == c.rows && h.cols == 2 * e && eps.same_shape(c), "reparam shapes: h ", h.rows,
+             "x", h.cols, ", eps ", eps.rows, "x", eps.cols, ", c ", c.rows, "x", c.cols);
+    for_each_element(c, [&](int r, int j) {
+      at(c, r, j) = at(h, r, j) + std::exp(at(h, r, e + j)) * at(eps, r, j);
+    });
+  }
+  void reparam_backward(const Tensor& h, const Tensor& eps, const Tensor& dc, Tensor dh) override {
+    if (dh.empty()) return;
+    const int e = dc.cols;
+    ZS_CHECK(dh.same_shape(h) && h.cols == 2 * e, "reparam_backward shapes");
+    for_each_element(dc, [&](int r, int j) {
+      const float g = at(dc, r, j);
+      at(dh, r, j) += g;
+      at(dh, r, e + j) += g * std::exp(at(h, r, e + j)) * at(eps, r, j);
+    });
+  }
+
+  void kl_forward(const Tensor& h, Tensor out) override {
+    const int e = h.cols / 2;
+    ZS_CHECK(h.cols % 2 == 0, "kl: h has an odd width ", h.cols);
+    double s = 0;
+    for (int r = 0; r < h.rows; ++r)
+      for (int j = 0; j < e; ++j) s += kl_element(at(h, r, j), at(h, r, e + j));
+    out.data[0] = static_cast<float>(s / (static_cast<double>(h.rows) * e));
+  }
+  void kl_backward(const Tensor& h, const Tensor& d_out, Tensor dh) override {
+    if (dh.empty()) return;
+    const int e = h.cols / 2;
+    const float scale = scalar_of(d_out) / (static_cast<float>(h.rows) * e);
+    for (int r = 0; r < h.rows; ++r)
+      for (int j = 0; j < e; ++j) {
+        float dmu, dls;
+        kl_element_grad(at(h, r, j), at(h, r, e + j), &dmu, &dls);
+        at(dh, r, j) += scale * dmu;
+        at(dh, r, e + j) += scale * dls;
+      }
+  }
+
+  void l1_forward(const Tensor& x, const Tensor& v, Tensor out) override {
+    ZS_CHECK(x.same_shape(v), "l1 shapes ", x.rows, "x", x.cols, " vs ", v.rows, "x", v.cols);
+    double s = 0;
+    for (int r = 0; r < x.rows; ++r)
+      for (int c = 0; c < x.cols; ++c) s += std::fabs(at(x, r, c) - at(v, r, c));
+    out.data[0] = static_cast<float>(s / x.rows);
+  }
+  void l1_backward(const Tensor& x, const Tensor& v, const Tensor& d_out, Tensor dx,
+                   Tensor dv) override {
+    const float scale = scalar_of(d_out) / static_cast<float>(x.rows);
+    for_each_element(x, [&](int r, int c) {
+      const float g = scale * sign_tf(at(x, r, c) - at(v, r, c));
+      if (!dx.empty()) at(dx, r, c) += g;
+      if (!dv.empty()) at(dv, r, c) -= g;
+    });
+  }
+
+  void mean_forward(const Tensor& x, Tensor out) override {
+    double s = 0;
+    for (int r = 0; r < x.rows; ++r)
+      for (int c = 0; c < x.cols; ++c) s += at(x, r, c);
+    out.data[0] = static_cast<float>(s / static_cast<double>(x.numel()));
+  }
+  void mean_backward(const Tensor& d_out, Tensor dx) override {
+    if (dx.empty()) return;
+    const float g = scalar_of(d_out) / static_cast<float>(dx.numel());
+    for_each_element(dx, [&](int r, int c) { at(dx, r, c) += g; });
+  }
+
+  void cosine_mean_forward(const Tensor& a, const Tensor& b, Tensor out) override {
+    ZS_CHECK(a.same_shape(b), "cosine shapes ", a.rows, "x", a.cols, " vs ", b.rows, "x", b.cols);
+    double total = 0;
+    for (int r = 0; r < a.rows; ++r) {
+      float saa = 0, sbb = 0, sab = 0;
+      row_dots(a, b, r, &saa, &sbb, &sab);
+      total += sab * l2_inv_norm(saa) * l2_inv_norm(sbb);
+    }
+    out.data[0] = static_cast<float>(total / a.rows);
+  }
+  void cosine_mean_backward(const Tensor& a, const Tensor& b, const Tensor& d_out, Tensor da,
+                            Tensor db) override {
+    const float g = scalar_of(d_out) / static_cast<float>(a.rows);
+    for (int r = 0; r < a.rows; ++r) {
+      float saa = 0, sbb = 0, sab = 0;
+      row_dots(a, b, r, &saa, &sbb, &sab);
+      const float ia = l2_inv_norm(saa), ib = l2_inv_norm(sbb);
+      const float cosv = sab * ia * ib;
+      // d cos / d a = ia (b_hat - cos a_hat); the second term vanishes where the norm floor holds.
+      const float ka = l2_floor_active(saa) ? 0.f : cosv * ia;
+      const float kb = l2_floor_active(sbb) ? 0.f : cosv * ib;
+      for (int c = 0; c < a.cols; ++c) {
+        const float av = at(a, r, c), bv = at(b, r, c);
+        if (!da.empty()) at(da, r, c) += g * ia * (bv * ib - ka * av);
+        if (!db.empty()) at(db, r, c) += g * ib * (av * ia - kb * bv);
+      }
+    }
+  }
+
+  void softplus_forward(const Tensor& x, Tensor out) override {
+    ZS_CHECK(x.same_shape(out), "softplus shapes");
+    for_each_element(x, [&](int r, int c) { at(out, r, c) = softplus_published(at(x, r, c)); });
+  }
+  void softplus_backward(const Tensor& x, const Tensor& d_out, Tensor dx) override {
+    if (dx.empty()) return;
+    for_each_element(x, [&](int r, int c) { at(dx, r, c) += at(d_out, r, c) * softplus_grad(at(x, r, c)); });
+  }
+
+  void combine_forward(const ScalarTerms& terms, Tensor out) override {
+    float s = terms.constant;
+    for (int i = 0; i < terms.n; ++i) s += terms.weight[i] * terms.value[i][0];
+    out.data[0] = s;
+  }
+  void combine_backward(const ScalarTermGrads& grads, const Tensor& d_out) override {
+    const float g = scalar_of(d_out);
+    for (int i = 0; i < grads.n; ++i)
+      if (grads.grad[i] != nullptr) grads.grad[i][0] += grads.weight[i] * g;
+  }
+
+  void rmsprop_update(Tensor params, const Tensor& grads, Tensor mean_square,
+                      const RmsPropHyper& h) override {
+    ZS_CHECK(params.contiguous() && params.same_shape(grads) && params.same_shape(mean_square),
+             "rmsprop: parameters, gradients and state must be contiguous and alike");
+    float* __restrict__ p = params.data;
+    const float* __restrict__ g = grads.data;
+    float* __restrict__ ms = mean_square.data;
+    parallel_blocks(params.numel(), [&](size_t begin, size_t end) {
+#pragma omp simd
+      for (size_t i = begin; i < end; ++i) rmsprop_tf1_update(&p[i], g[i], &ms[i], h);
+    });
+  }
+  void adam_update(Tensor params, const Tensor& grads, Tensor m, Tensor v, Tensor beta_powers,
+                   const AdamHyper& h) override {
+    ZS_CHECK(params.contiguous() && params.same_shape(grads) && params.same_shape(m) &&
+                 params.same_shape(v) && beta_powers.numel() == 2,
+             "adam: parameters, gradients and state must be contiguous and alike");
+    const float lr_t = adam_tf1_lr_t(h, beta_powers.data[0], beta_powers.data[1]);
+    float* __restrict__ p = params.data;
+    const float* __restrict__ g = grads.data;
+    float* __restrict__ mm = m.data;
+    float* __restrict__ vv = v.data;
+    parallel_blocks(params.numel(), [&](size_t begin, size_t end) {
+#pragma omp simd
+      for (size_t i = begin; i < end; ++i) adam_tf1_update(&p[i], g[i], &mm[i], &vv[i], lr_t, h);
+    });
+    beta_powers.data[0] *= h.beta1;
+    beta_powers.data[1] *= h.beta2;
+  }
+
+  void increment_counter(int64_t* counter) override { ++*counter; }
+  void store_scalar(const Tensor& value, Tensor slots, int64_t base, const int64_t* counter,
+                    int64_t stride) override {
+    const int64_t at = base + (counter != nullptr ? *counter * stride : 0);
+    ZS_CHECK(at >= 0 && at < static_cast<int64_t>(slots.numel()), "store_scalar slot ", at, " of ",
+             slots.numel());
+    slots.data[at] = value.data[0];
+  }
+
+  void topk_cosine(const Tensor& queries, const Tensor& gallery, int k, int64_t index_offset,
+                   int64_t* out_index, float* out_score) override {
+    ZS_CHECK(queries.cols == gallery.cols, "topk: query width ", queries.cols,
+             " vs gallery width ", gallery.cols);
+    cpu_topk_cosine(queries.data, queries.rows, queries.ld, gallery.data, gallery.rows,
+                    gallery.ld, queries.cols, k, index_offset, out_index, out_score);
+  }
+
+ private:
+  // C = act(alpha op(A) op(B) + bias + beta C); bias may be null.
+  void run_gemm(bool ta, bool tb, float alpha, const Tensor& a, const Tensor& b, float beta,
+                Tensor c, const float* bias, Act act) {
+    const int m = ta ? a.cols : a.rows, k = ta ? a.rows : a.cols;
+    const int kb = tb ? b.cols : b.rows, n = tb ? b.rows : b.cols;
+    ZS_CHECK(k == kb && c.rows == m && c.cols == n, "gemm shapes: op(A) ", m, "x", k, ", op(B) ",
+             kb, "x", n, ", C ", c.rows, "x", c.cols);
+    if (m == 0 || n == 0) return;
+    if (k == 0) {  // C = act(bias + beta C), as the primitive would compute it
+      for_each_element(c, [&](int r, int col) {
+        at(c, r, col) = act_forward((bias ? bias[col] : 0.f) + beta * at(c, r, col), act);
+      });
+      return;
+    }
+    GemmCall call;
+    call.trans_a = ta;
+    call.trans_b = tb;
+    call.m = m;
+    call.n = n;
+    call.k = k;
+    call.alpha = alpha;
+    call.a = a.data;
+    call.lda = a.ld;
+    call.b = b.data;
+    call.ldb = b.ld;
+    call.beta = beta;
+    call.c = c.data;
+    call.ldc = c.ld;
+    call.bias = bias;
+    call.act = act;
+    const double flops = 2.0 * m * n * k;
+    matmul_.run(call, flops < kParallelGemmFlops ? 1 : threads_);
+  }
+
+  const int threads_;  // OpenMP's thread count at start-up
+  OnednnMatmul& matmul_;
+  static void row_dots(const Tensor& a, const Tensor& b, int r, float* saa, float* sbb, float* sab) {
+    double aa = 0, bb = 0, ab = 0;
+    for (int c = 0; c < a.cols; ++c) {
+      const double av = at(a, r, c), bv = at(b, r, c);
+      aa += av * av;
+      bb += bv * bv;
+      ab += av * bv;
+    }
+    *saa = static_cast<float>(aa);
+    *sbb = static_cast<float>(bb);
+    *sab = static_cast<float>(ab);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
+
+}  // namespace zscrgan

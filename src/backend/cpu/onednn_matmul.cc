@@ -1,0 +1,284 @@
+#include "onednn_matmul.h"
+
+#include <omp.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <sstream>
+#include <unordered_map>
+
+#include "oneapi/dnnl/dnnl.h"
+#include "oneapi/dnnl/dnnl.hpp"
+#include "core/error.h"
+
+namespace zscrgan {
+namespace {
+
+struct Key {
+  bool ta, tb;
+  int m, n, k;
+  int64_t lda, ldb, ldc;
+  float alpha, beta;
+  bool bias;
+  Act act;
+  int threads;
+  bool operator==(const Key& o) const {
+    return ta == o.ta && tb == o.tb && m == o.m && n == o.n && k == o.k && lda == o.lda &&
+           ldb == o.ldb && ldc == o.ldc && std::memcmp(&alpha, &o.alpha, sizeof alpha) == 0 &&
+           std::memcmp(&beta, &o.beta, sizeof beta) == 0 && bias == o.bias && act == o.act &&
+           threads == o.threads;
+  }
+};
+
+struct KeyHash {
+  size_t operator()(const Key& key) const {
+    uint64_t h = 1469598103934665603ull;
+    auto mix = [&](uint64_t v) { h = (h ^ v) * 1099511628211ull; };
+    uint32_t a, b;
+    std::memcpy(&a, &key.alpha, sizeof a);
+    std::memcpy(&b, &key.beta, sizeof b);
+    mix(key.ta);
+    mix(key.tb);
+    mix(static_cast<uint64_t>(key.m));
+    mix(static_cast<uint64_t>(key.n));
+    mix(static_cast<uint64_t>(key.k));
+    mix(static_cast<uint64_t>(key.lda));
+    mix(static_cast<uint64_t>(key.ldb));
+    mix(static_cast<uint64_t>(key.ldc));
+    mix(a);
+    mix(b);
+    mix(key.bias);
+    mix(static_cast<uint64_t>(key.act));
+    mix(static_cast<uint64_t>(key.threads));
+    return static_cast<size_t>(h);
+  }
+};
+
+Key key_of(const GemmCall& c, int threads) {
+  return Key{c.trans_a, c.trans_b, c.m,    c.n,    c.k,           c.lda, c.ldb,
+             c.ldc,     c.alpha,   c.beta, c.bias != nullptr, c.act, threads};
+}
+
+void check(dnnl_status_t s, const char* what) {
+  if (s != dnnl_success) fail("oneDNN: ", what, " failed (status ", static_cast<int>(s), ")");
+}
+
+// Sets OpenMP's thread count for the lifetime of the guard (oneDNN's OpenMP runtime reads it
+// when it creates and when it runs a primitive).
+class ThreadCount {
+ public:
+  explicit ThreadCount(int n) : saved_(omp_get_max_threads()), n_(n) {
+    if (n_ != saved_) omp_set_num_threads(n_);
+  }
+  ~ThreadCount() {
+    if (n_ != saved_) omp_set_num_threads(saved_);
+  }
+  ThreadCount(const ThreadCount&) = delete;
+  ThreadCount& operator=(const ThreadCount&) = delete;
+
+ private:
+  int saved_, n_;
+};
+
+const char* isa_name(dnnl_cpu_isa_t isa) {
+  switch (isa) {
+    case dnnl_cpu_isa_sse41: return "sse41";
+    case dnnl_cpu_isa_avx: return "avx";
+    case dnnl_cpu_isa_avx2: return "avx2";
+    case dnnl_cpu_isa_avx2_vnni: return "avx2_vnni";
+    case dnnl_cpu_isa_avx512_mic: return "avx512_mic";
+    case dnnl_cpu_isa_avx512_mic_4ops: return "avx512_mic_4ops";
+    case dnnl_cpu_isa_avx512_core: return "avx512_core";
+    case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni";
+    case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16";
+    case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx";
+    default: return "no JIT (reference kernels)";
+  }
+}
+
+}  // namespace
+
+struct OnednnMatmul::Impl {
+  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
+  dnnl::stream stream{engine};
+
+  struct Entry {
+    dnnl::matmul::primitive_desc pd;
+    dnnl::matmul prim;
+    // Memory objects made once; each run points them at the call's buffers.
+    dnnl::memory a, b, c, bias, scratch;
+    size_t scratch_bytes = 0;
+  };
+  std::unordered_map<Key, Entry, KeyHash> cache;
+  bool census_on = false;
+  std::unordered_map<Key, ShapeCount, KeyHash> census;
+  void* scratch = nullptr;  // shared by every primitive (calls never overlap)
+  size_t scratch_capacity = 0;
+
+  ~Impl() { std::free(scratch); }
+
+  Entry& entry(const GemmCall& c, int threads) {
+    const Key key = key_of(c, threads);
+    auto it = cache.find(key);
+    if (it != cache.end()) return it->second;
+    return cache.emplace(key, create(c)).first->second;
+  }
+
+  Entry create(const GemmCall& c) {
+    using dnnl::memory;
+    const memory::dims a_strides = c.trans_a ? memory::dims{1, c.lda} : memory::dims{c.lda, 1};
+    const memory::dims b_strides = c.trans_b ? memory::dims{1, c.ldb} : memory::dims{c.ldb, 1};
+    const memory::desc a_md({c.m, c.k}, memory::data_type::f32, a_strides);
+    const memory::desc b_md({c.k, c.n}, memory::data_type::f32, b_strides);
+    const memory::desc c_md({c.m, c.n}, memory::data_type::f32, memory::dims{c.ldc, 1});
+    const memory::desc bias_md =
+        c.bias ? memory::desc({1, c.n}, memory::data_type::f32, memory::dims{c.n, 1}) : memory::desc();
+
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    if (c.alpha != 1.f) attr.set_output_scales(0, {c.alpha});
+    dnnl::post_ops po;
+    if (c.beta != 0.f) po.append_sum(c.beta);
+    if (c.act == Act::LeakyRelu) po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, kLeakySlope, 0.f);
+    if (c.act == Act::Relu) po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+    attr.set_post_ops(po);
+
+    Entry e;
+    try {
+      const dnnl::matmul::desc d = c.bias ? dnnl::matmul::desc(a_md, b_md, bias_md, c_md)
+                                          : dnnl::matmul::desc(a_md, b_md, c_md);
+      e.pd = dnnl::matmul::primitive_desc(d, attr, engine);
+      e.prim = dnnl::matmul(e.pd);
+    } catch (const dnnl::error& err) {
+      fail("oneDNN matmul ", c.trans_a ? "A^T " : "A ", c.trans_b ? "B^T " : "B ", c.m, "x", c.n,
+           "x", c.k, " (lda ", c.lda, ", ldb ", c.ldb, ", ldc ", c.ldc, "): ", err.what());
+    }
+    e.a = memory(a_md, engine, DNNL_MEMORY_NONE);
+    e.b = memory(b_md, engine, DNNL_MEMORY_NONE);
+    e.c = memory(c_md, engine, DNNL_MEMORY_NONE);
+    if (c.bias) e.bias = memory(bias_md, engine, DNNL_MEMORY_NONE);
+    const memory::desc s_md = e.pd.scratchpad_desc();
+    e.scratch_bytes = s_md.get_size();
+    if (e.scratch_bytes > 0) {
+      e.scratch = memory(s_md, engine, DNNL_MEMORY_NONE);
+      if (e.scratch_bytes > scratch_capacity) {
+        std::free(scratch);
+        const size_t bytes = (e.scratch_bytes + 4095) / 4096 * 4096;
+        scratch = std::aligned_alloc(4096, bytes);
+        if (scratch == nullptr) fail("out of host memory: oneDNN scratchpad of ", bytes, " bytes");
+        std::memset(scratch, 0, bytes);  // touch the pages now, not inside a step
+        scratch_capacity = bytes;
+      }
+    }
+    return e;
+  }
+};
+
+OnednnMatmul::OnednnMatmul() : impl_(std::make_unique<Impl>()) {}
+OnednnMatmul::~OnednnMatmul() = default;
+
+size_t OnednnMatmul::primitives() const { return impl_->cache.size(); }
+
+std::string OnednnMatmul::implementation(const GemmCall& call, int threads) {
+  if (threads <= 0) threads = omp_get_max_threads();
+  ThreadCount tc(threads);
+  return impl_->entry(call, threads).pd.impl_info_str();
+}
+
+void OnednnMatmul::run(const GemmCall& c, int threads) {
+  if (threads <= 0) threads = omp_get_max_threads();
+  ThreadCount tc(threads);
+  Impl::Entry& e = impl_->entry(c, threads);
+  // The C API: executing through it builds no std::unordered_map of arguments on our side.
+  check(dnnl_memory_set_data_handle(e.a.get(), const_cast<float*>(c.a)), "set A");
+  check(dnnl_memory_set_data_handle(e.b.get(), const_cast<float*>(c.b)), "set B");
+  check(dnnl_memory_set_data_handle(e.c.get(), c.c), "set C");
+  dnnl_exec_arg_t args[5];
+  int n = 0;
+  args[n++] = {DNNL_ARG_SRC, e.a.get()};
+  args[n++] = {DNNL_ARG_WEIGHTS, e.b.get()};
+  args[n++] = {DNNL_ARG_DST, e.c.get()};
+  if (c.bias) {
+    check(dnnl_memory_set_data_handle(e.bias.get(), const_cast<float*>(c.bias)), "set bias");
+    args[n++] = {DNNL_ARG_BIAS, e.bias.get()};
+  }
+  if (e.scratch_bytes > 0) {
+    check(dnnl_memory_set_data_handle(e.scratch.get(), impl_->scratch), "set scratchpad");
+    args[n++] = {DNNL_ARG_SCRATCHPAD, e.scratch.get()};
+  }
+  const auto t0 = impl_->census_on ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
+  check(dnnl_primitive_execute(e.prim.get(), impl_->stream.get(), n, args), "matmul execute");
+  check(dnnl_stream_wait(impl_->stream.get()), "stream wait");
+  if (impl_->census_on) {
+    ShapeCount& sc = impl_->census[key_of(c, threads)];
+    if (sc.count++ == 0) {
+      sc.shape = c;
+      sc.shape.a = sc.shape.b = sc.shape.bias = nullptr;
+      sc.shape.c = nullptr;
+      sc.has_bias = c.bias != nullptr;
+      sc.threads = threads;
+    }
+    sc.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+}
+
+void OnednnMatmul::start_census() {
+  impl_->census.clear();
+  impl_->census_on = true;
+}
+
+std::vector<OnednnMatmul::ShapeCount> OnednnMatmul::stop_census() {
+  impl_->census_on = false;
+  std::vector<ShapeCount> out;
+  for (const auto& kv : impl_->census) out.push_back(kv.second);
+  impl_->census.clear();
+  return out;
+}
+
+OnednnMatmul& onednn_matmul() {
+  static OnednnMatmul instance;
+  return instance;
+}
+
+std::string onednn_summary() {
+  const dnnl_version_t* v = dnnl_version();
+  std::ostringstream os;
+  os << "oneDNN " << v->major << "." << v->minor << "." << v->patch << ", "
+     << isa_name(dnnl_get_effective_cpu_isa());
+  return os.str();
+}
+
+std::string onednn_slow_path_warning() {
+  __builtin_cpu_init();
+  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (!avx2) return "";
+  const dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+  // A probe of the round's typical shape: which kernel family would it run on?
+  GemmCall probe;
+  probe.m = 32;
+  probe.n = 256;
+  probe.k = 256;
+  probe.lda = 256;
+  probe.ldb = 256;
+  probe.ldc = 256;
+  const std::string impl = onednn_matmul().implementation(probe);
+  const bool generic = isa < dnnl_cpu_isa_avx2 || impl.rfind("ref", 0) == 0;
+  if (!generic) return "";
+  const char* cap = std::getenv("ONEDNN_MAX_CPU_ISA");
+  if (cap == nullptr) cap = std::getenv("DNNL_MAX_CPU_ISA");
+  std::ostringstream os;
+  os << "warning: GEMMs run on oneDNN's generic kernels (" << isa_name(isa) << ", matmul '" << impl
+     << "') although this CPU has " << (avx512 ? "AVX-512" : "AVX2") << ": ";
+  if (cap != nullptr)
+    os << "unset ONEDNN_MAX_CPU_ISA / DNNL_MAX_CPU_ISA (now '" << cap << "')";
+  else
+    os << "install a oneDNN built with its JIT kernels (Debian's libdnnl-dev is)";
+  os << "; training will be several times slower";
+  return os.str();
+}
+
+}  // namespace zscrgan

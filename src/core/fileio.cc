@@ -1,0 +1,294 @@
+#include "core/fileio.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <streambuf>
+#include <system_error>
+
+#include "core/error.h"
+
+namespace zscrgan {
+
+namespace fs = std::filesystem;
+
+std::string read_text_file(const std::string& path) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) fail(path, ": cannot open: is a directory");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(path, ": cannot open: ", std::strerror(errno));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) fail(path, ": read error");
+  return ss.str();
+}
+
+std::string unique_suffix() {
+  static std::atomic<uint64_t> counter{0};
+  std::random_device rd;
+  const uint64_t t = static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+  uint64_t x = (static_cast<uint64_t>(rd()) << 32) ^ rd() ^ t ^ (counter.fetch_add(1) << 48);
+  // splitmix64 finaliser: spreads the bits so short prefixes differ.
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  x ^= x >> 31;
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(x));
+  return std::string(buf, 12);
+}
+
+namespace {
+
+std::string sys_error(int err) { return std::error_code(err, std::generic_category()).message(); }
+
+// Linux moves at most 0x7ffff000 bytes per call.
+constexpr size_t kMaxIo = size_t(1) << 30;
+
+// The one read/write loop: `step` moves up to `chunk` bytes at `p` and returns what read(2) or
+// write(2) would.
+template <typename Step>
+int io_loop(size_t size, int early_end, Step step) {
+  size_t done = 0;
+  while (done < size) {
+    const ssize_t n = step(done, std::min(size - done, kMaxIo));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    if (n == 0) return early_end;
+    done += static_cast<size_t>(n);
+  }
+  return 0;
+}
+
+std::string parent_directory(const std::string& path) {
+  const size_t slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+// An ostream's buffer over an AtomicFile; the first failed write is kept and rethrown.
+class AtomicFileBuf : public std::streambuf {
+ public:
+  explicit AtomicFileBuf(AtomicFile& f) : f_(f) { setp(buf_, buf_ + sizeof buf_); }
+  // Flushes what is buffered; rethrows the failure that stopped the stream, if any.
+  void finish() {
+    drain();
+    if (error_) std::rethrow_exception(error_);
+  }
+
+ protected:
+  int_type overflow(int_type c) override {
+    if (!drain()) return traits_type::eof();
+    if (!traits_type::eq_int_type(c, traits_type::eof())) {
+      *pptr() = traits_type::to_char_type(c);
+      pbump(1);
+    }
+    return traits_type::not_eof(c);
+  }
+  int sync() override { return drain() ? 0 : -1; }
+
+ private:
+  bool drain() {
+    if (error_) return false;
+    const size_t n = static_cast<size_t>(pptr() - pbase());
+    try {
+      if (n) f_.write(pbase(), n);
+    } catch (...) {
+      error_ = std::current_exception();
+      return false;
+    }
+    setp(buf_, buf_ + sizeof buf_);
+    return true;
+  }
+
+  AtomicFile& f_;
+  char buf_[1 << 16];
+  std::exception_ptr error_;
+};
+
+}  // namespace
+
+int write_fully(int fd, const void* data, size_t size) {
+  const auto* p = static_cast<const char*>(data);
+  return io_loop(size, EIO, [&](size_t done, size_t chunk) { return ::write(fd, p + done, chunk); });
+}
+
+int read_fully(int fd, void* data, size_t size) {
+  auto* p = static_cast<char*>(data);
+  return io_loop(size, ENODATA, [&](size_t done, size_t chunk) { return ::read(fd, p + done, chunk); });
+}
+
+int read_fully_at(int fd, void* data, size_t size, uint64_t& offset) {
+  auto* p = static_cast<char*>(data);
+  const uint64_t start = offset;
+  return io_loop(size, ENODATA, [&](size_t done, size_t chunk) {
+    offset = start + done;
+    const ssize_t n = ::pread(fd, p + done, chunk, static_cast<off_t>(offset));
+    if (n > 0) offset += static_cast<uint64_t>(n);
+    return n;
+  });
+}
+
+AtomicFile::AtomicFile(const std::string& path) : path_(path) {
+  // A unique name: two writers never share a temporary, and one killed mid-write leaves a file
+  // the next successful write removes (remove_stale_temporaries).
+  tmp_ = path + ".tmp-" + unique_suffix();
+  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd_ < 0) fail(path, ": cannot create '", tmp_, "': ", sys_error(errno));
+  temporary_exists_ = true;
+}
+
+AtomicFile::~AtomicFile() {
+  if (fd_ >= 0) ::close(fd_);
+  if (temporary_exists_) ::unlink(tmp_.c_str());
+}
+
+void AtomicFile::abandon(const std::string& what, int err) {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+  ::unlink(tmp_.c_str());
+  temporary_exists_ = false;
+  fail(path_, ": ", what, ": ", sys_error(err));
+}
+
+void AtomicFile::write(const void* data, size_t size) {
+  if (fd_ < 0) fail(path_, ": write after the file was finished");
+  if (int err = write_fully(fd_, data, size)) abandon("cannot write '" + tmp_ + "'", err);
+}
+
+void AtomicFile::commit() {
+  if (fd_ < 0) fail(path_, ": finished twice");
+  // The data reaches the disk before the rename makes it the file.
+  if (::fsync(fd_) != 0) {
+    const int err = errno;
+    abandon("cannot flush '" + tmp_ + "' to disk", err);
+  }
+  const int closed = ::close(fd_);
+  const int close_err = errno;
+  fd_ = -1;
+  if (closed != 0) abandon("cannot close '" + tmp_ + "'", close_err);
+  if (::rename(tmp_.c_str(), path_.c_str()) != 0) {
+    const int err = errno;
+    abandon("cannot rename '" + tmp_ + "' over it", err);
+  }
+  temporary_exists_ = false;
+  remove_stale_temporaries(path_);  // left by a writer that was killed before its rename
+
+  // Make the rename itself durable. Some file systems cannot sync a directory (EINVAL); the
+  // rename is still atomic there, only its durability is up to the file system.
+  const std::string dir = parent_directory(path_);
+  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) {
+    const int err = errno;
+    fail(path_, ": written, but cannot open its directory '", dir, "' to sync it: ", sys_error(err));
+  }
+  const int synced = ::fsync(dfd);
+  const int sync_err = errno;
+  ::close(dfd);
+  if (synced != 0 && sync_err != EINVAL)
+    fail(path_, ": written, but cannot sync its directory '", dir, "': ", sys_error(sync_err));
+}
+
+void write_file_atomically(const std::string& path, const std::function<void(std::ostream&)>& write) {
+  AtomicFile file(path);
+  {
+    AtomicFileBuf buf(file);
+    std::ostream out(&buf);
+    write(out);
+    out.flush();
+    buf.finish();
+    if (!out) fail(path, ": cannot write '", file.temporary(), "'");
+  }
+  file.commit();
+}
+
+void check_folder_replaceable(const fs::path& target, const std::string& name,
+                              const std::function<std::string(const std::string&)>& foreign) {
+  std::error_code ec;
+  if (!fs::exists(fs::symlink_status(target, ec))) return;
+  if (fs::is_symlink(fs::symlink_status(target, ec)) || !fs::is_directory(target, ec))
+    fail(name, ": exists and is not a folder; refusing to replace it");
+  for (const auto& entry : fs::directory_iterator(target, ec)) {
+    const std::string why = foreign(entry.path().filename().string());
+    if (!why.empty()) fail(name, ": exists and ", why, "; refusing to replace it");
+  }
+  if (ec) fail(name, ": cannot list: ", ec.message());
+}
+
+fs::path create_folder_beside(const fs::path& target, const std::string& name) {
+  std::error_code ec;
+  for (int attempt = 0;; ++attempt) {
+    fs::path tmp = target;
+    tmp += ".tmp-" + unique_suffix();
+    if (fs::create_directory(tmp, ec)) return tmp;
+    if (ec || attempt > 8)
+      fail(name, ": cannot create the temporary folder ", tmp.string(), ": ",
+           ec ? ec.message() : "name collision");
+  }
+}
+
+void move_folder_into_place(const fs::path& tmp, const fs::path& target, const std::string& name) {
+  std::error_code ec;
+  if (fs::exists(fs::symlink_status(target, ec))) {
+    // Move the old folder aside first so that a failed rename can put it back.
+    fs::path old = target;
+    old += ".old-" + unique_suffix();
+    fs::rename(target, old, ec);
+    if (ec) fail(name, ": cannot move the existing folder aside: ", ec.message());
+    fs::rename(tmp, target, ec);
+    if (ec) {
+      std::error_code ignored;
+      fs::rename(old, target, ignored);
+      fail(name, ": cannot rename ", tmp.string(), " into place: ", ec.message());
+    }
+    fs::remove_all(old, ec);
+  } else {
+    fs::rename(tmp, target, ec);
+    if (ec) fail(name, ": cannot rename ", tmp.string(), " into place: ", ec.message());
+  }
+}
+
+void remove_stale_temporaries(const std::string& path) {
+  const fs::path p(path);
+  const std::string prefix = p.filename().string() + ".tmp";
+  const fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.compare(0, prefix.size(), prefix) != 0) continue;
+    const std::string rest = name.substr(prefix.size());
+    // "<name>.tmp-<12 hex digits>" as unique_suffix() makes them, and the older fixed "<name>.tmp".
+    const bool ours = rest.empty() || (rest.size() == 13 && rest[0] == '-' &&
+                                       rest.find_first_not_of("0123456789abcdef", 1) == std::string::npos);
+    std::error_code ignored;
+    if (ours && it->is_regular_file(ignored)) fs::remove(it->path(), ignored);
+  }
+}
+
+void write_file_atomic(const std::string& path, const std::string& content) {
+  write_file_atomically(path, [&](std::ostream& out) { out.write(content.data(), std::streamsize(content.size())); });
+}
+
+void append_line(const std::string& path, const std::string& line) {
+  std::ofstream out(path, std::ios::app);
+  if (!out) fail(path, ": cannot append: ", std::strerror(errno));
+  out << line << '\n';
+  out.flush();
+  if (!out) fail(path, ": append failed");
+}
+
+}  // namespace zscrgan

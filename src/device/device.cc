@@ -1,0 +1,41 @@
+#include "device/device.h"
+
+#include <ostream>
+#include <string>
+
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cuda/cuda.h"
+#include "core/error.h"
+
+namespace zscrgan {
+
+namespace {
+
+std::unique_ptr<Backend> choose(const std::string& device, std::ostream& note) {
+  if (device == "cpu") return make_cpu_backend();
+  if (device == "cuda") return make_cuda_backend();
+  ZS_CHECK(device == "auto", "unknown device '", device, "'");
+  const std::string reason = cuda_unavailable_reason();
+  if (reason.empty()) {
+    auto be = make_cuda_backend();
+    note << "device: " << be->description() << "\n";
+    return be;
+  }
+  auto be = make_cpu_backend();
+  note << "device: no usable GPU (" << reason << "); using " << be->description() << "\n";
+  return be;
+}
+
+}  // namespace
+
+std::unique_ptr<Backend> select_backend(const std::string& device, std::ostream& note, bool tf32) {
+  std::unique_ptr<Backend> be = choose(device, note);
+  if (be->device() == Device::CUDA) {
+    set_cuda_tf32(*be, tf32);
+  } else if (tf32) {
+    note << "note: tf32 applies to CUDA GEMMs only; the CPU computes in FP32\n";
+  }
+  return be;
+}
+
+}  // namespace zscrgan

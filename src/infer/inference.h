@@ -1,0 +1,75 @@
+// Using a trained model: embedding texts and images, and text-to-image retrieval over galleries
+// of any size.
+//
+// Queries and gallery embeddings come from the Encoder (encoder.h), the path training's
+// evaluation takes too: for the same seed, `embed` and `retrieve` draw the queries a run
+// evaluated with, and `retrieve` uses exactly the queries `embed` writes.
+//
+// Arithmetic is float32 throughout (on CUDA, TF32 stays off whatever the training config said):
+// retrieval ranks by small differences of cosine similarity.
+//
+// Memory: everything is allocated once, before the first block, sized by chunk_rows (gallery
+// or image rows per pass) and the query count; a gallery is streamed from its .npy file in
+// chunks, so memory does not grow with the gallery.
+#ifndef ZSCRGAN_INFERENCE_H
+#define ZSCRGAN_INFERENCE_H
+
+#include <cstdint>
+#include <iosfwd>
+#include <string>
+#include <vector>
+
+#include "eval/evaluation.h"
+
+namespace zscrgan {
+
+struct EmbedOptions {
+  std::string checkpoint;  // a checkpoint written by training
+  std::string texts;       // N x Dt .npy (float32 or float64); "" to skip
+  std::string images;      // M x Dv .npy; "" to skip
+  std::string out_dir;     // receives text_embeddings.npy (N x E) and image_embeddings.npy (M x E)
+  int samples = 1;         // generated queries averaged per text
+  uint64_t seed = 0;
+  std::string device = "auto";  // auto | cpu | cuda
+  int64_t chunk_rows = 65536;   // image rows per pass
+};
+
+// Writes the embeddings, float32 .npy, into a temporary sibling of out_dir renamed into place
+// (an existing out_dir holding only these files is replaced; anything else there is refused).
+// Progress and a summary go to `log`. Throws Error naming the file on bad input.
+void run_embed(const EmbedOptions& opts, std::ostream& log);
+
+struct RetrieveOptions {
+  std::string checkpoint;
+  std::string texts;    // N x Dt .npy: one query per row
+  std::string gallery;  // M x Dv .npy, streamed
+  std::string out;      // R.json
+  int top_k = 50;
+  int samples = 1;
+  uint64_t seed = 0;
+  std::string device = "auto";
+  int64_t chunk_rows = 65536;  // gallery rows per pass
+};
+
+// For every text, the top_k gallery rows of highest cosine similarity between its query and
+// the rows' CSEM embeddings, best first, ties to the lower row. Writes, atomically,
+// {"top_k": K, "gallery_rows": M,
+//  "queries": [{"query": i, "indices": [...], "scores": [...]}, ...]}.
+void run_retrieve(const RetrieveOptions& opts, std::ostream& log);
+
+struct EvaluateOptions {
+  std::string checkpoint;
+  std::string config;                  // "": the checkpoint's own configuration
+  std::vector<std::string> overrides;  // "key=value", as --set
+  std::string device = "auto";
+};
+
+// Precision@K, mAP@K and Top-1 of a checkpoint's model on its configuration's dataset (or the
+// given one), through the same Evaluator training uses: on a run's checkpoint (and the same
+// device) it reproduces the metrics that run logged for that round. Prints them as one JSON
+// line, numbers written as metrics.jsonl writes them.
+EvalResult run_evaluate(const EvaluateOptions& opts, std::ostream& out);
+
+}  // namespace zscrgan
+
+#endif  // ZSCRGAN_INFERENCE_H

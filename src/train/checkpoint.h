@@ -1,0 +1,43 @@
+// A training run's checkpoint (the file layout is model/checkpoint_file.h's): every parameter
+// and optimizer-state tensor, the optimizers' step counts, the noise offset, the sampler's
+// state, the unfinished round's progress, the round, the best score, and the effective config.
+#ifndef ZSCRGAN_CHECKPOINT_H
+#define ZSCRGAN_CHECKPOINT_H
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model/checkpoint_file.h"
+#include "train/trainer.h"
+
+namespace zscrgan {
+
+// Writes atomically (temporary file, flush, rename): a crash at any instant leaves the previous
+// file intact. The metadata records a content hash of the metadata and the tensors.
+void save_checkpoint(Trainer& trainer, const std::string& path);
+
+// Restores everything save_checkpoint wrote into a trainer built from a compatible config.
+// Refuses, naming the tensor or the key, a checkpoint whose shapes, dtypes or training-relevant
+// config differ.
+void load_checkpoint(Trainer& trainer, const std::string& path);
+void load_checkpoint(Trainer& trainer, const OpenedCheckpoint& checkpoint);
+
+// Where a checkpoint stands: its completed rounds, the best round and score it records, and
+// whether it was saved inside a round. The file is verified as load_checkpoint verifies it.
+struct CheckpointStanding {
+  int round = 0;
+  int best_round = 0;
+  double best_score = 0;
+  bool in_round = false;
+};
+CheckpointStanding checkpoint_standing(const std::string& path);
+CheckpointStanding checkpoint_standing(const OpenedCheckpoint& checkpoint);
+
+// Config keys that may differ between a checkpoint and the run resuming it (how long to run,
+// where to write, which device).
+bool resumable_key(const std::string& key);
+
+}  // namespace zscrgan
+
+#endif  // ZSCRGAN_CHECKPOINT_H

@@ -1,0 +1,283 @@
+#include "train/run.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+#include <memory>
+#include <sstream>
+#include <utility>
+
+#include <nlohmann/json.hpp>
+
+#include "train/checkpoint.h"
+#include "data/dataset_source.h"
+#include "device/device.h"
+#include "core/fileio.h"
+#include "eval/metrics.h"
+#include "eval/retrieval.h"
+#include "train/trainer.h"
+
+namespace fs = std::filesystem;
+
+namespace zscrgan {
+
+namespace {
+
+std::string format_duration(double s) {
+  std::ostringstream os;
+  const long t = std::lround(s);
+  if (t >= 3600) os << t / 3600 << "h" << std::setw(2) << std::setfill('0') << (t % 3600) / 60 << "m";
+  else if (t >= 60) os << t / 60 << "m" << std::setw(2) << std::setfill('0') << t % 60 << "s";
+  else os << std::fixed << std::setprecision(1) << s << "s";
+  return os.str();
+}
+
+std::atomic<int> g_stop_signal{0};
+extern "C" void on_stop_signal(int sig) { g_stop_signal.store(sig); }
+
+// Installs the SIGINT/SIGTERM handlers for the run's lifetime, restoring the old ones after.
+class StopSignals {
+ public:
+  StopSignals() {
+    g_stop_signal = 0;
+    struct sigaction sa {};
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int_);
+    sigaction(SIGTERM, &sa, &old_term_);
+  }
+  ~StopSignals() {
+    sigaction(SIGINT, &old_int_, nullptr);
+    sigaction(SIGTERM, &old_term_, nullptr);
+  }
+
+ private:
+  struct sigaction old_int_ {}, old_term_ {};
+};
+
+// A live progress line on a terminal; a plain line every 30 s otherwise.
+class Progress {
+ public:
+  Progress(std::ostream& out, Trainer& t) : out_(out), trainer_(t), tty_(isatty(STDOUT_FILENO)) {}
+  void round_started(int round, int rounds) {
+    round_ = round;
+    rounds_ = rounds;
+    start_ = last_ = std::chrono::steady_clock::now();
+  }
+  void update(int done, int total) {
+    const auto now = std::chrono::steady_clock::now();
+    const double since = std::chrono::duration<double>(now - last_).count();
+    // A terminal gets a live line (and its final state); a log gets a line every 30 s.
+    if (since < (tty_ ? 0.25 : 30.0) && (done < total || !tty_)) return;
+    last_ = now;
+    const double elapsed = std::chrono::duration<double>(now - start_).count();
+    float d, g, c;
+    trainer_.latest_losses(&d, &g, &c);
+    std::ostringstream line;
+    line << "round " << round_ << "/" << rounds_ << "  step " << done << "/" << total << "  "
+         << std::fixed << std::setprecision(1) << done / std::max(elapsed, 1e-9) << " steps/s  eta "
+         << format_duration(elapsed / std::max(done, 1) * (total - done)) << "  L_D "
+         << std::setprecision(4) << d << "  L_G " << g << "  L_C " << c;
+    if (tty_) {
+      out_ << "\r" << line.str() << "\x1b[K" << std::flush;
+      shown_ = true;
+    } else {
+      out_ << line.str() << "\n" << std::flush;
+    }
+  }
+  void clear() {
+    if (tty_ && shown_) out_ << "\r\x1b[K" << std::flush;
+    shown_ = false;
+  }
+
+ private:
+  std::ostream& out_;
+  Trainer& trainer_;
+  bool tty_;
+  bool shown_ = false;
+  int round_ = 0, rounds_ = 0;
+  std::chrono::steady_clock::time_point start_, last_;
+};
+
+std::string score_name(double score) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "acc%.4f.json", score);
+  return buf;
+}
+
+}  // namespace
+
+RunSummary run_training(const Config& cfg, std::ostream& out, RunOptions opts) {
+  // Everything that can fail on bad input happens before the output folder is touched.
+  Dataset data = load_configured_dataset(cfg);
+  validate_dataset(data, cfg.dataset);
+  std::unique_ptr<Backend> backend = select_backend(cfg.device, out, cfg.tf32);
+  Trainer trainer(cfg, data, *backend);
+  const bool resuming = !opts.resume_dir.empty();
+  const fs::path dir(cfg.output_dir);
+  const fs::path last = dir / "checkpoints" / "last.safetensors";
+  const fs::path best_ckpt = dir / "checkpoints" / "best.safetensors";
+  std::shared_ptr<const OpenedCheckpoint> resumed = std::move(opts.resume_checkpoint);
+  if (resuming) {
+    if (!resumed)
+      resumed = std::make_shared<const OpenedCheckpoint>(
+          open_checkpoint((fs::path(opts.resume_dir) / "checkpoints" / "last.safetensors").string()));
+    load_checkpoint(trainer, *resumed);
+    out << "resumed from " << opts.resume_dir << " after round " << trainer.state().round
+        << (trainer.round_progress().in_round ? " (inside the next round)" : "") << "\n";
+  }
+
+  for (const fs::path& sub : {dir / "retrieved", dir / "checkpoints"}) {
+    std::error_code ec;
+    fs::create_directories(sub, ec);
+    if (ec) fail(sub.string(), ": cannot create the folder: ", ec.message());
+  }
+  // Temporaries a killed run left behind (each later write of the same file removes them too).
+  for (const fs::path& p : {last, best_ckpt, dir / "metrics.jsonl", dir / "config.json"})
+    remove_stale_temporaries(p.string());
+  if (resuming) {
+    // `last` is written before `best`: a run killed between the two writes of a round that beat
+    // the best left a `best` that is missing or older than the best `last` records. Rebuild it
+    // from `last`, which is that very state.
+    // Nothing has written `last` since it was loaded: when it is the file resumed from, its
+    // standing comes from the copy already read.
+    std::error_code same_ec;
+    const bool same = fs::equivalent(last, resumed->path, same_ec);
+    const CheckpointStanding now =
+        same ? checkpoint_standing(*resumed) : checkpoint_standing(last.string());
+    resumed.reset();  // the file's bytes are model-sized: not kept for the whole run
+    if (now.best_round > 0) {
+      std::error_code ec;
+      const bool have_best = fs::exists(best_ckpt, ec);
+      const int best_holds = have_best ? checkpoint_standing(best_ckpt.string()).round : -1;
+      if (best_holds != now.best_round) {
+        if (now.best_round == now.round && !now.in_round) {
+          write_file_atomic(best_ckpt.string(), read_text_file(last.string()));
+          out << "rebuilt " << best_ckpt.string() << " (round " << now.best_round
+              << ") from " << last.string() << ": the run had stopped before writing it\n";
+        } else {
+          out << "warning: " << best_ckpt.string()
+              << (have_best ? " holds round " + std::to_string(best_holds) : std::string(" is missing"))
+              << " but the run's best is round " << now.best_round << "; it cannot be rebuilt\n";
+        }
+      }
+    }
+    // A run killed between appending a round's metrics and saving its checkpoint repeats that
+    // round: keep only the lines of rounds the checkpoint holds.
+    const fs::path metrics = dir / "metrics.jsonl";
+    if (fs::exists(metrics)) {
+      std::istringstream lines(read_text_file(metrics.string()));
+      std::string line, kept;
+      while (std::getline(lines, line)) {
+        if (line.empty()) continue;
+        const auto j = nlohmann::json::parse(line, nullptr, false);
+        if (!j.is_discarded() && j.contains("round") && j["round"].is_number_integer() &&
+            j["round"].get<int>() <= trainer.state().round)
+          kept += line + "\n";
+      }
+      write_file_atomic(metrics.string(), kept);
+    }
+  } else {
+    for (const auto& entry : fs::directory_iterator(dir / "retrieved"))
+      if (entry.path().extension() == ".json") fs::remove(entry.path());
+    fs::remove(dir / "metrics.jsonl");
+    fs::remove(last);
+    fs::remove(best_ckpt);
+  }
+  write_file_atomic((dir / "config.json").string(), config_to_json(cfg) + "\n");
+
+  RunSummary summary;
+  RunState& st = trainer.state();
+  using clock = std::chrono::steady_clock;
+  const double elapsed_before = st.elapsed_s;
+  const int rounds_at_start = st.round;
+  StopSignals signals;
+  Progress progress(out, trainer);
+  RoundHooks hooks;
+  hooks.on_progress = [&](int done, int total) { progress.update(done, total); };
+  hooks.should_stop = [] { return g_stop_signal.load() != 0; };
+  while (st.round < cfg.rounds) {
+    const auto t0 = clock::now();
+    progress.round_started(st.round + 1, cfg.rounds);
+    std::optional<RoundLosses> finished = trainer.run_round(hooks);
+    progress.clear();
+    if (!finished) {
+      st.elapsed_s += std::chrono::duration<double>(clock::now() - t0).count();
+      save_checkpoint(trainer, last.string());
+      summary.stopped_by_signal = g_stop_signal.load();
+      const RoundProgress p = trainer.round_progress();
+      out << "stopped by " << (summary.stopped_by_signal == SIGTERM ? "SIGTERM" : "SIGINT")
+          << " in round " << st.round + 1 << " after " << p.e_done + p.csem_done << " of "
+          << cfg.e_step_iters + cfg.m_step_iters << " steps; state saved to " << last.string()
+          << "\nresume with: zscrgan_cuda "
+          << (opts.config_path.empty() ? "" : "--config " + opts.config_path + " ")
+          << "--resume " << cfg.output_dir << "\n"
+          << std::flush;
+      break;
+    }
+    const RoundLosses losses = *finished;
+    trainer.check_parameters_finite();
+    const double train_s = std::chrono::duration<double>(clock::now() - t0).count();
+    EvalResult ev = trainer.evaluate();
+    const double round_s = std::chrono::duration<double>(clock::now() - t0).count();
+    st.elapsed_s += round_s;
+    const bool best = ev.prec_at_k > st.best_score;
+    if (best) {
+      st.best_score = ev.prec_at_k;
+      st.best_round = st.round;
+    }
+    if (best) {
+      TopKLists lists;
+      lists.n_queries = static_cast<int64_t>(ev.query_labels.size());
+      lists.k = ev.k;
+      lists.index = ev.retrieved;
+      write_file_atomic((dir / "retrieved" / score_name(ev.prec_at_k)).string(),
+                        retrieval_record_json(ev.query_labels, ev.gallery_labels, lists) + "\n");
+    }
+    nlohmann::json line = {{"round", st.round},
+                           {"seconds", round_s},
+                           {"train_seconds", train_s},
+                           {"loss_d", losses.critic},
+                           {"loss_g", losses.generator},
+                           {"loss_csem", losses.csem},
+                           {"loss_kl", losses.kl},
+                           {"prec_at_k", ev.prec_at_k},
+                           {"map_at_k", ev.map_at_k},
+                           {"top1", ev.top1},
+                           {"k", ev.k}};
+    append_line((dir / "metrics.jsonl").string(), line.dump());
+    save_checkpoint(trainer, last.string());
+    if (best) save_checkpoint(trainer, best_ckpt.string());
+    const int done = st.round;
+    const double eta = (st.elapsed_s - elapsed_before) / std::max(1, done - rounds_at_start) *
+                       (cfg.rounds - done);
+    out << "round " << done << "/" << cfg.rounds << "  " << format_duration(round_s) << " (eta "
+        << format_duration(eta) << ")  L_D " << std::setprecision(4) << losses.critic << "  L_G "
+        << losses.generator << "  L_C " << losses.csem << "  KL " << losses.kl << "  P@" << ev.k
+        << " " << ev.prec_at_k << "  mAP@" << ev.k << " " << ev.map_at_k << "  top1 " << ev.top1
+        << "  best " << st.best_score << " (round " << st.best_round << ")" << (best ? " *" : "")
+        << "\n"
+        << std::flush;
+    summary.train_seconds += train_s;
+    if (cfg.time_budget_s > 0 && st.elapsed_s >= cfg.time_budget_s) {
+      out << "time budget of " << cfg.time_budget_s << " s reached after round " << done << "\n";
+      break;
+    }
+  }
+  summary.rounds = st.round;
+  summary.best_score = st.best_score;
+  summary.best_round = st.best_round;
+  out << "best Precision@" << cfg.top_k << " " << std::setprecision(4) << st.best_score
+      << " (round " << st.best_round << "); training " << format_duration(summary.train_seconds)
+      << "; results in " << cfg.output_dir << "\n";
+  return summary;
+}
+
+}  // namespace zscrgan

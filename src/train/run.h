@@ -1,0 +1,42 @@
+// A whole training run as the CLI drives it: backend selection, dataset, rounds, evaluation,
+// terminal progress, metrics.jsonl and the best retrieval records.
+#ifndef ZSCRGAN_RUN_H
+#define ZSCRGAN_RUN_H
+
+#include <iosfwd>
+#include <memory>
+#include <string>
+
+#include "backend/backend.h"
+#include "config/config.h"
+#include "data/dataset.h"
+
+namespace zscrgan {
+
+struct OpenedCheckpoint;
+
+struct RunSummary {
+  int rounds = 0;
+  double best_score = 0;
+  int best_round = 0;
+  double train_seconds = 0;
+  int stopped_by_signal = 0;  // SIGINT or SIGTERM when the run stopped early for one
+};
+
+struct RunOptions {
+  std::string resume_dir;  // continue the run whose output_dir this is (its checkpoints/last)
+  std::string config_path; // named in the "how to resume" line
+  // resume_dir's checkpoints/last when the caller has already opened it (to read its config),
+  // so that it is not read again; opened here when null.
+  std::shared_ptr<const OpenedCheckpoint> resume_checkpoint;
+};
+
+// Trains cfg.rounds rounds (or until cfg.time_budget_s), evaluating after each, writing
+// checkpoints/last after every round and checkpoints/best when a round beats the best.
+// SIGINT/SIGTERM finish the current step, write checkpoints/last and return with
+// stopped_by_signal set.
+RunSummary run_training(const Config& cfg, std::ostream& out, RunOptions opts = {});
+
+}  // namespace zscrgan
+
+#endif  // ZSCRGAN_RUN_H

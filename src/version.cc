@@ -1,5 +1,0 @@
-#include "zscrgan/version.h"
-
-namespace zscrgan {
-const char* version() { return ZSCRGAN_VERSION; }
-}  // namespace zscrgan
