@@ -116,10 +116,11 @@ std::string score_name(double score) {
 
 RunSummary run_training(const Config& cfg, std::ostream& out, RunOptions opts) {
   // Everything that can fail on bad input happens before the output folder is touched.
-  Dataset data = load_configured_dataset(cfg);
-  validate_dataset(data, cfg.dataset);
+  const std::shared_ptr<const Dataset> data =
+      opts.dataset ? opts.dataset : std::make_shared<const Dataset>(load_configured_dataset(cfg));
+  validate_dataset(*data, opts.dataset ? "the given dataset" : cfg.dataset);
   std::unique_ptr<Backend> backend = select_backend(cfg.device, out, cfg.tf32);
-  Trainer trainer(cfg, data, *backend);
+  Trainer trainer(cfg, *data, *backend);
   const bool resuming = !opts.resume_dir.empty();
   const fs::path dir(cfg.output_dir);
   const fs::path last = dir / "checkpoints" / "last.safetensors";
@@ -202,7 +203,12 @@ RunSummary run_training(const Config& cfg, std::ostream& out, RunOptions opts) {
   Progress progress(out, trainer);
   RoundHooks hooks;
   hooks.on_progress = [&](int done, int total) { progress.update(done, total); };
-  hooks.should_stop = [] { return g_stop_signal.load() != 0; };
+  bool caller_stopped = false;
+  hooks.should_stop = [&] {
+    if (g_stop_signal.load() != 0) return true;
+    caller_stopped = opts.should_stop && opts.should_stop();
+    return caller_stopped;
+  };
   while (st.round < cfg.rounds) {
     const auto t0 = clock::now();
     progress.round_started(st.round + 1, cfg.rounds);
@@ -212,8 +218,11 @@ RunSummary run_training(const Config& cfg, std::ostream& out, RunOptions opts) {
       st.elapsed_s += std::chrono::duration<double>(clock::now() - t0).count();
       save_checkpoint(trainer, last.string());
       summary.stopped_by_signal = g_stop_signal.load();
+      summary.stopped_by_caller = summary.stopped_by_signal == 0 && caller_stopped;
       const RoundProgress p = trainer.round_progress();
-      out << "stopped by " << (summary.stopped_by_signal == SIGTERM ? "SIGTERM" : "SIGINT")
+      out << "stopped by "
+          << (summary.stopped_by_caller ? "request"
+              : summary.stopped_by_signal == SIGTERM ? "SIGTERM" : "SIGINT")
           << " in round " << st.round + 1 << " after " << p.e_done + p.csem_done << " of "
           << cfg.e_step_iters + cfg.m_step_iters << " steps; state saved to " << last.string()
           << "\nresume with: zscrgan_cuda "
@@ -266,6 +275,12 @@ RunSummary run_training(const Config& cfg, std::ostream& out, RunOptions opts) {
         << "\n"
         << std::flush;
     summary.train_seconds += train_s;
+    summary.round_records.push_back(line.dump());
+    if (opts.on_round && !opts.on_round(summary.round_records.back())) {
+      summary.stopped_by_caller = true;
+      out << "stopped by request after round " << done << "\n";
+      break;
+    }
     if (cfg.time_budget_s > 0 && st.elapsed_s >= cfg.time_budget_s) {
       out << "time budget of " << cfg.time_budget_s << " s reached after round " << done << "\n";
       break;
