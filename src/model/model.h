@@ -74,7 +74,9 @@ class Model {
   Linear csem;                         // CSEM step
   ParamGroup generator_group, critic_group, csem_group;
 
-  // Every parameter and optimizer-state tensor, named (e.g. "critic.w1", "opt.critic.ms").
+  // Every parameter and optimizer-state tensor, named as checkpoints store them (under "param/"
+  // and "state/"): "<network>.<layer>.w|b", e.g. "critic.fc1.w", "generator.condition.b";
+  // "optimizer.<group>.<slot>", e.g. "optimizer.critic.mean_square", "optimizer.csem.m".
   std::vector<NamedTensor> parameter_tensors() const;  // weights and biases only
   std::vector<NamedTensor> state_tensors() const;      // optimizer state
   size_t bytes() const { return block_->size_bytes(); }
