@@ -516,18 +516,24 @@ std::vector<uint8_t> serialize_safetensors(const SafeTensorsFile& f) {
   return out;
 }
 
-SafeTensorsFile parse_safetensors(const uint8_t* data, size_t size,
-                                  const std::string& source_name) {
-  if (data == nullptr && size > 0) fail(source_name, ": no data");
-  check_min_size(size, source_name);
-  const uint64_t header_size = read_le_u64(data);
-  const uint64_t buffer_size = check_header_size(header_size, size, source_name);
-  const uint8_t* header = data + 8;
-  const uint8_t* buffer = header + header_size;
-  Header h = parse_header(reinterpret_cast<const char*>(header), header_size, buffer_size,
-                          source_name);
+namespace {
+
+// The one reading of a safetensors layout, for memory and files alike: `read_next(dst, n, what)`
+// fills dst with the next n bytes. The header guarantees that the entries are contiguous and
+// sorted by offset, so the tensor data is one sequential read after the header.
+template <class ReadNext>
+SafeTensorsFile read_in_order(uint64_t total_size, const std::string& source, ReadNext read_next) {
+  check_min_size(total_size, source);
+  uint8_t size_bytes[8];
+  read_next(size_bytes, 8, "the header size");
+  const uint64_t header_size = read_le_u64(size_bytes);
+  const uint64_t buffer_size = check_header_size(header_size, total_size, source);
+  std::string header(header_size, '\0');
+  read_next(header.data(), header.size(), "the header");
+  Header h = parse_header(header.data(), header.size(), buffer_size, source);
+
   SafeTensorsFile f;
-  f.source = source_name;
+  f.source = source;
   f.metadata = std::move(h.metadata);
   f.tensors.reserve(h.entries.size());
   for (Entry& e : h.entries) {
@@ -535,10 +541,25 @@ SafeTensorsFile parse_safetensors(const uint8_t* data, size_t size,
     t.name = std::move(e.name);
     t.dtype = std::move(e.dtype);
     t.shape = std::move(e.shape);
-    t.bytes.assign(buffer + e.begin, buffer + e.end);
+    t.bytes.resize(e.end - e.begin);
+    read_next(t.bytes.data(), t.bytes.size(), ("tensor " + in_quotes(t.name)).c_str());
     f.tensors.push_back(std::move(t));
   }
   return f;
+}
+
+}  // namespace
+
+SafeTensorsFile parse_safetensors(const uint8_t* data, size_t size,
+                                  const std::string& source_name) {
+  if (data == nullptr && size > 0) fail(source_name, ": no data");
+  size_t pos = 0;
+  // The sizes were checked against `size` before any read; this stays a guard.
+  return read_in_order(size, source_name, [&](void* dst, size_t n, const char* what) {
+    if (n > size - pos) fail(source_name, ": the data ended while reading ", what);
+    if (n > 0) std::memcpy(dst, data + pos, n);
+    pos += n;
+  });
 }
 
 SafeTensorsFile read_safetensors(const std::string& path) {
@@ -548,39 +569,13 @@ SafeTensorsFile read_safetensors(const std::string& path) {
   struct stat st;
   if (::fstat(fd, &st) != 0) fail(path, ": cannot stat: ", sys_error(errno));
   if (!S_ISREG(st.st_mode)) fail(path, ": not a regular file");
-  const uint64_t file_size = static_cast<uint64_t>(st.st_size);
-
-  auto read_or_fail = [&](void* dst, size_t n, const char* what) {
+  return read_in_order(static_cast<uint64_t>(st.st_size), path,
+                       [&](void* dst, size_t n, const char* what) {
     const int err = read_fully(fd, dst, n);
     if (err == ENODATA)
       fail(path, ": the file ended while reading ", what, " (did it change while being read?)");
     if (err != 0) fail(path, ": cannot read ", what, ": ", sys_error(err));
-  };
-
-  check_min_size(file_size, path);
-  uint8_t size_bytes[8];
-  read_or_fail(size_bytes, 8, "the header size");
-  const uint64_t header_size = read_le_u64(size_bytes);
-  const uint64_t buffer_size = check_header_size(header_size, file_size, path);
-  std::string header(header_size, '\0');
-  read_or_fail(header.data(), header.size(), "the header");
-  Header h = parse_header(header.data(), header.size(), buffer_size, path);
-
-  SafeTensorsFile f;
-  f.source = path;
-  f.metadata = std::move(h.metadata);
-  f.tensors.reserve(h.entries.size());
-  // The entries are contiguous and sorted, so the data is one sequential read.
-  for (Entry& e : h.entries) {
-    SafeTensor t;
-    t.name = std::move(e.name);
-    t.dtype = std::move(e.dtype);
-    t.shape = std::move(e.shape);
-    t.bytes.resize(e.end - e.begin);
-    read_or_fail(t.bytes.data(), t.bytes.size(), ("tensor " + in_quotes(t.name)).c_str());
-    f.tensors.push_back(std::move(t));
-  }
-  return f;
+  });
 }
 
 void write_safetensors_atomic(const std::string& path, const SafeTensorsFile& f) {
