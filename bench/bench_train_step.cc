@@ -41,27 +41,29 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 // One E-step iteration's n_critic D steps (reported per D step).
 void BM_DStep(benchmark::State& state, Size s, bool cuda) {
   auto f = make_fixture(s, cuda);
-  Trainer& t = *f->trainer;
+  Trainer& trainer = *f->trainer;
+  TrainerSteps t(trainer);
   t.begin_round();
   for (auto _ : state) {  // the step counter stays at 0: every iteration reuses batch 0's rows
     const auto t0 = std::chrono::steady_clock::now();
     t.d_steps();
-    t.backend().synchronize();
-    state.SetIterationTime(seconds_since(t0) / t.config().n_critic);
+    trainer.backend().synchronize();
+    state.SetIterationTime(seconds_since(t0) / trainer.config().n_critic);
     t.g_step();
   }
 }
 
 void BM_GStep(benchmark::State& state, Size s, bool cuda) {
   auto f = make_fixture(s, cuda);
-  Trainer& t = *f->trainer;
+  Trainer& trainer = *f->trainer;
+  TrainerSteps t(trainer);
   t.begin_round();
   for (auto _ : state) {
     t.d_steps();
-    t.backend().synchronize();
+    trainer.backend().synchronize();
     const auto t0 = std::chrono::steady_clock::now();
     t.g_step();
-    t.backend().synchronize();
+    trainer.backend().synchronize();
     state.SetIterationTime(seconds_since(t0));
   }
 }
@@ -69,13 +71,14 @@ void BM_GStep(benchmark::State& state, Size s, bool cuda) {
 // A chunk of CSEM steps (its generation pass included), reported per CSEM step.
 void BM_CsemStep(benchmark::State& state, Size s, bool cuda) {
   auto f = make_fixture(s, cuda);
-  Trainer& t = *f->trainer;
+  Trainer& trainer = *f->trainer;
+  TrainerSteps t(trainer);
   const int n = t.csem_chunk_steps();
   for (auto _ : state) {
     t.begin_round();  // resets the step counters the CSEM steps log through
     const auto t0 = std::chrono::steady_clock::now();
     t.csem_chunk(0, n);
-    t.backend().synchronize();
+    trainer.backend().synchronize();
     state.SetIterationTime(seconds_since(t0) / n);
   }
 }

@@ -148,7 +148,7 @@ TEST(CapturedTrainerResume, MidRoundCheckpointContinuesLikeAnEagerRun) {
     RoundHooks stop;
     stop.should_stop = [&] { return polls++ == stop_at; };
     ASSERT_FALSE(a.run_round(stop).has_value());
-    save_checkpoint(a, path);
+    save_checkpoint(a, RunState{}, path);
 
     CaptureEmulatingBackend second;
     Trainer b(cfg, data, second);
@@ -165,7 +165,8 @@ TEST(CapturedTrainerPieces, BenchmarkSequencesRunBeforeAnyRound) {
   const Dataset data = load_configured_dataset(cfg);
   CaptureEmulatingBackend emu;
   {
-    Trainer t(cfg, data, emu);
+    Trainer trainer(cfg, data, emu);
+    TrainerSteps t(trainer);
     for (int i = 0; i < 3; ++i) {  // BM_CsemStep
       t.begin_round();
       t.csem_chunk(0, t.csem_chunk_steps());
@@ -173,7 +174,8 @@ TEST(CapturedTrainerPieces, BenchmarkSequencesRunBeforeAnyRound) {
     EXPECT_GT(emu.replays(), 0);
   }
   {
-    Trainer t(cfg, data, emu);  // BM_DStep and BM_GStep
+    Trainer trainer(cfg, data, emu);  // BM_DStep and BM_GStep
+    TrainerSteps t(trainer);
     t.begin_round();
     for (int i = 0; i < 2; ++i) {
       t.d_steps();

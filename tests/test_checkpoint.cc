@@ -53,30 +53,34 @@ std::vector<float> host(Backend& be, const Tensor& t) {
 TEST_F(CheckpointTest, EveryTensorAndRunStateRoundTrips) {
   Trainer a(cfg_, data_, *be_);
   a.train_round();
-  a.state().best_score = 0.25;
-  a.state().best_round = 1;
+  RunState standing;
+  standing.best_score = 0.25;
+  standing.best_round = 1;
   int polls = 0;
   RoundHooks stop;
   stop.should_stop = [&] { return polls++ == 3; };
   ASSERT_FALSE(a.run_round(stop).has_value());
-  save_checkpoint(a, path_);
+  save_checkpoint(a, standing, path_);
 
   Trainer b(cfg_, data_, *be_);
-  load_checkpoint(b, path_);
+  const RunState loaded = load_checkpoint(b, path_);
   const auto pa = a.model().parameter_tensors(), pb = b.model().parameter_tensors();
   for (size_t i = 0; i < pa.size(); ++i) EXPECT_EQ(host(*be_, pa[i].tensor), host(*be_, pb[i].tensor)) << pa[i].name;
   const auto sa = a.model().state_tensors(), sb = b.model().state_tensors();
   for (size_t i = 0; i < sa.size(); ++i) EXPECT_EQ(host(*be_, sa[i].tensor), host(*be_, sb[i].tensor)) << sa[i].name;
   EXPECT_EQ(a.model().critic_group.steps, b.model().critic_group.steps);
   EXPECT_EQ(a.model().csem_group.steps, b.model().csem_group.steps);
-  EXPECT_EQ(b.state().round, 1);
-  EXPECT_EQ(b.state().noise_offset, a.state().noise_offset);
-  EXPECT_EQ(b.state().best_score, 0.25);
-  const SamplerState ssa = a.sampler().state(), ssb = b.sampler().state();
+  const TrainingState ta = a.training_state(), tb = b.training_state();
+  EXPECT_EQ(a.model().generator_group.steps, b.model().generator_group.steps);
+  EXPECT_EQ(tb.round, 1);
+  EXPECT_EQ(tb.noise_offset, ta.noise_offset);
+  EXPECT_EQ(loaded.best_score, 0.25);
+  EXPECT_EQ(loaded.best_round, 1);
+  const SamplerState &ssa = ta.sampler, &ssb = tb.sampler;
   EXPECT_EQ(ssa.class_order, ssb.class_order);
   EXPECT_EQ(ssa.image_cursor, ssb.image_cursor);
   EXPECT_EQ(ssa.rng_counter, ssb.rng_counter);
-  const RoundProgress ra = a.round_progress(), rb = b.round_progress();
+  const RoundProgress &ra = ta.progress, &rb = tb.progress;
   EXPECT_TRUE(rb.in_round);
   EXPECT_EQ(ra.e_done, rb.e_done);
   EXPECT_EQ(ra.rows, rb.rows);
@@ -100,7 +104,7 @@ TEST_F(CheckpointTest, ResumedFromTheFileContinuesLikeAnUninterruptedRun) {
     RoundHooks stop;
     stop.should_stop = [&] { return polls++ == stop_at; };
     ASSERT_FALSE(b.run_round(stop).has_value());
-    save_checkpoint(b, path_);
+    save_checkpoint(b, RunState{}, path_);
     Trainer c(cfg_, data_, *be_);
     load_checkpoint(c, path_);
     for (int r = 1; r < 3; ++r) {
@@ -115,7 +119,7 @@ TEST_F(CheckpointTest, ResumedFromTheFileContinuesLikeAnUninterruptedRun) {
 
 TEST_F(CheckpointTest, TruncatedFilesAreRefusedCleanly) {
   Trainer a(cfg_, data_, *be_);
-  save_checkpoint(a, path_);
+  save_checkpoint(a, RunState{}, path_);
   const auto size = fs::file_size(path_);
   const std::string cut = (dir_ / "cut.safetensors").string();
   for (uintmax_t keep : {uintmax_t(0), uintmax_t(7), uintmax_t(100), size / 2, size - 1}) {
@@ -134,7 +138,7 @@ TEST_F(CheckpointTest, TruncatedFilesAreRefusedCleanly) {
 TEST_F(CheckpointTest, CorruptedTensorBytesAreRefused) {
   Trainer a(cfg_, data_, *be_);
   a.train_round();
-  save_checkpoint(a, path_);
+  save_checkpoint(a, RunState{}, path_);
   {
     std::fstream f(path_, std::ios::in | std::ios::out | std::ios::binary);
     f.seekp(-40, std::ios::end);  // inside the tensor data
@@ -159,9 +163,12 @@ TEST_F(CheckpointTest, CorruptedTensorBytesAreRefused) {
 TEST_F(CheckpointTest, ChangedMetadataDigitsAreRefused) {
   Trainer a(cfg_, data_, *be_);
   a.train_round();
-  a.state().best_score = 0.25;
-  a.state().noise_offset = 123456;
-  save_checkpoint(a, path_);
+  RunState standing;
+  standing.best_score = 0.25;
+  TrainingState moved = a.training_state();
+  moved.noise_offset = 123456;
+  a.restore_training_state(moved);
+  save_checkpoint(a, standing, path_);
   const std::string bytes = zscrgan_test::read_bytes(path_);
   int refused = 0;
   // As the header holds them: JSON text inside a JSON string, its quotes escaped.
@@ -223,7 +230,7 @@ std::string tensor_only_hash(const SafeTensorsFile& f) {
 TEST_F(CheckpointTest, ACheckpointWhoseHashCoversOnlyTheTensorsIsRefusedSayingSo) {
   Trainer a(cfg_, data_, *be_);
   a.train_round();
-  save_checkpoint(a, path_);
+  save_checkpoint(a, RunState{}, path_);
   SafeTensorsFile f = read_safetensors(path_);
   f.metadata["content_hash"] = tensor_only_hash(f);
   write_safetensors_atomic(path_, f);
@@ -235,7 +242,7 @@ TEST_F(CheckpointTest, ACheckpointWhoseHashCoversOnlyTheTensorsIsRefusedSayingSo
 
 TEST_F(CheckpointTest, MismatchedConfigOrShapesAreRefusedNamingTheKeyOrTensor) {
   Trainer a(cfg_, data_, *be_);
-  save_checkpoint(a, path_);
+  save_checkpoint(a, RunState{}, path_);
   Config other = cfg_;
   other.gf_dim = 48;
   Trainer b(other, data_, *be_);

@@ -59,9 +59,7 @@ TEST(EndToEnd, StoppedMidRoundAndResumedContinuesIdentically) {
   const auto sa = b.model().state_tensors(), sc = c.model().state_tensors();
   for (size_t i = 0; i < pa.size(); ++i) be->copy(pc[i].tensor, pa[i].tensor);
   for (size_t i = 0; i < sa.size(); ++i) be->copy(sc[i].tensor, sa[i].tensor);
-  c.sampler().restore(b.sampler().state());
-  c.state() = b.state();
-  c.restore_round_progress(b.round_progress());
+  c.restore_training_state(b.training_state());
   const RoundLosses c2 = c.train_round();
   const EvalResult ec = c.evaluate();
   EXPECT_EQ(c2.critic, a2.critic);

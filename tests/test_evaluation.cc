@@ -44,7 +44,7 @@ TEST(Evaluation, EvaluatingOrChangingTopKNeverChangesTraining) {
     evaluated_k3.evaluate();
     EXPECT_EQ(losses(a), losses(b));
     EXPECT_EQ(losses(a), losses(c));
-    EXPECT_EQ(quiet.state().noise_offset, evaluated.state().noise_offset);
+    EXPECT_EQ(quiet.training_state().noise_offset, evaluated.training_state().noise_offset);
   }
   // The same model evaluates to the same numbers every time.
   const EvalResult e1 = evaluated.evaluate(), e2 = evaluated.evaluate();

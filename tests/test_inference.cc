@@ -91,7 +91,7 @@ std::unique_ptr<SavedModel> make_saved_model() {
     for (size_t i = 0; i < l->b.value.numel(); ++i) l->b.value.data[i] = b(rng);
   }
   m->checkpoint = m->dir.file("model.safetensors");
-  save_checkpoint(trainer, m->checkpoint);
+  save_checkpoint(trainer, RunState{}, m->checkpoint);
   m->dims = model.dims();
   m->condition = copy_layer(model.condition);
   m->gen1 = copy_layer(model.gen1);

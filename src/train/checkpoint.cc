@@ -54,7 +54,7 @@ bool resumable_key(const std::string& key) {
   return std::any_of(std::begin(keys), std::end(keys), [&](const char* k) { return key == k; });
 }
 
-void save_checkpoint(Trainer& trainer, const std::string& path) {
+void save_checkpoint(Trainer& trainer, const RunState& st, const std::string& path) {
   Backend& be = trainer.backend();
   Model& m = trainer.model();
   SafeTensorsFile f;
@@ -63,26 +63,26 @@ void save_checkpoint(Trainer& trainer, const std::string& path) {
   add_checkpoint_tensors(f, be, m.parameter_tensors(), "param/");
   add_checkpoint_tensors(f, be, m.state_tensors(), "state/");
 
-  const SamplerState s = trainer.sampler().state();
+  const TrainingState t = trainer.training_state();
+  const SamplerState& s = t.sampler;
   f.tensors.push_back(make_i64_tensor("sampler/class_order", {int64_t(s.class_order.size())}, s.class_order.data()));
   f.tensors.push_back(make_i64_tensor("sampler/image_cursor", {int64_t(s.image_cursor.size())}, s.image_cursor.data()));
 
-  const RoundProgress p = trainer.round_progress();
+  const RoundProgress& p = t.progress;
   if (p.in_round) {
     const std::vector<int64_t> rows(p.rows.begin(), p.rows.end());
     f.tensors.push_back(make_i64_tensor("round/rows", {int64_t(rows.size())}, rows.data()));
     f.tensors.push_back(make_f32_tensor("round/step_losses", {int64_t(p.step_losses.size())}, p.step_losses.data()));
   }
-  const RunState& st = trainer.state();
-  json run = {{"round", st.round},
-              {"noise_offset", st.noise_offset},
+  json run = {{"round", t.round},
+              {"noise_offset", t.noise_offset},
               {"best_score", st.best_score},
               {"best_round", st.best_round},
               {"elapsed_s", st.elapsed_s},
               {"optimizer_steps",
-               {{"generator", m.generator_group.steps},
-                {"critic", m.critic_group.steps},
-                {"csem", m.csem_group.steps}}},
+               {{"generator", t.optimizer_steps.generator},
+                {"critic", t.optimizer_steps.critic},
+                {"csem", t.optimizer_steps.csem}}},
               {"sampler",
                {{"position", s.position}, {"rng_seed", s.rng_seed}, {"rng_counter", s.rng_counter}}},
               {"round_progress",
@@ -95,11 +95,11 @@ void save_checkpoint(Trainer& trainer, const std::string& path) {
   write_safetensors_atomic(path, f);
 }
 
-void load_checkpoint(Trainer& trainer, const std::string& path) {
-  load_checkpoint(trainer, open_checkpoint(path));
+RunState load_checkpoint(Trainer& trainer, const std::string& path) {
+  return load_checkpoint(trainer, open_checkpoint(path));
 }
 
-void load_checkpoint(Trainer& trainer, const OpenedCheckpoint& checkpoint) {
+RunState load_checkpoint(Trainer& trainer, const OpenedCheckpoint& checkpoint) {
   const SafeTensorsFile& f = checkpoint.file;
   const std::string& path = checkpoint.path;
   // The training configuration must be the one the checkpoint was trained with.
@@ -117,32 +117,28 @@ void load_checkpoint(Trainer& trainer, const OpenedCheckpoint& checkpoint) {
   load_checkpoint_tensors(f, be, m.state_tensors(), "state/");
 
   const json run = parse_checkpoint_metadata_json(f, "run");
-  RunState& st = trainer.state();
-  st.round = get<int>(run, "round", path);
-  st.noise_offset = get<uint64_t>(run, "noise_offset", path);
+  TrainingState t;
+  RunState st;
+  t.round = get<int>(run, "round", path);
+  t.noise_offset = get<uint64_t>(run, "noise_offset", path);
   st.best_score = get<double>(run, "best_score", path);
   st.best_round = get<int>(run, "best_round", path);
   st.elapsed_s = get<double>(run, "elapsed_s", path);
   const json steps = get<json>(run, "optimizer_steps", path);
-  m.generator_group.steps = get<int64_t>(steps, "generator", path);
-  m.critic_group.steps = get<int64_t>(steps, "critic", path);
-  m.csem_group.steps = get<int64_t>(steps, "csem", path);
+  t.optimizer_steps.generator = get<int64_t>(steps, "generator", path);
+  t.optimizer_steps.critic = get<int64_t>(steps, "critic", path);
+  t.optimizer_steps.csem = get<int64_t>(steps, "csem", path);
 
   const json sj = get<json>(run, "sampler", path);
-  SamplerState s;
+  SamplerState& s = t.sampler;
   s.class_order = as_i64(f.at("sampler/class_order"));
   s.image_cursor = as_i64(f.at("sampler/image_cursor"));
   s.position = get<int64_t>(sj, "position", path);
   s.rng_seed = get<uint64_t>(sj, "rng_seed", path);
   s.rng_counter = get<uint64_t>(sj, "rng_counter", path);
-  try {
-    trainer.sampler().restore(s);
-  } catch (const Error& e) {
-    fail(path, ": ", e.what());
-  }
 
   const json pj = get<json>(run, "round_progress", path);
-  RoundProgress p;
+  RoundProgress& p = t.progress;
   p.in_round = get<bool>(pj, "in_round", path);
   if (p.in_round) {
     p.e_done = get<int>(pj, "e_done", path);
@@ -153,10 +149,11 @@ void load_checkpoint(Trainer& trainer, const OpenedCheckpoint& checkpoint) {
     p.step_losses = as_f32(f.at("round/step_losses"));
   }
   try {
-    trainer.restore_round_progress(p);
+    trainer.restore_training_state(t);
   } catch (const Error& e) {
     fail(path, ": ", e.what());
   }
+  return st;
 }
 
 CheckpointStanding checkpoint_standing(const std::string& path) {

@@ -10,18 +10,21 @@
 
 #include "model/checkpoint_file.h"
 #include "train/trainer.h"
+#include "train/training_state.h"
 
 namespace zscrgan {
 
 // Writes atomically (temporary file, flush, rename): a crash at any instant leaves the previous
 // file intact. The metadata records a content hash of the metadata and the tensors.
-void save_checkpoint(Trainer& trainer, const std::string& path);
+// `run` is the run's standing (best score and round, elapsed seconds) saved beside the
+// trainer's state.
+void save_checkpoint(Trainer& trainer, const RunState& run, const std::string& path);
 
 // Restores everything save_checkpoint wrote into a trainer built from a compatible config.
 // Refuses, naming the tensor or the key, a checkpoint whose shapes, dtypes or training-relevant
-// config differ.
-void load_checkpoint(Trainer& trainer, const std::string& path);
-void load_checkpoint(Trainer& trainer, const OpenedCheckpoint& checkpoint);
+// config differ. Returns the run's standing it records.
+RunState load_checkpoint(Trainer& trainer, const std::string& path);
+RunState load_checkpoint(Trainer& trainer, const OpenedCheckpoint& checkpoint);
 
 // Where a checkpoint stands: its completed rounds, the best round and score it records, and
 // whether it was saved inside a round. The file is verified as load_checkpoint verifies it.

@@ -19,9 +19,7 @@
 #include "train/checkpoint.h"
 #include "data/dataset_source.h"
 #include "device/device.h"
-#include "core/fileio.h"
-#include "eval/metrics.h"
-#include "eval/retrieval.h"
+#include "train/run_output.h"
 #include "train/trainer.h"
 
 namespace fs = std::filesystem;
@@ -106,12 +104,6 @@ class Progress {
   std::chrono::steady_clock::time_point start_, last_;
 };
 
-std::string score_name(double score) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "acc%.4f.json", score);
-  return buf;
-}
-
 }  // namespace
 
 RunSummary run_training(const Config& cfg, std::ostream& out, RunOptions opts) {
@@ -121,84 +113,25 @@ RunSummary run_training(const Config& cfg, std::ostream& out, RunOptions opts) {
   validate_dataset(*data, opts.dataset ? "the given dataset" : cfg.dataset);
   std::unique_ptr<Backend> backend = select_backend(cfg.device, out, cfg.tf32);
   Trainer trainer(cfg, *data, *backend);
-  const bool resuming = !opts.resume_dir.empty();
-  const fs::path dir(cfg.output_dir);
-  const fs::path last = dir / "checkpoints" / "last.safetensors";
-  const fs::path best_ckpt = dir / "checkpoints" / "best.safetensors";
+  // The JSON retrieval record only, for now; the pickle record is RetrievalRecords::pickle.
+  RunOutput output(cfg.output_dir, RetrievalRecords{});
+  const std::string last = output.last_checkpoint(), best_ckpt = output.best_checkpoint();
+  RunState st;  // the run's standing: best score and round, elapsed seconds
   std::shared_ptr<const OpenedCheckpoint> resumed = std::move(opts.resume_checkpoint);
-  if (resuming) {
+  if (!opts.resume_dir.empty()) {
     if (!resumed)
       resumed = std::make_shared<const OpenedCheckpoint>(
           open_checkpoint((fs::path(opts.resume_dir) / "checkpoints" / "last.safetensors").string()));
-    load_checkpoint(trainer, *resumed);
-    out << "resumed from " << opts.resume_dir << " after round " << trainer.state().round
-        << (trainer.round_progress().in_round ? " (inside the next round)" : "") << "\n";
+    st = load_checkpoint(trainer, *resumed);
+    out << "resumed from " << opts.resume_dir << " after round " << trainer.rounds_done()
+        << (trainer.in_round() ? " (inside the next round)" : "") << "\n";
   }
-
-  for (const fs::path& sub : {dir / "retrieved", dir / "checkpoints"}) {
-    std::error_code ec;
-    fs::create_directories(sub, ec);
-    if (ec) fail(sub.string(), ": cannot create the folder: ", ec.message());
-  }
-  // Temporaries a killed run left behind (each later write of the same file removes them too).
-  for (const fs::path& p : {last, best_ckpt, dir / "metrics.jsonl", dir / "config.json"})
-    remove_stale_temporaries(p.string());
-  if (resuming) {
-    // `last` is written before `best`: a run killed between the two writes of a round that beat
-    // the best left a `best` that is missing or older than the best `last` records. Rebuild it
-    // from `last`, which is that very state.
-    // Nothing has written `last` since it was loaded: when it is the file resumed from, its
-    // standing comes from the copy already read.
-    std::error_code same_ec;
-    const bool same = fs::equivalent(last, resumed->path, same_ec);
-    const CheckpointStanding now =
-        same ? checkpoint_standing(*resumed) : checkpoint_standing(last.string());
-    resumed.reset();  // the file's bytes are model-sized: not kept for the whole run
-    if (now.best_round > 0) {
-      std::error_code ec;
-      const bool have_best = fs::exists(best_ckpt, ec);
-      const int best_holds = have_best ? checkpoint_standing(best_ckpt.string()).round : -1;
-      if (best_holds != now.best_round) {
-        if (now.best_round == now.round && !now.in_round) {
-          write_file_atomic(best_ckpt.string(), read_text_file(last.string()));
-          out << "rebuilt " << best_ckpt.string() << " (round " << now.best_round
-              << ") from " << last.string() << ": the run had stopped before writing it\n";
-        } else {
-          out << "warning: " << best_ckpt.string()
-              << (have_best ? " holds round " + std::to_string(best_holds) : std::string(" is missing"))
-              << " but the run's best is round " << now.best_round << "; it cannot be rebuilt\n";
-        }
-      }
-    }
-    // A run killed between appending a round's metrics and saving its checkpoint repeats that
-    // round: keep only the lines of rounds the checkpoint holds.
-    const fs::path metrics = dir / "metrics.jsonl";
-    if (fs::exists(metrics)) {
-      std::istringstream lines(read_text_file(metrics.string()));
-      std::string line, kept;
-      while (std::getline(lines, line)) {
-        if (line.empty()) continue;
-        const auto j = nlohmann::json::parse(line, nullptr, false);
-        if (!j.is_discarded() && j.contains("round") && j["round"].is_number_integer() &&
-            j["round"].get<int>() <= trainer.state().round)
-          kept += line + "\n";
-      }
-      write_file_atomic(metrics.string(), kept);
-    }
-  } else {
-    for (const auto& entry : fs::directory_iterator(dir / "retrieved"))
-      if (entry.path().extension() == ".json") fs::remove(entry.path());
-    fs::remove(dir / "metrics.jsonl");
-    fs::remove(last);
-    fs::remove(best_ckpt);
-  }
-  write_file_atomic((dir / "config.json").string(), config_to_json(cfg) + "\n");
+  output.open(cfg, std::move(resumed), trainer.rounds_done(), out);
 
   RunSummary summary;
-  RunState& st = trainer.state();
   using clock = std::chrono::steady_clock;
   const double elapsed_before = st.elapsed_s;
-  const int rounds_at_start = st.round;
+  const int rounds_at_start = trainer.rounds_done();
   StopSignals signals;
   Progress progress(out, trainer);
   RoundHooks hooks;
@@ -209,22 +142,22 @@ RunSummary run_training(const Config& cfg, std::ostream& out, RunOptions opts) {
     caller_stopped = opts.should_stop && opts.should_stop();
     return caller_stopped;
   };
-  while (st.round < cfg.rounds) {
+  while (trainer.rounds_done() < cfg.rounds) {
     const auto t0 = clock::now();
-    progress.round_started(st.round + 1, cfg.rounds);
+    progress.round_started(trainer.rounds_done() + 1, cfg.rounds);
     std::optional<RoundLosses> finished = trainer.run_round(hooks);
     progress.clear();
     if (!finished) {
       st.elapsed_s += std::chrono::duration<double>(clock::now() - t0).count();
-      save_checkpoint(trainer, last.string());
+      save_checkpoint(trainer, st, last);
       summary.stopped_by_signal = g_stop_signal.load();
       summary.stopped_by_caller = summary.stopped_by_signal == 0 && caller_stopped;
-      const RoundProgress p = trainer.round_progress();
+      const RoundProgress p = trainer.training_state().progress;
       out << "stopped by "
           << (summary.stopped_by_caller ? "request"
               : summary.stopped_by_signal == SIGTERM ? "SIGTERM" : "SIGINT")
-          << " in round " << st.round + 1 << " after " << p.e_done + p.csem_done << " of "
-          << cfg.e_step_iters + cfg.m_step_iters << " steps; state saved to " << last.string()
+          << " in round " << trainer.rounds_done() + 1 << " after " << p.e_done + p.csem_done << " of "
+          << cfg.e_step_iters + cfg.m_step_iters << " steps; state saved to " << last
           << "\nresume with: zscrgan_cuda "
           << (opts.config_path.empty() ? "" : "--config " + opts.config_path + " ")
           << "--resume " << cfg.output_dir << "\n"
@@ -240,17 +173,10 @@ RunSummary run_training(const Config& cfg, std::ostream& out, RunOptions opts) {
     const bool best = ev.prec_at_k > st.best_score;
     if (best) {
       st.best_score = ev.prec_at_k;
-      st.best_round = st.round;
+      st.best_round = trainer.rounds_done();
+      output.write_best_retrieval(ev);
     }
-    if (best) {
-      TopKLists lists;
-      lists.n_queries = static_cast<int64_t>(ev.query_labels.size());
-      lists.k = ev.k;
-      lists.index = ev.retrieved;
-      write_file_atomic((dir / "retrieved" / score_name(ev.prec_at_k)).string(),
-                        retrieval_record_json(ev.query_labels, ev.gallery_labels, lists) + "\n");
-    }
-    nlohmann::json line = {{"round", st.round},
+    nlohmann::json line = {{"round", trainer.rounds_done()},
                            {"seconds", round_s},
                            {"train_seconds", train_s},
                            {"loss_d", losses.critic},
@@ -261,10 +187,10 @@ RunSummary run_training(const Config& cfg, std::ostream& out, RunOptions opts) {
                            {"map_at_k", ev.map_at_k},
                            {"top1", ev.top1},
                            {"k", ev.k}};
-    append_line((dir / "metrics.jsonl").string(), line.dump());
-    save_checkpoint(trainer, last.string());
-    if (best) save_checkpoint(trainer, best_ckpt.string());
-    const int done = st.round;
+    output.append_metrics(line.dump());
+    save_checkpoint(trainer, st, last);
+    if (best) save_checkpoint(trainer, st, best_ckpt);
+    const int done = trainer.rounds_done();
     const double eta = (st.elapsed_s - elapsed_before) / std::max(1, done - rounds_at_start) *
                        (cfg.rounds - done);
     out << "round " << done << "/" << cfg.rounds << "  " << format_duration(round_s) << " (eta "
@@ -286,7 +212,7 @@ RunSummary run_training(const Config& cfg, std::ostream& out, RunOptions opts) {
       break;
     }
   }
-  summary.rounds = st.round;
+  summary.rounds = trainer.rounds_done();
   summary.best_score = st.best_score;
   summary.best_round = st.best_round;
   out << "best Precision@" << cfg.top_k << " " << std::setprecision(4) << st.best_score

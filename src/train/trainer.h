@@ -20,7 +20,9 @@
 #include "data/dataset.h"
 #include "eval/evaluation.h"
 #include "model/model.h"
+#include "train/round_plan.h"
 #include "train/sampler.h"
+#include "train/training_state.h"
 
 namespace zscrgan {
 
@@ -29,26 +31,6 @@ struct RoundLosses {
   double generator = 0;
   double csem = 0;
   double kl = 0;      // mean (kl + kl_w) / 2 over the G steps
-};
-
-// A training run's state beyond the model: what a checkpoint must hold besides parameters.
-struct RunState {
-  int round = 0;                // rounds completed
-  uint64_t noise_offset = 0;    // next Philox offset of the training stream
-  double best_score = -1;       // best Precision@K so far (-1: none yet)
-  int best_round = 0;
-  double elapsed_s = 0;         // training seconds so far, over all sessions
-};
-
-// Where an unfinished round stands: saved in checkpoints, so that a run stopped between two
-// steps resumes exactly where it stopped.
-struct RoundProgress {
-  bool in_round = false;
-  int e_done = 0;                  // E-step iterations completed
-  int csem_done = 0;               // CSEM steps completed (a multiple of the chunk size)
-  uint64_t noise_base = 0;         // noise offset of the round's first draw
-  std::vector<int32_t> rows;       // the round's sampled batch rows
-  std::vector<float> step_losses;  // the losses logged so far
 };
 
 // Optional hooks of a round: progress after each E-step iteration and CSEM chunk, and a stop
@@ -64,6 +46,10 @@ class DivergenceError : public Error {
   using Error::Error;
 };
 
+class TrainerSteps;
+
+// Owns the model, the activation arena and tape, the sampler, the round's device buffers
+// (RoundBuffers, laid out by its RoundPlan), the evaluator and the captured step programs.
 class Trainer {
  public:
   Trainer(const Config& cfg, const Dataset& data, Backend& backend);
@@ -76,80 +62,100 @@ class Trainer {
   // DivergenceError on a non-finite loss.
   std::optional<RoundLosses> run_round(const RoundHooks& hooks = {});
   RoundLosses train_round() { return *run_round(); }
-  // A snapshot of the unfinished round (in_round false between rounds), and its restoration.
-  RoundProgress round_progress();
-  void restore_round_progress(const RoundProgress& p);
+  int rounds_done() const { return round_; }
+  bool in_round() const { return in_round_; }
+  // The trainer's state beyond tensors (a snapshot: the unfinished round's losses are read
+  // back from the device), and its restoration into a trainer built from the same config.
+  // restore_training_state throws, naming what does not fit, on a state of another config.
+  TrainingState training_state();
+  void restore_training_state(const TrainingState& s);
   // The latest logged D, G and CSEM losses of the current round (for progress lines).
   void latest_losses(float* d, float* g, float* c);
   // Precision@K, mAP@K and Top-1 on the unseen classes (see evaluation.h: the evaluation
   // noise of the run's seed, apart from training's; evaluating changes nothing in training).
   EvalResult evaluate() { return evaluator_->evaluate(); }
-
-  // The pieces of a round, public for tests and benchmarks. train_round() is begin_round,
-  // e_step_iters x e_iteration (replayed from a captured program where the backend captures),
-  // csem_chunk over the M-step, then finish_round.
-  //
-  // Every step reads which batch, which noise and which loss slot it uses from step counters
-  // in the backend's memory, never from host arguments: one E-step iteration's calls are the
-  // same every time, so they can be captured once and replayed.
-  void begin_round();   // samples the round's batches, uploads their rows once, resets counters
-  void d_steps();       // n_critic critic steps on one generation pass
-  void g_step();        // one generator step
-  void e_iteration();   // d_steps, g_step, advance the E-step counter
-  void csem_chunk(int first, int count);  // CSEM steps [first, first + count): one generation pass
-  int csem_chunk_steps() const { return csem_chunk_; }
-  RoundLosses finish_round();  // reads the round's losses back; checks they are finite
-
-  Model& model() { return *model_; }
-  BatchSampler& sampler() { return sampler_; }
-  RunState& state() { return state_; }
-  Arena& arena() { return *arena_; }
-  const Config& config() const { return cfg_; }
-  Backend& backend() { return backend_; }
-  // Whether rounds replay captured step programs (CUDA graphs) rather than issuing each call.
-  bool replays_captured_steps() const { return use_capture_; }
-  void set_capture(bool on) { use_capture_ = on && backend_.can_capture(); }
   // Throws DivergenceError naming the tensor when any parameter is NaN or Inf.
   void check_parameters_finite();
 
+  Model& model() { return *model_; }
+  const Config& config() const { return cfg_; }
+  Backend& backend() { return backend_; }
+  // Whether rounds replay captured step programs (CUDA graphs) rather than issuing each call;
+  // set_capture(false) forces eager rounds (on only where the backend captures).
+  bool replays_captured_steps() const { return use_capture_; }
+  void set_capture(bool on) { use_capture_ = on && backend_.can_capture(); }
+
  private:
+  friend class TrainerSteps;
   struct Captured;
-  IndexSpan e_rows(int array, int batch_in_iteration, int n_batches) const;
+
+  // The pieces of a round (see TrainerSteps). Every step reads which batch, which noise and
+  // which loss slot it uses from step counters in the backend's memory, never from host
+  // arguments: one E-step iteration's calls are the same every time, so they can be captured
+  // once and replayed.
+  void begin_round();
+  void d_steps();
+  void g_step();
+  void e_iteration();
+  void csem_chunk(int first, int count);
+  RoundLosses finish_round();
+
+  IndexSpan e_rows(RowArray array, int batch_in_iteration, int n_batches) const;
   NoiseStream e_noise(int fill) const;
   Tensor gather(const Tensor& table, IndexSpan idx);
   void csem_step();
-  void reset_counter(int64_t* counter);
+  void reset_counter(StepCounter counter);
+  void upload_counters(int64_t e_iteration, int64_t csem_step);
 
   Config cfg_;
   Backend& backend_;
   LossWeights weights_;
+  RoundPlan plan_;
   std::unique_ptr<Model> model_;
+  BatchSampler sampler_;
+  std::unique_ptr<RoundBuffers> buffers_;
   std::unique_ptr<Arena> arena_;
   std::unique_ptr<Tape> tape_;
-  BatchSampler sampler_;
-  RunState state_;
-  int csem_chunk_ = 1;
+  std::unique_ptr<Evaluator> evaluator_;
+  std::unique_ptr<Captured> captured_;
   bool use_capture_ = false;
+
+  // Progress: rounds completed, the training noise stream's next offset, the unfinished round.
+  int round_ = 0;
+  uint64_t noise_offset_ = 0;
   bool in_round_ = false;
   int e_done_ = 0, csem_done_ = 0;
-  std::unique_ptr<Captured> captured_;
-
-  // Start-up allocations: the dataset on the device, the round's batch rows, step counters,
-  // step losses.
-  std::unique_ptr<DeviceBlock> data_block_;
-  Tensor images_, texts_;          // all rows of the dataset
-  int32_t* round_rows_ = nullptr;  // 4 arrays of batches_per_round x B: image, text, wrong image, wrong text
-  int32_t* identity_rows_ = nullptr;  // 0, 1, 2, ...: gathers a CSEM step's rows from its chunk
-  int batches_per_round_ = 0;
-  int64_t* counters_ = nullptr;    // [E-step iteration, CSEM step in round, CSEM step in chunk, round noise base]
-  Tensor step_losses_;             // 1 x (D steps + G steps + KL of G steps + CSEM steps) of a round
   uint64_t round_noise_base_ = 0;  // noise offset of the round's first draw (host copy of the device one)
+  std::vector<int32_t> host_rows_; // the round's sampled rows (host copy of the device ones)
+
   // Per-chunk generation results read by the CSEM steps.
   Var chunk_fakes_;
   Tensor chunk_conditions_;
   int chunk_rows_ = 0;
-  std::vector<int32_t> host_rows_;
-  std::unique_ptr<Evaluator> evaluator_;
+};
+
+// The steps of a round one at a time, for benchmarks that time a step and tests that check
+// steps in isolation (capture emulation, steady-state allocations). run_round() is
+// begin_round, e_step_iters x e_iteration (replayed from a captured program where the backend
+// captures), csem_chunk over the M-step in chunks of csem_chunk_steps(), then finish_round.
+// Driving the steps here does not advance the trainer's round count, noise offset or round
+// progress: a trainer stepped this way is for measuring, not for checkpoints or run_round.
+class TrainerSteps {
+ public:
+  explicit TrainerSteps(Trainer& t) : t_(t) {}
+  void begin_round() { t_.begin_round(); }  // samples the round's batches, uploads their rows once, resets counters
+  void d_steps() { t_.d_steps(); }          // n_critic critic steps on one generation pass
+  void g_step() { t_.g_step(); }            // one generator step
+  void e_iteration() { t_.e_iteration(); }  // d_steps, g_step, advance the E-step counter
+  // CSEM steps [first, first + count): one generation pass, then the steps.
+  void csem_chunk(int first, int count) { t_.csem_chunk(first, count); }
+  int csem_chunk_steps() const { return t_.plan_.csem_chunk; }
+  RoundLosses finish_round() { return t_.finish_round(); }  // reads the round's losses back; checks they are finite
+  Arena& arena() { return *t_.arena_; }
+  const RoundPlan& plan() const { return t_.plan_; }
+
+ private:
+  Trainer& t_;
 };
 
 }  // namespace zscrgan

@@ -107,22 +107,23 @@ TEST(SteadyState, TrainingStepsAllocateNothing) {
   auto be = make_cpu_backend();
   Trainer t(cfg, d, *be);
   t.train_round();  // warm-up: the arena settles at its high-water size
-  const int64_t backend_allocs = t.arena().backend_allocations();
+  TrainerSteps steps(t);
+  const int64_t backend_allocs = steps.arena().backend_allocations();
 
   void* warm[4];
   backtrace(warm, 4);  // loads the unwinder now, not while counting
   counting = true;
-  t.begin_round();
-  for (int i = 0; i < cfg.e_step_iters; ++i) t.e_iteration();
-  for (int s = 0; s < cfg.m_step_iters; s += t.csem_chunk_steps())
-    t.csem_chunk(s, std::min(t.csem_chunk_steps(), cfg.m_step_iters - s));
+  steps.begin_round();
+  for (int i = 0; i < cfg.e_step_iters; ++i) steps.e_iteration();
+  for (int s = 0; s < cfg.m_step_iters; s += steps.csem_chunk_steps())
+    steps.csem_chunk(s, std::min(steps.csem_chunk_steps(), cfg.m_step_iters - s));
   counting = false;
 
   EXPECT_EQ(allocations.load(), 0) << "heap allocations inside steady-state steps";
   std::printf("steady-state round: %ld allocations by our code; %ld inside oneDNN's primitive execution\n",
               allocations.load(), onednn_internal.load());
-  EXPECT_EQ(t.arena().backend_allocations(), backend_allocs) << "arena grew in steady state";
-  t.finish_round();
+  EXPECT_EQ(steps.arena().backend_allocations(), backend_allocs) << "arena grew in steady state";
+  steps.finish_round();
 }
 
 }  // namespace

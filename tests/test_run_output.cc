@@ -1,0 +1,220 @@
+// Run output: the pickle retrieval record the original's analysis scripts read (checked by
+// loading it with Python's own pickle), and run_training's caller hooks (on_round returning
+// false and should_stop) stopping a run the way a signal does.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "data_test_util.h"
+#include "small_config.h"
+#include "core/fileio.h"
+#include "train/checkpoint.h"
+#include "train/pickle.h"
+#include "train/run.h"
+#include "train/run_output.h"
+
+namespace zscrgan {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+// The Python 3 interpreter, or "" when there is none.
+std::string find_python() {
+  if (fs::exists("/usr/bin/python3")) return "/usr/bin/python3";
+  const char* path = std::getenv("PATH");
+  std::istringstream dirs(path ? path : "");
+  for (std::string d; std::getline(dirs, d, ':');)
+    if (!d.empty() && fs::exists(fs::path(d) / "python3")) return (fs::path(d) / "python3").string();
+  return "";
+}
+
+// Loads a pickle file with Python and returns it as JSON: [[key, [values...]], ...] for the
+// list of one-key dicts, or {"error": ...} when it is not that shape. Python 3 ints are
+// unbounded, so values beyond 2^63 would show as such.
+json load_with_python(const std::string& python, const std::string& pkl) {
+  const std::string script =
+      "import json, pickle, sys\n"
+      "r = pickle.load(open(sys.argv[1], 'rb'))\n"
+      "ok = isinstance(r, list) and all(isinstance(d, dict) and len(d) == 1 and\n"
+      "     all(isinstance(v, list) for v in d.values()) for d in r)\n"
+      "print(json.dumps([[k, v] for d in r for k, v in d.items()] if ok else {'error': repr(r)}))\n";
+  const std::string script_path = pkl + ".py";
+  write_file_atomic(script_path, script);
+  const std::string cmd = "'" + python + "' '" + script_path + "' '" + pkl + "' 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return json{{"error", "popen failed"}};
+  std::string out;
+  char buf[4096];
+  for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
+  const int rc = pclose(p);
+  if (rc != 0) return json{{"error", out}};
+  const json j = json::parse(out, nullptr, false);
+  return j.is_discarded() ? json{{"error", out}} : j;
+}
+
+json as_pairs(const std::vector<QueryRetrieval>& record) {
+  json j = json::array();
+  for (const QueryRetrieval& q : record) j.push_back({q.query_class, q.retrieved_classes});
+  return j;
+}
+
+class PickleRecord : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    python_ = find_python();
+    if (python_.empty()) GTEST_SKIP() << "no python3 found (/usr/bin/python3 or on PATH) to load the pickle";
+  }
+  json round_trip(const std::vector<QueryRetrieval>& record) {
+    const std::string path = dir_.file("record.pkl");
+    write_file_atomic(path, pickle_retrieval_record(record));
+    return load_with_python(python_, path);
+  }
+  std::string python_;
+  zscrgan_test::ScopedTempDir dir_;
+};
+
+TEST_F(PickleRecord, PythonLoadsTheListOfOneKeyDicts) {
+  const std::vector<QueryRetrieval> record = {{3, {3, 3, 25, 0, 255, 256, 65535, 65536, -1}},
+                                              {25, {25}},
+                                              {0, {7, 3}}};
+  EXPECT_EQ(round_trip(record), as_pairs(record));
+}
+
+TEST_F(PickleRecord, IntsBeyondBinIntAndEmptyLists) {
+  constexpr int64_t lo = std::numeric_limits<int64_t>::min(), hi = std::numeric_limits<int64_t>::max();
+  const std::vector<QueryRetrieval> record = {
+      {int64_t(1) << 31, {(int64_t(1) << 31) - 1, int64_t(1) << 31, -(int64_t(1) << 31),
+                          -(int64_t(1) << 31) - 1, int64_t(1) << 32, int64_t(1) << 40, int64_t(128) << 32,
+                          -(int64_t(128) << 32), hi, lo}},
+      {hi, {}},
+      {lo, {1}}};
+  EXPECT_EQ(round_trip(record), as_pairs(record));
+  EXPECT_EQ(round_trip({}), json::array());
+}
+
+// write_best_retrieval writes the pickle beside the JSON record, under the same base name,
+// holding the same query classes and retrieved classes.
+TEST_F(PickleRecord, RunOutputWritesBothRecordsAlike) {
+  RunOutput output(dir_.file("run"), RetrievalRecords{true, true});
+  std::ostringstream log;
+  Config cfg;
+  output.open(cfg, nullptr, 0, log);
+  EvalResult ev;
+  ev.k = 3;
+  ev.prec_at_k = 0.123456;
+  ev.query_labels = {5, 9, int64_t(1) << 33};
+  ev.gallery_labels = {9, 5, 5, int64_t(1) << 33, 2};
+  ev.retrieved = {1, 2, 0, 0, 4, 3, 3, 0, 1};
+  output.write_best_retrieval(ev);
+  const std::string base = dir_.file("run/retrieved/acc0.1235");
+  ASSERT_TRUE(fs::exists(base + ".json"));
+  ASSERT_TRUE(fs::exists(base + ".pkl"));
+  json from_json = json::array();
+  for (const json& q : json::parse(read_text_file(base + ".json")))
+    from_json.push_back({q.at("query_class"), q.at("retrieved_classes")});
+  EXPECT_EQ(from_json, json::parse(R"([[5, [5, 5, 9]], [9, [9, 2, 8589934592]], [8589934592, [8589934592, 9, 5]]])"));
+  EXPECT_EQ(load_with_python(python_, base + ".pkl"), from_json);
+
+  // Only the records asked for are written.
+  RunOutput json_only(dir_.file("json_only"), RetrievalRecords{});
+  json_only.open(cfg, nullptr, 0, log);
+  json_only.write_best_retrieval(ev);
+  EXPECT_TRUE(fs::exists(dir_.file("json_only/retrieved/acc0.1235.json")));
+  EXPECT_FALSE(fs::exists(dir_.file("json_only/retrieved/acc0.1235.pkl")));
+}
+
+// The caller's hooks of run_training: on_round returning false ends the run after that round,
+// should_stop ends it between two steps with the state saved; the run resumed from there ends
+// as the uninterrupted run does.
+class RunHooks : public ::testing::Test {
+ protected:
+  Config config(const std::string& out) {
+    Config cfg = testing::small_config(21, 4, 6);
+    cfg.rounds = 3;
+    cfg.device = "cpu";
+    cfg.output_dir = dir_.file(out);
+    return cfg;
+  }
+  static json without_timing(const std::string& record) {
+    json j = json::parse(record);
+    j.erase("seconds");
+    j.erase("train_seconds");
+    return j;
+  }
+  zscrgan_test::ScopedTempDir dir_;
+};
+
+TEST_F(RunHooks, OnRoundReturningFalseStopsAfterThatRound) {
+  const Config cfg = config("run");
+  std::ostringstream log;
+  std::vector<std::string> seen;
+  RunOptions opts;
+  opts.on_round = [&](const std::string& record) {
+    seen.push_back(record);
+    return seen.size() < 2;
+  };
+  const RunSummary s = run_training(cfg, log, opts);
+  EXPECT_EQ(s.rounds, 2) << log.str();
+  EXPECT_TRUE(s.stopped_by_caller);
+  EXPECT_EQ(s.stopped_by_signal, 0);
+  EXPECT_EQ(s.round_records, seen);
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(json::parse(seen[1])["round"], 2);
+  EXPECT_NE(log.str().find("stopped by request after round 2"), std::string::npos) << log.str();
+  std::istringstream metrics(read_text_file(dir_.file("run/metrics.jsonl")));
+  int lines = 0;
+  for (std::string l; std::getline(metrics, l);) lines += !l.empty();
+  EXPECT_EQ(lines, 2);
+  const CheckpointStanding last = checkpoint_standing(dir_.file("run/checkpoints/last.safetensors"));
+  EXPECT_EQ(last.round, 2);
+  EXPECT_FALSE(last.in_round);
+}
+
+TEST_F(RunHooks, ShouldStopStopsBetweenStepsAndTheResumedRunEndsAsAnUninterruptedOne) {
+  std::ostringstream log;
+  const RunSummary whole = run_training(config("whole"), log);
+  ASSERT_EQ(whole.rounds, 3) << log.str();
+
+  const Config cfg = config("run");
+  RunOptions opts;
+  int polls = 0;
+  // Polled before each of a round's 4 E-step iterations and its one M-step chunk: the 8th poll
+  // is in round 2, after 2 E-step iterations.
+  opts.should_stop = [&] { return ++polls == 8; };
+  const RunSummary first = run_training(cfg, log, opts);
+  EXPECT_TRUE(first.stopped_by_caller) << log.str();
+  EXPECT_EQ(first.stopped_by_signal, 0);
+  EXPECT_EQ(first.rounds, 1);
+  EXPECT_EQ(first.round_records.size(), 1u);
+  EXPECT_NE(log.str().find("stopped by request in round 2 after 2 of 10 steps"), std::string::npos) << log.str();
+  const CheckpointStanding saved = checkpoint_standing(dir_.file("run/checkpoints/last.safetensors"));
+  EXPECT_EQ(saved.round, 1);
+  EXPECT_TRUE(saved.in_round);
+
+  RunOptions resume;
+  resume.resume_dir = cfg.output_dir;
+  const RunSummary rest = run_training(cfg, log, resume);
+  EXPECT_FALSE(rest.stopped_by_caller);
+  EXPECT_EQ(rest.rounds, 3);
+  ASSERT_EQ(rest.round_records.size(), 2u);
+  std::vector<std::string> records = first.round_records;
+  records.insert(records.end(), rest.round_records.begin(), rest.round_records.end());
+  for (size_t r = 0; r < records.size(); ++r)
+    EXPECT_EQ(without_timing(records[r]), without_timing(whole.round_records[r])) << "round " << r + 1;
+  EXPECT_EQ(rest.best_score, whole.best_score);
+  EXPECT_EQ(rest.best_round, whole.best_round);
+}
+
+}  // namespace
+}  // namespace zscrgan
