@@ -5,7 +5,7 @@
 set -euo pipefail
 
 packages=(cmake make g++ pkg-config libdnnl-dev nlohmann-json3-dev libgtest-dev
-          libbenchmark-dev libmatio-dev zlib1g-dev python3-numpy)
+          libbenchmark-dev libmatio-dev zlib1g-dev python3-numpy python3-venv python3-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -25,6 +25,18 @@ class Error : public std::runtime_error {
   explicit Error(const std::string& what) : std::runtime_error(what) {}
 };
 
+// The kinds an embedding program maps to its own errors (the CLI treats them all alike):
+// a file or folder that could not be opened, read, written or renamed...
+class FileError : public Error {
+ public:
+  explicit FileError(const std::string& what) : Error(what) {}
+};
+// ... and a compute device that is unavailable or failed (CUDA, cuBLAS, a kernel's check).
+class DeviceError : public Error {
+ public:
+  explicit DeviceError(const std::string& what) : Error(what) {}
+};
+
 namespace detail {
 inline void append(std::ostringstream&) {}
 template <typename T, typename... Rest>
@@ -40,6 +52,20 @@ template <typename... Parts>
   std::ostringstream os;
   detail::append(os, parts...);
   throw Error(os.str());
+}
+// The same, throwing FileError: the operating system refused to open, read or write a file.
+template <typename... Parts>
+[[noreturn]] void fail_file(const Parts&... parts) {
+  std::ostringstream os;
+  detail::append(os, parts...);
+  throw FileError(os.str());
+}
+// The same, throwing DeviceError.
+template <typename... Parts>
+[[noreturn]] void fail_device(const Parts&... parts) {
+  std::ostringstream os;
+  detail::append(os, parts...);
+  throw DeviceError(os.str());
 }
 
 }  // namespace zscrgan

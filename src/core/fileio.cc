@@ -25,12 +25,12 @@ namespace fs = std::filesystem;
 
 std::string read_text_file(const std::string& path) {
   std::error_code ec;
-  if (fs::is_directory(path, ec)) fail(path, ": cannot open: is a directory");
+  if (fs::is_directory(path, ec)) fail_file(path, ": cannot open: is a directory");
   std::ifstream in(path, std::ios::binary);
-  if (!in) fail(path, ": cannot open: ", std::strerror(errno));
+  if (!in) fail_file(path, ": cannot open: ", std::strerror(errno));
   std::ostringstream ss;
   ss << in.rdbuf();
-  if (in.bad()) fail(path, ": read error");
+  if (in.bad()) fail_file(path, ": read error");
   return ss.str();
 }
 
@@ -148,7 +148,7 @@ AtomicFile::AtomicFile(const std::string& path) : path_(path) {
   // the next successful write removes (remove_stale_temporaries).
   tmp_ = path + ".tmp-" + unique_suffix();
   fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd_ < 0) fail(path, ": cannot create '", tmp_, "': ", sys_error(errno));
+  if (fd_ < 0) fail_file(path, ": cannot create '", tmp_, "': ", sys_error(errno));
   temporary_exists_ = true;
 }
 
@@ -162,7 +162,7 @@ void AtomicFile::abandon(const std::string& what, int err) {
   fd_ = -1;
   ::unlink(tmp_.c_str());
   temporary_exists_ = false;
-  fail(path_, ": ", what, ": ", sys_error(err));
+  fail_file(path_, ": ", what, ": ", sys_error(err));
 }
 
 void AtomicFile::write(const void* data, size_t size) {
@@ -194,13 +194,13 @@ void AtomicFile::commit() {
   const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd < 0) {
     const int err = errno;
-    fail(path_, ": written, but cannot open its directory '", dir, "' to sync it: ", sys_error(err));
+    fail_file(path_, ": written, but cannot open its directory '", dir, "' to sync it: ", sys_error(err));
   }
   const int synced = ::fsync(dfd);
   const int sync_err = errno;
   ::close(dfd);
   if (synced != 0 && sync_err != EINVAL)
-    fail(path_, ": written, but cannot sync its directory '", dir, "': ", sys_error(sync_err));
+    fail_file(path_, ": written, but cannot sync its directory '", dir, "': ", sys_error(sync_err));
 }
 
 void write_file_atomically(const std::string& path, const std::function<void(std::ostream&)>& write) {
@@ -211,7 +211,7 @@ void write_file_atomically(const std::string& path, const std::function<void(std
     write(out);
     out.flush();
     buf.finish();
-    if (!out) fail(path, ": cannot write '", file.temporary(), "'");
+    if (!out) fail_file(path, ": cannot write '", file.temporary(), "'");
   }
   file.commit();
 }
@@ -226,7 +226,7 @@ void check_folder_replaceable(const fs::path& target, const std::string& name,
     const std::string why = foreign(entry.path().filename().string());
     if (!why.empty()) fail(name, ": exists and ", why, "; refusing to replace it");
   }
-  if (ec) fail(name, ": cannot list: ", ec.message());
+  if (ec) fail_file(name, ": cannot list: ", ec.message());
 }
 
 fs::path create_folder_beside(const fs::path& target, const std::string& name) {
@@ -236,7 +236,7 @@ fs::path create_folder_beside(const fs::path& target, const std::string& name) {
     tmp += ".tmp-" + unique_suffix();
     if (fs::create_directory(tmp, ec)) return tmp;
     if (ec || attempt > 8)
-      fail(name, ": cannot create the temporary folder ", tmp.string(), ": ",
+      fail_file(name, ": cannot create the temporary folder ", tmp.string(), ": ",
            ec ? ec.message() : "name collision");
   }
 }
@@ -248,17 +248,17 @@ void move_folder_into_place(const fs::path& tmp, const fs::path& target, const s
     fs::path old = target;
     old += ".old-" + unique_suffix();
     fs::rename(target, old, ec);
-    if (ec) fail(name, ": cannot move the existing folder aside: ", ec.message());
+    if (ec) fail_file(name, ": cannot move the existing folder aside: ", ec.message());
     fs::rename(tmp, target, ec);
     if (ec) {
       std::error_code ignored;
       fs::rename(old, target, ignored);
-      fail(name, ": cannot rename ", tmp.string(), " into place: ", ec.message());
+      fail_file(name, ": cannot rename ", tmp.string(), " into place: ", ec.message());
     }
     fs::remove_all(old, ec);
   } else {
     fs::rename(tmp, target, ec);
-    if (ec) fail(name, ": cannot rename ", tmp.string(), " into place: ", ec.message());
+    if (ec) fail_file(name, ": cannot rename ", tmp.string(), " into place: ", ec.message());
   }
 }
 
@@ -285,10 +285,10 @@ void write_file_atomic(const std::string& path, const std::string& content) {
 
 void append_line(const std::string& path, const std::string& line) {
   std::ofstream out(path, std::ios::app);
-  if (!out) fail(path, ": cannot append: ", std::strerror(errno));
+  if (!out) fail_file(path, ": cannot append: ", std::strerror(errno));
   out << line << '\n';
   out.flush();
-  if (!out) fail(path, ": append failed");
+  if (!out) fail_file(path, ": append failed");
 }
 
 }  // namespace zscrgan

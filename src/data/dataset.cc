@@ -121,10 +121,10 @@ void validate_dataset(const Dataset& d, const std::string& where) {
 
 Dataset load_dataset_folder(const std::string& dir) {
   std::error_code ec;
-  if (!fs::exists(dir, ec)) fail(dir, ": dataset folder not found");
-  if (!fs::is_directory(dir, ec)) fail(dir, ": not a folder (expected a dataset folder)");
+  if (!fs::exists(dir, ec)) fail_file(dir, ": dataset folder not found");
+  if (!fs::is_directory(dir, ec)) fail_file(dir, ": not a folder (expected a dataset folder)");
   const std::string meta_path = join(dir, kMetaFile);
-  if (!fs::exists(meta_path, ec)) fail(meta_path, ": not found (every dataset folder has one)");
+  if (!fs::exists(meta_path, ec)) fail_file(meta_path, ": not found (every dataset folder has one)");
 
   const json meta = detail::parse_json_strict(read_text_file(meta_path), meta_path);
   if (!meta.is_object())

@@ -189,7 +189,7 @@ Dtype parse_descr(const std::string& descr, const std::string& path) {
 Header read_header(std::istream& in, const std::string& path) {
   in.seekg(0, std::ios::end);
   const std::streamoff end = in.tellg();
-  if (end < 0) fail(path, ": cannot determine the file size");
+  if (end < 0) fail_file(path, ": cannot determine the file size");
   in.seekg(0, std::ios::beg);
   Header h;
   h.file_size = static_cast<uint64_t>(end);
@@ -224,7 +224,7 @@ Header read_header(std::istream& in, const std::string& path) {
   std::string text(header_len, '\0');
   in.seekg(static_cast<std::streamoff>(prefix), std::ios::beg);
   in.read(text.data(), static_cast<std::streamsize>(header_len));
-  if (!in) fail(path, ": read error in the .npy header");
+  if (!in) fail_file(path, ": read error in the .npy header");
   h.data_offset = prefix + header_len;
 
   HeaderParser parser(text, path);
@@ -281,7 +281,7 @@ void read_raw(std::ifstream& in, const Header& h, void* dst, int64_t count,
   in.seekg(static_cast<std::streamoff>(h.data_offset), std::ios::beg);
   in.read(static_cast<char*>(dst), static_cast<std::streamsize>(bytes));
   if (!in || static_cast<uint64_t>(in.gcount()) != bytes)
-    fail(path, ": read error in the array data");
+    fail_file(path, ": read error in the array data");
   if (!host_is_little_endian()) {
     auto* p = static_cast<unsigned char*>(dst);
     for (int64_t i = 0; i < count; ++i) {
@@ -302,7 +302,7 @@ void check_feature_matrix(const Header& h, const std::string& path) {
 
 std::ifstream open_for_read(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) fail(path, ": cannot open: ", std::strerror(errno));
+  if (!in) fail_file(path, ": cannot open: ", std::strerror(errno));
   return in;
 }
 

@@ -33,7 +33,7 @@ NpyRowReader::NpyRowReader(const std::string& path) : path_(path) {
   detail::NpyHeader h;
   {
     std::ifstream in(path, std::ios::binary);
-    if (!in) fail(path, ": cannot open: ", std::strerror(errno));
+    if (!in) fail_file(path, ": cannot open: ", std::strerror(errno));
     h = detail::read_npy_header(in, path);
   }
   detail::check_npy_feature_matrix(h, path);
@@ -44,12 +44,12 @@ NpyRowReader::NpyRowReader(const std::string& path) : path_(path) {
   data_offset_ = h.data_offset;
 
   fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd_ < 0) fail(path, ": cannot open: ", std::strerror(errno));
+  if (fd_ < 0) fail_file(path, ": cannot open: ", std::strerror(errno));
   struct stat st {};
   if (::fstat(fd_, &st) != 0 || static_cast<uint64_t>(st.st_size) != h.file_size) {
     ::close(fd_);
     fd_ = -1;
-    fail(path, ": the file changed while it was being opened");
+    fail_file(path, ": the file changed while it was being opened");
   }
   // Blocks are read front to back: let the kernel read ahead.
   ::posix_fadvise(fd_, 0, 0, POSIX_FADV_SEQUENTIAL);
@@ -64,7 +64,7 @@ void NpyRowReader::read_bytes(uint64_t offset, uint64_t bytes, void* dst) {
   if (err == ENODATA)
     fail(path_, ": truncated: the file ends at byte ", offset,
          " although its header promised more (did it change after it was opened?)");
-  if (err != 0) fail(path_, ": read error at byte ", offset, ": ", std::strerror(err));
+  if (err != 0) fail_file(path_, ": read error at byte ", offset, ": ", std::strerror(err));
 }
 
 void NpyRowReader::read_rows(int64_t first, int64_t n, float* out) {

@@ -564,17 +564,17 @@ SafeTensorsFile parse_safetensors(const uint8_t* data, size_t size,
 
 SafeTensorsFile read_safetensors(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail(path, ": cannot open: ", sys_error(errno));
+  if (fd < 0) fail_file(path, ": cannot open: ", sys_error(errno));
   FdCloser closer(fd);
   struct stat st;
-  if (::fstat(fd, &st) != 0) fail(path, ": cannot stat: ", sys_error(errno));
+  if (::fstat(fd, &st) != 0) fail_file(path, ": cannot stat: ", sys_error(errno));
   if (!S_ISREG(st.st_mode)) fail(path, ": not a regular file");
   return read_in_order(static_cast<uint64_t>(st.st_size), path,
                        [&](void* dst, size_t n, const char* what) {
     const int err = read_fully(fd, dst, n);
     if (err == ENODATA)
-      fail(path, ": the file ended while reading ", what, " (did it change while being read?)");
-    if (err != 0) fail(path, ": cannot read ", what, ": ", sys_error(err));
+      fail_file(path, ": the file ended while reading ", what, " (did it change while being read?)");
+    if (err != 0) fail_file(path, ": cannot read ", what, ": ", sys_error(err));
   });
 }
 

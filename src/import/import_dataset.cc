@@ -36,7 +36,7 @@ Dataset import_dataset(const ImportOptions& o) {
     fail("import: unknown format '", o.format, "' (expected ", kFormats, ")");
   if (o.input.empty()) fail("import: no input folder given");
   std::error_code ec;
-  if (!fs::exists(o.input, ec)) fail(o.input, ": input folder not found");
+  if (!fs::exists(o.input, ec)) fail_file(o.input, ": input folder not found");
   if (!fs::is_directory(o.input, ec)) fail(o.input, ": not a folder (expected the ", o.format,
                                            " files in a folder)");
   if (o.format != "xlsa17" && !o.class_embedding.empty())

@@ -104,10 +104,10 @@ std::vector<int64_t> read_labels(const std::string& dir, const char* stem) {
   std::error_code ec;
   if (!fs::exists(npy, ec)) {
     if (fs::exists(pkl, ec))
-      fail(npy, ": not found; the labels are in ", pkl,
+      fail_file(npy, ": not found; the labels are in ", pkl,
            ", a pickle, which this program does not read: convert it first with "
            "'/usr/bin/python3 tools/convert_pickles.py --gazsl-labels ", dir, "'");
-    fail(npy, ": not found (GAZSL publishes it as ", stem,
+    fail_file(npy, ": not found (GAZSL publishes it as ", stem,
          ".pkl; convert that with tools/convert_pickles.py --gazsl-labels)");
   }
   return read_npy_labels(npy);

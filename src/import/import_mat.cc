@@ -607,7 +607,7 @@ HostMatrix MatMatrix::all_rows() const {
 MatFile::MatFile(const std::string& path) : path_(path) {
   install_matio_logger();
   std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) fail(path, ": not found");
+  if (!std::filesystem::exists(path, ec)) fail_file(path, ": not found");
   if (std::filesystem::is_directory(path, ec)) fail(path, ": is a folder, expected a .mat file");
   // A v4 file's first matrix header is read (its name allocated) by Mat_Open itself.
   if (looks_like_mat4(path)) check_declared_sizes(path, MAT_FT_MAT4, {});

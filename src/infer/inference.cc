@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <chrono>
 #include <climits>
+#include <functional>
+#include <cstring>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -63,7 +65,49 @@ ModelDims checkpoint_dims(const OpenedCheckpoint& checkpoint) {
   return checkpoint_model_dims(checkpoint);
 }
 
-void check_width(const NpyRowReader& r, int expected, const char* what,
+// Rows of a texts or images matrix, from a .npy file (streamed) or from the caller's memory.
+class RowSource {
+ public:
+  virtual ~RowSource() = default;
+  virtual int64_t rows() const = 0;
+  virtual int64_t cols() const = 0;
+  virtual const std::string& path() const = 0;  // names the source in messages
+  // Rows [first, first + n) into out (n x cols floats, dense).
+  virtual void read_rows(int64_t first, int64_t n, float* out) = 0;
+};
+
+class NpyRows final : public RowSource {
+ public:
+  explicit NpyRows(const std::string& path) : reader_(path) {}
+  int64_t rows() const override { return reader_.rows(); }
+  int64_t cols() const override { return reader_.cols(); }
+  const std::string& path() const override { return reader_.path(); }
+  void read_rows(int64_t first, int64_t n, float* out) override { reader_.read_rows(first, n, out); }
+
+ private:
+  NpyRowReader reader_;
+};
+
+class ArrayRows final : public RowSource {
+ public:
+  explicit ArrayRows(const MatrixRef& m) : m_(m) {
+    if (m.rows < 0 || m.cols < 0 || (m.data == nullptr && m.rows * m.cols > 0))
+      fail(m.name, ": not a matrix (", m.rows, " x ", m.cols, ")");
+  }
+  int64_t rows() const override { return m_.rows; }
+  int64_t cols() const override { return m_.cols; }
+  const std::string& path() const override { return m_.name; }
+  void read_rows(int64_t first, int64_t n, float* out) override {
+    ZS_CHECK(first >= 0 && n >= 0 && first + n <= m_.rows, "rows [", first, ", ", first + n,
+             ") of ", m_.rows);
+    if (n > 0) std::memcpy(out, m_.data + first * m_.cols, size_t(n) * size_t(m_.cols) * sizeof(float));
+  }
+
+ private:
+  MatrixRef m_;
+};
+
+void check_width(const RowSource& r, int expected, const char* what,
                  const std::string& checkpoint) {
   if (r.cols() != expected)
     fail(r.path(), ": shape (", r.rows(), ", ", r.cols(), "): expected ", expected,
@@ -117,7 +161,7 @@ class FileEncoder {
   Tensor queries() const { return queries_; }
 
   // The queries of text rows [block * kQueryBlockRows, + n) into out (n x E).
-  void embed_text_block(NpyRowReader& texts, int64_t block, int n, int samples, uint64_t seed,
+  void embed_text_block(RowSource& texts, int64_t block, int n, int samples, uint64_t seed,
                         Tensor out) {
     Tensor text = texts_.row_block(0, n);
     read_into(texts, block * kQueryBlockRows, n, text);
@@ -125,7 +169,7 @@ class FileEncoder {
   }
 
   // CSEM embeddings of image rows [first, first + n), n x E; valid until the next call.
-  Tensor embed_image_chunk(NpyRowReader& images, int64_t first, int n) {
+  Tensor embed_image_chunk(RowSource& images, int64_t first, int n) {
     Tensor v = images_.row_block(0, n);
     read_into(images, first, n, v);
     return encoder_.embed_images(v);
@@ -142,7 +186,7 @@ class FileEncoder {
 
  private:
   // Rows [first, first + n) of `r` into dst (n rows, contiguous), checked to be finite.
-  void read_into(NpyRowReader& r, int64_t first, int n, Tensor dst) {
+  void read_into(RowSource& r, int64_t first, int n, Tensor dst) {
     const bool direct = be_.device() == Device::CPU;
     float* host = direct ? dst.data : host_in_.data();
     r.read_rows(first, n, host);
@@ -248,6 +292,125 @@ std::string retrieval_json(const TopKLists& lists, int64_t gallery_rows) {
   return s;
 }
 
+using RowSink = std::function<void(const float* values, int rows)>;
+
+// The queries of every row of `texts`, block by block, in order, into `sink`.
+void embed_text_rows(FileEncoder& enc, RowSource& texts, int samples, uint64_t seed,
+                     const RowSink& sink, std::ostream& log) {
+  const int64_t n = texts.rows();
+  Progress progress(log, "texts", n, kQueryBlockRows);
+  for (int64_t b = 0; b * kQueryBlockRows < n; ++b) {
+    const int rows = int(std::min<int64_t>(kQueryBlockRows, n - b * kQueryBlockRows));
+    Tensor q = enc.queries().row_block(0, rows);
+    enc.embed_text_block(texts, b, rows, samples, seed, q);
+    sink(enc.to_host(q), rows);
+    progress.done(b * kQueryBlockRows + rows);
+  }
+}
+
+// The CSEM embeddings of every row of `images`, image_rows rows per pass, into `sink`.
+void embed_image_rows(FileEncoder& enc, RowSource& images, int image_rows, const RowSink& sink,
+                      std::ostream& log) {
+  const int64_t m = images.rows();
+  Progress progress(log, "images", m, image_rows);
+  for (int64_t first = 0; first < m; first += image_rows) {
+    const int rows = int(std::min<int64_t>(image_rows, m - first));
+    sink(enc.to_host(enc.embed_image_chunk(images, first, rows)), rows);
+    progress.done(first + rows);
+  }
+}
+
+void check_retrieve_inputs(const RowSource& texts, const RowSource& gallery, int top_k,
+                           const ModelDims& d, const std::string& checkpoint) {
+  check_width(texts, d.text_dim, "text", checkpoint);
+  check_width(gallery, d.image_dim, "image", checkpoint);
+  if (texts.rows() > INT_MAX)
+    fail(texts.path(), ": ", texts.rows(), " texts; at most ", INT_MAX, " queries per run");
+  if (top_k > gallery.rows())
+    fail(gallery.path(), ": top_k ", top_k, " exceeds the gallery's ", gallery.rows(), " rows");
+}
+
+struct Retrieved {
+  TopKLists lists;
+  bool allocated_once = true;
+};
+
+// The top_k gallery rows of every text's query: the gallery streamed in chunks of chunk_rows,
+// each chunk's lists merged into the running ones. Inputs checked by check_retrieve_inputs.
+Retrieved retrieve_rows(Backend& be, const Model& model, RowSource& texts, RowSource& gallery,
+                        int k, int samples, uint64_t seed, int64_t chunk_rows, std::ostream& log) {
+  const int n_q = int(texts.rows());
+  const int64_t m = gallery.rows();
+  const int text_rows = int(std::min<int64_t>(kQueryBlockRows, n_q));
+  const int chunk = int(std::min<int64_t>(chunk_rows, m));
+  FileEncoder enc(be, model, text_rows, chunk, n_q);
+  TopKLists running = make_topk_lists(n_q, k);
+  std::vector<int64_t> chunk_index(size_t(n_q) * k);
+  std::vector<float> chunk_score(size_t(n_q) * k);
+  log_memory(log, model, enc, be);
+
+  const Tensor queries = enc.queries();
+  {
+    Progress progress(log, "queries", n_q, kQueryBlockRows);
+    for (int64_t b = 0; b * kQueryBlockRows < n_q; ++b) {
+      const int first = int(b * kQueryBlockRows);
+      const int rows = std::min(kQueryBlockRows, n_q - first);
+      enc.embed_text_block(texts, b, rows, samples, seed, queries.row_block(first, rows));
+      progress.done(first + rows);
+    }
+  }
+  Progress progress(log, "gallery", m, chunk);
+  for (int64_t first = 0; first < m; first += chunk) {
+    const int rows = int(std::min<int64_t>(chunk, m - first));
+    const Tensor g = enc.embed_image_chunk(gallery, first, rows);
+    if (n_q > 0) {
+      // A last chunk shorter than k yields fewer candidates per query: pad its lists with
+      // entries that never win (score -inf) so that every merged list has k entries.
+      const int kc = std::min(k, rows);
+      be.topk_cosine(queries, g, kc, first, chunk_index.data(), chunk_score.data());
+      if (kc < k) {
+        for (int64_t q = n_q - 1; q >= 0; --q)
+          for (int j = k - 1; j >= 0; --j) {
+            const size_t to = size_t(q) * k + j;
+            const bool real = j < kc;
+            chunk_index[to] = real ? chunk_index[size_t(q) * kc + j] : -1;
+            chunk_score[to] = real ? chunk_score[size_t(q) * kc + j] : -INFINITY;
+          }
+      }
+      merge_topk(running, chunk_index.data(), chunk_score.data());
+    }
+    progress.done(first + rows);
+  }
+  for (size_t i = 0; i < running.index.size(); ++i)
+    ZS_CHECK(running.index[i] >= 0 && running.index[i] < m, "retrieved index ",
+             running.index[i], " outside the gallery of ", m, " rows");
+  return {std::move(running), enc.allocated_once()};
+}
+
+void check_dataset_fits(const ModelDims& d, const Dataset& data, const std::string& checkpoint,
+                        const std::string& dataset_name) {
+  if (data.text_features.cols != d.text_dim || data.image_features.cols != d.image_dim)
+    fail(checkpoint, ": the model takes texts of width ", d.text_dim, " and images of width ",
+         d.image_dim, "; the dataset '", dataset_name, "' has ", data.text_features.cols, " and ",
+         data.image_features.cols);
+}
+
+// Training's Evaluator over every row of `data`, with cfg's top_k, ap_divisor and seed.
+EvalResult evaluate_dataset(Backend& be, const Model& model, const Dataset& data,
+                            const Config& cfg) {
+  const ModelDims d = model.dims();
+  DeviceBlock block(be, align_up(data.text_features.data.size() * sizeof(float)) +
+                            align_up(data.image_features.data.size() * sizeof(float)) +
+                            2 * kAllocAlignment);
+  Tensor texts = block.take(static_cast<int>(data.text_features.rows), d.text_dim);
+  Tensor images = block.take(static_cast<int>(data.image_features.rows), d.image_dim);
+  be.upload(texts, data.text_features.data.data());
+  be.upload(images, data.image_features.data.data());
+  Evaluator evaluator(be, model, data, texts, images, cfg.top_k, parse_ap_divisor(cfg.ap_divisor),
+                      cfg.seed);
+  return evaluator.evaluate();
+}
+
 }  // namespace
 
 void run_embed(const EmbedOptions& o, std::ostream& log) {
@@ -256,7 +419,7 @@ void run_embed(const EmbedOptions& o, std::ostream& log) {
   const fs::path target = output_folder(o.out_dir);
   const OpenedCheckpoint checkpoint = open_checkpoint(o.checkpoint);
   const ModelDims d = checkpoint_dims(checkpoint);
-  std::optional<NpyRowReader> texts, images;
+  std::optional<NpyRows> texts, images;
   if (!o.texts.empty()) {
     texts.emplace(o.texts);
     check_width(*texts, d.text_dim, "text", o.checkpoint);
@@ -275,27 +438,15 @@ void run_embed(const EmbedOptions& o, std::ostream& log) {
   const fs::path tmp = make_temp_sibling(target);
   try {
     if (texts) {
-      const int64_t n = texts->rows();
-      NpyRowWriter out((tmp / kTextEmbeddings).string(), n, d.embed_dim);
-      Progress progress(log, "texts", n, kQueryBlockRows);
-      for (int64_t b = 0; b * kQueryBlockRows < n; ++b) {
-        const int rows = int(std::min<int64_t>(kQueryBlockRows, n - b * kQueryBlockRows));
-        Tensor q = enc.queries().row_block(0, rows);
-        enc.embed_text_block(*texts, b, rows, o.samples, o.seed, q);
-        out.write_rows(enc.to_host(q), rows);
-        progress.done(b * kQueryBlockRows + rows);
-      }
+      NpyRowWriter out((tmp / kTextEmbeddings).string(), texts->rows(), d.embed_dim);
+      embed_text_rows(enc, *texts, o.samples, o.seed,
+                      [&](const float* v, int rows) { out.write_rows(v, rows); }, log);
       out.finish();
     }
     if (images) {
-      const int64_t m = images->rows();
-      NpyRowWriter out((tmp / kImageEmbeddings).string(), m, d.embed_dim);
-      Progress progress(log, "images", m, image_rows);
-      for (int64_t first = 0; first < m; first += image_rows) {
-        const int rows = int(std::min<int64_t>(image_rows, m - first));
-        out.write_rows(enc.to_host(enc.embed_image_chunk(*images, first, rows)), rows);
-        progress.done(first + rows);
-      }
+      NpyRowWriter out((tmp / kImageEmbeddings).string(), images->rows(), d.embed_dim);
+      embed_image_rows(enc, *images, image_rows,
+                       [&](const float* v, int rows) { out.write_rows(v, rows); }, log);
       out.finish();
     }
     move_folder_into_place(tmp, target, target.string());
@@ -328,69 +479,21 @@ void run_retrieve(const RetrieveOptions& o, std::ostream& log) {
   }
   const OpenedCheckpoint checkpoint = open_checkpoint(o.checkpoint);
   const ModelDims d = checkpoint_dims(checkpoint);
-  NpyRowReader texts(o.texts);
+  NpyRows texts(o.texts);
   check_width(texts, d.text_dim, "text", o.checkpoint);
-  NpyRowReader gallery(o.gallery);
-  check_width(gallery, d.image_dim, "image", o.checkpoint);
-  if (texts.rows() > INT_MAX)
-    fail(o.texts, ": ", texts.rows(), " texts; at most ", INT_MAX, " queries per run");
-  if (o.top_k > gallery.rows())
-    fail(o.gallery, ": top_k ", o.top_k, " exceeds the gallery's ", gallery.rows(), " rows");
+  NpyRows gallery(o.gallery);
+  check_retrieve_inputs(texts, gallery, o.top_k, d, o.checkpoint);
 
   LoadedModel lm = load_model(checkpoint, d, o.device, log);
-  Backend& be = *lm.backend;
-  const int n_q = int(texts.rows());
-  const int64_t m = gallery.rows();
-  const int k = o.top_k;
-  const int text_rows = int(std::min<int64_t>(kQueryBlockRows, n_q));
-  const int chunk = int(std::min<int64_t>(o.chunk_rows, m));
-  FileEncoder enc(be, *lm.model, text_rows, chunk, n_q);
-  TopKLists running = make_topk_lists(n_q, k);
-  std::vector<int64_t> chunk_index(size_t(n_q) * k);
-  std::vector<float> chunk_score(size_t(n_q) * k);
-  log_memory(log, *lm.model, enc, be);
-
   const auto t0 = Clock::now();
-  const Tensor queries = enc.queries();
-  {
-    Progress progress(log, "queries", n_q, kQueryBlockRows);
-    for (int64_t b = 0; b * kQueryBlockRows < n_q; ++b) {
-      const int first = int(b * kQueryBlockRows);
-      const int rows = std::min(kQueryBlockRows, n_q - first);
-      enc.embed_text_block(texts, b, rows, o.samples, o.seed, queries.row_block(first, rows));
-      progress.done(first + rows);
-    }
-  }
-  Progress progress(log, "gallery", m, chunk);
-  for (int64_t first = 0; first < m; first += chunk) {
-    const int rows = int(std::min<int64_t>(chunk, m - first));
-    const Tensor g = enc.embed_image_chunk(gallery, first, rows);
-    if (n_q > 0) {
-      // A last chunk shorter than k yields fewer candidates per query: pad its lists with
-      // entries that never win (score -inf) so that every merged list has k entries.
-      const int kc = std::min(k, rows);
-      be.topk_cosine(queries, g, kc, first, chunk_index.data(), chunk_score.data());
-      if (kc < k) {
-        for (int64_t q = n_q - 1; q >= 0; --q)
-          for (int j = k - 1; j >= 0; --j) {
-            const size_t to = size_t(q) * k + j;
-            const bool real = j < kc;
-            chunk_index[to] = real ? chunk_index[size_t(q) * kc + j] : -1;
-            chunk_score[to] = real ? chunk_score[size_t(q) * kc + j] : -INFINITY;
-          }
-      }
-      merge_topk(running, chunk_index.data(), chunk_score.data());
-    }
-    progress.done(first + rows);
-  }
-  for (size_t i = 0; i < running.index.size(); ++i)
-    ZS_CHECK(running.index[i] >= 0 && running.index[i] < m, "retrieved index ",
-             running.index[i], " outside the gallery of ", m, " rows");
-  write_file_atomic(o.out, retrieval_json(running, m));
-  if (!enc.allocated_once()) log << "note: scratch memory grew past its start-up size\n";
-  log << "retrieved the top " << k << " of " << m << " gallery rows for " << n_q << " queries ("
-      << o.samples << (o.samples == 1 ? " sample" : " samples") << " per text, seed " << o.seed
-      << ") in " << fixed1(seconds_since(t0)) << " s; wrote " << o.out << "\n";
+  const Retrieved r = retrieve_rows(*lm.backend, *lm.model, texts, gallery, o.top_k, o.samples,
+                                    o.seed, o.chunk_rows, log);
+  write_file_atomic(o.out, retrieval_json(r.lists, gallery.rows()));
+  if (!r.allocated_once) log << "note: scratch memory grew past its start-up size\n";
+  log << "retrieved the top " << o.top_k << " of " << gallery.rows() << " gallery rows for "
+      << texts.rows() << " queries (" << o.samples << (o.samples == 1 ? " sample" : " samples")
+      << " per text, seed " << o.seed << ") in " << fixed1(seconds_since(t0)) << " s; wrote "
+      << o.out << "\n";
 }
 
 EvalResult run_evaluate(const EvaluateOptions& o, std::ostream& out) {
@@ -407,27 +510,94 @@ EvalResult run_evaluate(const EvaluateOptions& o, std::ostream& out) {
   }
   const ModelDims d = checkpoint_model_dims(checkpoint);
   const Dataset data = load_configured_dataset(cfg);
-  if (data.text_features.cols != d.text_dim || data.image_features.cols != d.image_dim)
-    fail(o.checkpoint, ": the model takes texts of width ", d.text_dim, " and images of width ",
-         d.image_dim, "; the dataset '", cfg.dataset, "' has ", data.text_features.cols, " and ",
-         data.image_features.cols);
+  check_dataset_fits(d, data, o.checkpoint, cfg.dataset);
   LoadedModel lm = load_model(checkpoint, d, o.device, out);
-  Backend& be = *lm.backend;
-  DeviceBlock block(be, align_up(data.text_features.data.size() * sizeof(float)) +
-                            align_up(data.image_features.data.size() * sizeof(float)) +
-                            2 * kAllocAlignment);
-  Tensor texts = block.take(static_cast<int>(data.text_features.rows), d.text_dim);
-  Tensor images = block.take(static_cast<int>(data.image_features.rows), d.image_dim);
-  be.upload(texts, data.text_features.data.data());
-  be.upload(images, data.image_features.data.data());
-  Evaluator evaluator(be, *lm.model, data, texts, images, cfg.top_k,
-                      parse_ap_divisor(cfg.ap_divisor), cfg.seed);
-  const EvalResult r = evaluator.evaluate();
+  const EvalResult r = evaluate_dataset(*lm.backend, *lm.model, data, cfg);
   const nlohmann::json line = {{"k", r.k}, {"prec_at_k", r.prec_at_k}, {"map_at_k", r.map_at_k},
                                {"top1", r.top1}, {"queries", r.query_labels.size()},
                                {"gallery", r.gallery_labels.size()}};
   out << line.dump() << "\n";
   return r;
+}
+
+// ---- a model held in memory -----------------------------------------------------------------
+
+struct InferenceModel::Impl {
+  std::string checkpoint;
+  Config config;
+  ModelDims dims;
+  LoadedModel loaded;
+};
+
+InferenceModel::InferenceModel(const std::string& checkpoint, const std::string& device,
+                               std::ostream& log)
+    : impl_(std::make_unique<Impl>()) {
+  if (checkpoint.empty()) fail("load: no checkpoint given");
+  const OpenedCheckpoint opened = open_checkpoint(checkpoint);
+  impl_->checkpoint = checkpoint;
+  impl_->config = checkpoint_config(opened);
+  impl_->dims = checkpoint_model_dims(opened);
+  impl_->loaded = load_model(opened, impl_->dims, device, log);
+}
+
+InferenceModel::~InferenceModel() = default;
+
+const ModelDims& InferenceModel::dims() const { return impl_->dims; }
+const Config& InferenceModel::config() const { return impl_->config; }
+const std::string& InferenceModel::checkpoint() const { return impl_->checkpoint; }
+std::string InferenceModel::device_description() const {
+  return impl_->loaded.backend->description();
+}
+
+void InferenceModel::embed_texts(const MatrixRef& texts, int samples, uint64_t seed,
+                                 float* out) const {
+  check_common_options("embed_texts", impl_->checkpoint, samples, 1);
+  ArrayRows rows(texts);
+  check_width(rows, impl_->dims.text_dim, "text", impl_->checkpoint);
+  if (rows.rows() == 0) return;
+  const int text_rows = int(std::min<int64_t>(kQueryBlockRows, rows.rows()));
+  Backend& be = *impl_->loaded.backend;
+  FileEncoder enc(be, *impl_->loaded.model, text_rows, 0, text_rows);
+  std::ostream quiet(nullptr);
+  const size_t e = size_t(impl_->dims.embed_dim);
+  embed_text_rows(enc, rows, samples, seed, [&](const float* v, int n) {
+    std::memcpy(out, v, size_t(n) * e * sizeof(float));
+    out += size_t(n) * e;
+  }, quiet);
+}
+
+void InferenceModel::embed_images(const MatrixRef& images, int64_t chunk_rows, float* out) const {
+  check_common_options("embed_images", impl_->checkpoint, 1, chunk_rows);
+  ArrayRows rows(images);
+  check_width(rows, impl_->dims.image_dim, "image", impl_->checkpoint);
+  if (rows.rows() == 0) return;
+  const int image_rows = int(std::min<int64_t>(chunk_rows, rows.rows()));
+  Backend& be = *impl_->loaded.backend;
+  FileEncoder enc(be, *impl_->loaded.model, 0, image_rows, 0);
+  std::ostream quiet(nullptr);
+  const size_t e = size_t(impl_->dims.embed_dim);
+  embed_image_rows(enc, rows, image_rows, [&](const float* v, int n) {
+    std::memcpy(out, v, size_t(n) * e * sizeof(float));
+    out += size_t(n) * e;
+  }, quiet);
+}
+
+TopKLists InferenceModel::retrieve(const MatrixRef& texts, const MatrixRef& gallery, int top_k,
+                                   int samples, uint64_t seed, int64_t chunk_rows) const {
+  check_common_options("retrieve", impl_->checkpoint, samples, chunk_rows);
+  if (top_k < 1) fail("retrieve: top_k must be at least 1, got ", top_k);
+  ArrayRows t(texts), g(gallery);
+  check_retrieve_inputs(t, g, top_k, impl_->dims, impl_->checkpoint);
+  std::ostream quiet(nullptr);
+  return retrieve_rows(*impl_->loaded.backend, *impl_->loaded.model, t, g, top_k, samples, seed,
+                       chunk_rows, quiet)
+      .lists;
+}
+
+EvalResult InferenceModel::evaluate(const Dataset& data) const {
+  validate_dataset(data, "the given dataset");
+  check_dataset_fits(impl_->dims, data, impl_->checkpoint, data.name);
+  return evaluate_dataset(*impl_->loaded.backend, *impl_->loaded.model, data, impl_->config);
 }
 
 }  // namespace zscrgan

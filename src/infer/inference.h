@@ -16,10 +16,13 @@
 
 #include <cstdint>
 #include <iosfwd>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "config/config.h"
 #include "eval/evaluation.h"
+#include "eval/retrieval.h"
 
 namespace zscrgan {
 
@@ -69,6 +72,48 @@ struct EvaluateOptions {
 // device) it reproduces the metrics that run logged for that round. Prints them as one JSON
 // line, numbers written as metrics.jsonl writes them.
 EvalResult run_evaluate(const EvaluateOptions& opts, std::ostream& out);
+
+// A dense row-major float32 matrix held by the caller (read in place, never copied whole);
+// `name` stands for it in messages as a file's path does.
+struct MatrixRef {
+  const float* data = nullptr;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  std::string name;
+};
+
+// A checkpoint's model loaded once for calls on arrays in memory: the very passes of
+// run_embed, run_retrieve and run_evaluate (same Encoder, query noise, chunked retrieval and
+// Evaluator), fed from MatrixRef instead of .npy files, with the same checks and messages.
+class InferenceModel {
+ public:
+  // Selects the backend (auto | cpu | cuda) and loads the parameters; log gets the device and
+  // model lines.
+  InferenceModel(const std::string& checkpoint, const std::string& device, std::ostream& log);
+  ~InferenceModel();
+  InferenceModel(const InferenceModel&) = delete;
+  InferenceModel& operator=(const InferenceModel&) = delete;
+
+  const ModelDims& dims() const;
+  const Config& config() const;  // the checkpoint's configuration
+  const std::string& checkpoint() const;
+  std::string device_description() const;
+
+  // texts.rows x embed_dim query embeddings into out (what embed writes for the same rows).
+  void embed_texts(const MatrixRef& texts, int samples, uint64_t seed, float* out) const;
+  // images.rows x embed_dim CSEM embeddings into out, chunk_rows rows per pass.
+  void embed_images(const MatrixRef& images, int64_t chunk_rows, float* out) const;
+  // What run_retrieve writes for the same rows and options.
+  TopKLists retrieve(const MatrixRef& texts, const MatrixRef& gallery, int top_k, int samples,
+                     uint64_t seed, int64_t chunk_rows) const;
+  // Precision@K, mAP@K and Top-1 on `data` with the checkpoint's top_k, ap_divisor and seed
+  // (run_evaluate's numbers when data is the run's dataset). Validates data first.
+  EvalResult evaluate(const Dataset& data) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 }  // namespace zscrgan
 

@@ -157,13 +157,13 @@ void CudaBackend::wait_and_check_faults() {
   ZS_CUDA_CHECK(cudaMemset(fault_, 0, sizeof record));  // the backend stays usable
   switch (record.fault) {
     case cuda_detail::kGatherRowIndex:
-      fail("CUDA kernel check failed in gather_rows: output row ", record.where, " reads row ",
+      fail_device("CUDA kernel check failed in gather_rows: output row ", record.where, " reads row ",
            record.value, " of a ", record.limit, "-row table (reported at the next synchronisation)");
     case cuda_detail::kStoreScalarSlot:
-      fail("CUDA kernel check failed in store_scalar: slot ", record.value, " of ", record.limit,
+      fail_device("CUDA kernel check failed in store_scalar: slot ", record.value, " of ", record.limit,
            " (reported at the next synchronisation)");
     default:
-      fail("CUDA kernel check failed: fault code ", record.fault);
+      fail_device("CUDA kernel check failed: fault code ", record.fault);
   }
 }
 
@@ -573,7 +573,7 @@ std::string cuda_unavailable_reason() {
 
 std::unique_ptr<Backend> make_cuda_backend() {
   const std::string reason = cuda_unavailable_reason();
-  if (!reason.empty()) fail("--device cuda: ", reason);
+  if (!reason.empty()) fail_device("--device cuda: ", reason);
   return std::make_unique<CudaBackend>();
 }
 

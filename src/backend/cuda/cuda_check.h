@@ -1,5 +1,5 @@
 // Checks for every CUDA runtime call, cuBLAS call and kernel launch: a failure throws
-// zscrgan::Error naming the call, the file and line, and CUDA's own error string.
+// zscrgan::DeviceError naming the call, the file and line, and CUDA's own error string.
 #ifndef ZSCRGAN_KERNELS_CUDA_CHECK_H
 #define ZSCRGAN_KERNELS_CUDA_CHECK_H
 
@@ -12,13 +12,13 @@ namespace zscrgan::cuda_detail {
 
 [[noreturn]] inline void throw_cuda_error(cudaError_t err, const char* call, const char* file,
                                           int line) {
-  fail(file, ":", line, ": ", call, " failed: ", cudaGetErrorName(err), " (",
+  fail_device(file, ":", line, ": ", call, " failed: ", cudaGetErrorName(err), " (",
        cudaGetErrorString(err), ")");
 }
 
 [[noreturn]] inline void throw_cublas_error(cublasStatus_t status, const char* call,
                                             const char* file, int line) {
-  fail(file, ":", line, ": ", call, " failed: ", cublasGetStatusName(status), " (",
+  fail_device(file, ":", line, ": ", call, " failed: ", cublasGetStatusName(status), " (",
        cublasGetStatusString(status), ")");
 }
 

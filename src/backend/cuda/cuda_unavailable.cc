@@ -13,7 +13,7 @@ std::string cuda_unavailable_reason() {
 }
 
 std::unique_ptr<Backend> make_cuda_backend() {
-  fail("--device cuda: ", cuda_unavailable_reason());
+  fail_device("--device cuda: ", cuda_unavailable_reason());
 }
 
 void set_cuda_tf32(Backend& backend, bool) {
