@@ -117,8 +117,9 @@ RunSummary run_training(const Config& cfg, std::ostream& out, RunOptions opts) {
   RunOutput output(cfg.output_dir, RetrievalRecords{});
   const std::string last = output.last_checkpoint(), best_ckpt = output.best_checkpoint();
   RunState st;  // the run's standing: best score and round, elapsed seconds
-  std::shared_ptr<const OpenedCheckpoint> resumed = std::move(opts.resume_checkpoint);
+  std::shared_ptr<const OpenedCheckpoint> resumed;  // null for a fresh run
   if (!opts.resume_dir.empty()) {
+    resumed = std::move(opts.resume_checkpoint);
     if (!resumed)
       resumed = std::make_shared<const OpenedCheckpoint>(
           open_checkpoint((fs::path(opts.resume_dir) / "checkpoints" / "last.safetensors").string()));
