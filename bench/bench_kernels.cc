@@ -36,10 +36,12 @@ constexpr int kBatch = 32, kText = 1024, kImage = 2048, kGf = 2048, kDf = 1024, 
 constexpr int kCudaIterations = 200;  // per CUDA benchmark; each is ~0.1 ms with the flush
 constexpr double kCpuMinTime = 0.1;   // seconds per CPU benchmark
 
-Backend& backend(bool cuda) {
-  static std::unique_ptr<Backend> cpu, gpu;
-  std::unique_ptr<Backend>& be = cuda ? gpu : cpu;
-  if (!be) be = cuda ? make_cuda_backend() : make_cpu_backend();
+// One backend of each kind, made on first use and kept; tf32 (CUDA only) is the CUDA
+// backend's construction option, so the TF32 GEMMs run on a backend of their own.
+Backend& backend(bool cuda, bool tf32 = false) {
+  static std::unique_ptr<Backend> cpu, gpu, gpu_tf32;
+  std::unique_ptr<Backend>& be = !cuda ? cpu : tf32 ? gpu_tf32 : gpu;
+  if (!be) be = cuda ? make_cuda_backend(tf32) : make_cpu_backend();
   return *be;
 }
 
@@ -224,15 +226,13 @@ void gather(benchmark::State& st, bool cuda, int rows, int cols, int table_rows)
 // C (m x n) = op(A) op(B), op(A) m x k. Bytes: A, B and C once (at batch 32 the weight
 // dominates: the GEMM is a weight read).
 void gemm(benchmark::State& st, bool cuda, bool ta, bool tb, int m, int n, int k, bool tf32) {
-  Backend& be = backend(cuda);
-  if (cuda) set_cuda_tf32(be, tf32);
+  Backend& be = backend(cuda, tf32);
   Buffers b(be);
   Tensor a = ta ? b.normal(k, m) : b.normal(m, k);
   Tensor w = tb ? b.normal(n, k) : b.normal(k, n);
   Tensor c = b.raw(m, n);
   run(st, be, [&] { be.gemm(ta, tb, 1.f, a, w, 0.f, c); },
       F * (double(m) * k + double(k) * n + double(m) * n), 2.0 * m * n * k);
-  if (cuda) set_cuda_tf32(be, false);
 }
 
 void topk(benchmark::State& st, bool cuda, int queries, int gallery, int dim, int k) {

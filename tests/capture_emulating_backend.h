@@ -38,133 +38,6 @@ class CaptureEmulatingBackend final : public Backend {
   Device device() const override { return inner_->device(); }
   std::string description() const override { return "capture emulation over " + inner_->description(); }
 
-  // ---- not allowed in a captured program ----
-  void* allocate(size_t bytes) override {
-    refuse_in_capture("allocate");
-    return inner_->allocate(bytes);
-  }
-  void deallocate(void* p) override {
-    refuse_in_capture("deallocate");
-    inner_->deallocate(p);
-  }
-  void upload(Tensor dst, const float* host) override {
-    refuse_in_capture("upload");
-    inner_->upload(dst, host);
-  }
-  void download(const Tensor& src, float* host) override {
-    refuse_in_capture("download");
-    inner_->download(src, host);
-  }
-  void upload_bytes(void* dst, const void* host, size_t bytes) override {
-    refuse_in_capture("upload_bytes");
-    inner_->upload_bytes(dst, host, bytes);
-  }
-  void download_bytes(void* host, const void* src, size_t bytes) override {
-    refuse_in_capture("download_bytes");
-    inner_->download_bytes(host, src, bytes);
-  }
-  void synchronize() override {
-    refuse_in_capture("synchronize");
-    inner_->synchronize();
-  }
-  void topk_cosine(const Tensor& queries, const Tensor& gallery, int k, int64_t index_offset,
-                   int64_t* out_index, float* out_score) override {
-    refuse_in_capture("topk_cosine");
-    inner_->topk_cosine(queries, gallery, k, index_offset, out_index, out_score);
-  }
-
-  // ---- recorded by value during capture, run at once otherwise ----
-  // ([=] copies every argument, the referenced ones included: a const Tensor& is captured as a
-  // Tensor, the view a kernel launch would freeze.)
-  void fill(Tensor t, float value) override { op([=](Backend& b) { b.fill(t, value); }); }
-  void copy(Tensor dst, const Tensor& src) override {
-    op([=](Backend& b) { b.copy(dst, src); });
-  }
-  void axpy(Tensor y, float alpha, const Tensor& x) override {
-    op([=](Backend& b) { b.axpy(y, alpha, x); });
-  }
-  void gather_rows(Tensor dst, const Tensor& src, IndexSpan rows) override {
-    op([=](Backend& b) { b.gather_rows(dst, src, rows); });
-  }
-  void gemm(bool trans_a, bool trans_b, float alpha, const Tensor& a, const Tensor& b_,
-            float beta, Tensor c) override {
-    op([=](Backend& b) { b.gemm(trans_a, trans_b, alpha, a, b_, beta, c); });
-  }
-  void gemm_bias_act(bool trans_a, bool trans_b, const Tensor& a, const Tensor& b_, float beta,
-                     Tensor c, const Tensor& bias, Act act) override {
-    op([=](Backend& b) { b.gemm_bias_act(trans_a, trans_b, a, b_, beta, c, bias, act); });
-  }
-  void bias_act_forward(Tensor y, const Tensor& bias, Act act) override {
-    op([=](Backend& b) { b.bias_act_forward(y, bias, act); });
-  }
-  void bias_act_backward(const Tensor& y, const Tensor& dy, Tensor d_pre, Tensor d_bias,
-                         Act act) override {
-    op([=](Backend& b) { b.bias_act_backward(y, dy, d_pre, d_bias, act); });
-  }
-  void fill_normal(Tensor t, NoiseStream s) override { op([=](Backend& b) { b.fill_normal(t, s); }); }
-  void fill_truncated_normal(Tensor t, NoiseStream s) override {
-    op([=](Backend& b) { b.fill_truncated_normal(t, s); });
-  }
-  void reparam_forward(const Tensor& h, const Tensor& eps, Tensor c) override {
-    op([=](Backend& b) { b.reparam_forward(h, eps, c); });
-  }
-  void reparam_backward(const Tensor& h, const Tensor& eps, const Tensor& dc, Tensor dh) override {
-    op([=](Backend& b) { b.reparam_backward(h, eps, dc, dh); });
-  }
-  void kl_forward(const Tensor& h, Tensor out) override {
-    op([=](Backend& b) { b.kl_forward(h, out); });
-  }
-  void kl_backward(const Tensor& h, const Tensor& d_out, Tensor dh) override {
-    op([=](Backend& b) { b.kl_backward(h, d_out, dh); });
-  }
-  void l1_forward(const Tensor& x, const Tensor& v, Tensor out) override {
-    op([=](Backend& b) { b.l1_forward(x, v, out); });
-  }
-  void l1_backward(const Tensor& x, const Tensor& v, const Tensor& d_out, Tensor dx,
-                   Tensor dv) override {
-    op([=](Backend& b) { b.l1_backward(x, v, d_out, dx, dv); });
-  }
-  void mean_forward(const Tensor& x, Tensor out) override {
-    op([=](Backend& b) { b.mean_forward(x, out); });
-  }
-  void mean_backward(const Tensor& d_out, Tensor dx) override {
-    op([=](Backend& b) { b.mean_backward(d_out, dx); });
-  }
-  void cosine_mean_forward(const Tensor& a, const Tensor& b_, Tensor out) override {
-    op([=](Backend& b) { b.cosine_mean_forward(a, b_, out); });
-  }
-  void cosine_mean_backward(const Tensor& a, const Tensor& b_, const Tensor& d_out, Tensor da,
-                            Tensor db) override {
-    op([=](Backend& b) { b.cosine_mean_backward(a, b_, d_out, da, db); });
-  }
-  void softplus_forward(const Tensor& x, Tensor out) override {
-    op([=](Backend& b) { b.softplus_forward(x, out); });
-  }
-  void softplus_backward(const Tensor& x, const Tensor& d_out, Tensor dx) override {
-    op([=](Backend& b) { b.softplus_backward(x, d_out, dx); });
-  }
-  void combine_forward(const ScalarTerms& terms, Tensor out) override {
-    op([=](Backend& b) { b.combine_forward(terms, out); });
-  }
-  void combine_backward(const ScalarTermGrads& grads, const Tensor& d_out) override {
-    op([=](Backend& b) { b.combine_backward(grads, d_out); });
-  }
-  void rmsprop_update(Tensor params, const Tensor& grads, Tensor mean_square,
-                      const RmsPropHyper& h) override {
-    op([=](Backend& b) { b.rmsprop_update(params, grads, mean_square, h); });
-  }
-  void adam_update(Tensor params, const Tensor& grads, Tensor m, Tensor v, Tensor beta_powers,
-                   const AdamHyper& h) override {
-    op([=](Backend& b) { b.adam_update(params, grads, m, v, beta_powers, h); });
-  }
-  void increment_counter(int64_t* counter) override {
-    op([=](Backend& b) { b.increment_counter(counter); });
-  }
-  void store_scalar(const Tensor& value, Tensor slots, int64_t base, const int64_t* counter,
-                    int64_t stride) override {
-    op([=](Backend& b) { b.store_scalar(value, slots, base, counter, stride); });
-  }
-
   // ---- capture ----
   bool can_capture() const override { return true; }
   void begin_capture() override {
@@ -177,6 +50,141 @@ class CaptureEmulatingBackend final : public Backend {
     auto program = std::make_unique<Program>(*this, std::move(recording_));
     recording_.reset();
     return program;
+  }
+
+ protected:
+  // Backend::<op> has checked the arguments (at capture time, as a CUDA backend checks them
+  // when it records the launch); the inner backend's public calls check them again when they
+  // run.
+
+  // ---- not allowed in a captured program ----
+  void* do_allocate(size_t bytes) override {
+    refuse_in_capture("allocate");
+    return inner_->allocate(bytes);
+  }
+  void do_deallocate(void* p) override {
+    refuse_in_capture("deallocate");
+    inner_->deallocate(p);
+  }
+  void do_upload(Tensor dst, const float* host) override {
+    refuse_in_capture("upload");
+    inner_->upload(dst, host);
+  }
+  void do_download(const Tensor& src, float* host) override {
+    refuse_in_capture("download");
+    inner_->download(src, host);
+  }
+  void do_upload_bytes(void* dst, const void* host, size_t bytes) override {
+    refuse_in_capture("upload_bytes");
+    inner_->upload_bytes(dst, host, bytes);
+  }
+  void do_download_bytes(void* host, const void* src, size_t bytes) override {
+    refuse_in_capture("download_bytes");
+    inner_->download_bytes(host, src, bytes);
+  }
+  void do_synchronize() override {
+    refuse_in_capture("synchronize");
+    inner_->synchronize();
+  }
+  void do_topk_cosine(const Tensor& queries, const Tensor& gallery, int k, int64_t index_offset,
+                      int64_t* out_index, float* out_score) override {
+    refuse_in_capture("topk_cosine");
+    inner_->topk_cosine(queries, gallery, k, index_offset, out_index, out_score);
+  }
+
+  // ---- recorded by value during capture, run at once otherwise ----
+  // ([=] copies every argument, the referenced ones included: a const Tensor& is captured as a
+  // Tensor, the view a kernel launch would freeze.)
+  void do_fill(Tensor t, float value) override { op([=](Backend& b) { b.fill(t, value); }); }
+  void do_copy(Tensor dst, const Tensor& src) override {
+    op([=](Backend& b) { b.copy(dst, src); });
+  }
+  void do_axpy(Tensor y, float alpha, const Tensor& x) override {
+    op([=](Backend& b) { b.axpy(y, alpha, x); });
+  }
+  void do_gather_rows(Tensor dst, const Tensor& src, IndexSpan rows) override {
+    op([=](Backend& b) { b.gather_rows(dst, src, rows); });
+  }
+  void do_gemm(bool trans_a, bool trans_b, float alpha, const Tensor& a, const Tensor& b_,
+               float beta, Tensor c) override {
+    op([=](Backend& b) { b.gemm(trans_a, trans_b, alpha, a, b_, beta, c); });
+  }
+  void do_gemm_bias_act(bool trans_a, bool trans_b, const Tensor& a, const Tensor& b_, float beta,
+                        Tensor c, const Tensor& bias, Act act) override {
+    op([=](Backend& b) { b.gemm_bias_act(trans_a, trans_b, a, b_, beta, c, bias, act); });
+  }
+  void do_bias_act_forward(Tensor y, const Tensor& bias, Act act) override {
+    op([=](Backend& b) { b.bias_act_forward(y, bias, act); });
+  }
+  void do_bias_act_backward(const Tensor& y, const Tensor& dy, Tensor d_pre, Tensor d_bias,
+                            Act act) override {
+    op([=](Backend& b) { b.bias_act_backward(y, dy, d_pre, d_bias, act); });
+  }
+  void do_fill_normal(Tensor t, NoiseStream s) override {
+    op([=](Backend& b) { b.fill_normal(t, s); });
+  }
+  void do_fill_truncated_normal(Tensor t, NoiseStream s) override {
+    op([=](Backend& b) { b.fill_truncated_normal(t, s); });
+  }
+  void do_reparam_forward(const Tensor& h, const Tensor& eps, Tensor c) override {
+    op([=](Backend& b) { b.reparam_forward(h, eps, c); });
+  }
+  void do_reparam_backward(const Tensor& h, const Tensor& eps, const Tensor& dc,
+                           Tensor dh) override {
+    op([=](Backend& b) { b.reparam_backward(h, eps, dc, dh); });
+  }
+  void do_kl_forward(const Tensor& h, Tensor out) override {
+    op([=](Backend& b) { b.kl_forward(h, out); });
+  }
+  void do_kl_backward(const Tensor& h, const Tensor& d_out, Tensor dh) override {
+    op([=](Backend& b) { b.kl_backward(h, d_out, dh); });
+  }
+  void do_l1_forward(const Tensor& x, const Tensor& v, Tensor out) override {
+    op([=](Backend& b) { b.l1_forward(x, v, out); });
+  }
+  void do_l1_backward(const Tensor& x, const Tensor& v, const Tensor& d_out, Tensor dx,
+                      Tensor dv) override {
+    op([=](Backend& b) { b.l1_backward(x, v, d_out, dx, dv); });
+  }
+  void do_mean_forward(const Tensor& x, Tensor out) override {
+    op([=](Backend& b) { b.mean_forward(x, out); });
+  }
+  void do_mean_backward(const Tensor& d_out, Tensor dx) override {
+    op([=](Backend& b) { b.mean_backward(d_out, dx); });
+  }
+  void do_cosine_mean_forward(const Tensor& a, const Tensor& b_, Tensor out) override {
+    op([=](Backend& b) { b.cosine_mean_forward(a, b_, out); });
+  }
+  void do_cosine_mean_backward(const Tensor& a, const Tensor& b_, const Tensor& d_out, Tensor da,
+                               Tensor db) override {
+    op([=](Backend& b) { b.cosine_mean_backward(a, b_, d_out, da, db); });
+  }
+  void do_softplus_forward(const Tensor& x, Tensor out) override {
+    op([=](Backend& b) { b.softplus_forward(x, out); });
+  }
+  void do_softplus_backward(const Tensor& x, const Tensor& d_out, Tensor dx) override {
+    op([=](Backend& b) { b.softplus_backward(x, d_out, dx); });
+  }
+  void do_combine_forward(const ScalarTerms& terms, Tensor out) override {
+    op([=](Backend& b) { b.combine_forward(terms, out); });
+  }
+  void do_combine_backward(const ScalarTermGrads& grads, const Tensor& d_out) override {
+    op([=](Backend& b) { b.combine_backward(grads, d_out); });
+  }
+  void do_rmsprop_update(Tensor params, const Tensor& grads, Tensor mean_square,
+                         const RmsPropHyper& h) override {
+    op([=](Backend& b) { b.rmsprop_update(params, grads, mean_square, h); });
+  }
+  void do_adam_update(Tensor params, const Tensor& grads, Tensor m, Tensor v, Tensor beta_powers,
+                      const AdamHyper& h) override {
+    op([=](Backend& b) { b.adam_update(params, grads, m, v, beta_powers, h); });
+  }
+  void do_increment_counter(int64_t* counter) override {
+    op([=](Backend& b) { b.increment_counter(counter); });
+  }
+  void do_store_scalar(const Tensor& value, Tensor slots, int64_t base, const int64_t* counter,
+                       int64_t stride) override {
+    op([=](Backend& b) { b.store_scalar(value, slots, base, counter, stride); });
   }
 
  private:

@@ -410,8 +410,10 @@ class RetrievalOnlyBackend final : public Backend {
 
   Device device() const override { return Device::CPU; }
   std::string description() const override { return "retrieval-only test double"; }
-  void topk_cosine(const Tensor& queries, const Tensor& gallery, int k, int64_t index_offset,
-                   int64_t* out_index, float* out_score) override {
+
+ protected:
+  void do_topk_cosine(const Tensor& queries, const Tensor& gallery, int k, int64_t index_offset,
+                      int64_t* out_index, float* out_score) override {
     calls.emplace_back(index_offset, gallery.rows);
     cpu_topk_cosine(queries.data, queries.rows, queries.ld, gallery.data, gallery.rows,
                     gallery.ld, queries.cols, k, index_offset, out_index, out_score);
@@ -419,41 +421,42 @@ class RetrievalOnlyBackend final : public Backend {
 
 #define ZS_UNUSED_OP(sig) \
   sig override { fail("retrieval-only test backend: unexpected call"); }
-  ZS_UNUSED_OP(void* allocate(size_t))
-  ZS_UNUSED_OP(void deallocate(void*))
-  ZS_UNUSED_OP(void upload(Tensor, const float*))
-  ZS_UNUSED_OP(void download(const Tensor&, float*))
-  ZS_UNUSED_OP(void upload_bytes(void*, const void*, size_t))
-  ZS_UNUSED_OP(void download_bytes(void*, const void*, size_t))
-  ZS_UNUSED_OP(void synchronize())
-  ZS_UNUSED_OP(void fill(Tensor, float))
-  ZS_UNUSED_OP(void copy(Tensor, const Tensor&))
-  ZS_UNUSED_OP(void axpy(Tensor, float, const Tensor&))
-  ZS_UNUSED_OP(void gather_rows(Tensor, const Tensor&, IndexSpan))
-  ZS_UNUSED_OP(void gemm(bool, bool, float, const Tensor&, const Tensor&, float, Tensor))
-  ZS_UNUSED_OP(void bias_act_forward(Tensor, const Tensor&, Act))
-  ZS_UNUSED_OP(void bias_act_backward(const Tensor&, const Tensor&, Tensor, Tensor, Act))
-  ZS_UNUSED_OP(void fill_normal(Tensor, NoiseStream))
-  ZS_UNUSED_OP(void fill_truncated_normal(Tensor, NoiseStream))
-  ZS_UNUSED_OP(void reparam_forward(const Tensor&, const Tensor&, Tensor))
-  ZS_UNUSED_OP(void reparam_backward(const Tensor&, const Tensor&, const Tensor&, Tensor))
-  ZS_UNUSED_OP(void kl_forward(const Tensor&, Tensor))
-  ZS_UNUSED_OP(void kl_backward(const Tensor&, const Tensor&, Tensor))
-  ZS_UNUSED_OP(void l1_forward(const Tensor&, const Tensor&, Tensor))
-  ZS_UNUSED_OP(void l1_backward(const Tensor&, const Tensor&, const Tensor&, Tensor, Tensor))
-  ZS_UNUSED_OP(void mean_forward(const Tensor&, Tensor))
-  ZS_UNUSED_OP(void mean_backward(const Tensor&, Tensor))
-  ZS_UNUSED_OP(void cosine_mean_forward(const Tensor&, const Tensor&, Tensor))
-  ZS_UNUSED_OP(void cosine_mean_backward(const Tensor&, const Tensor&, const Tensor&, Tensor,
-                                         Tensor))
-  ZS_UNUSED_OP(void softplus_forward(const Tensor&, Tensor))
-  ZS_UNUSED_OP(void softplus_backward(const Tensor&, const Tensor&, Tensor))
-  ZS_UNUSED_OP(void combine_forward(const ScalarTerms&, Tensor))
-  ZS_UNUSED_OP(void combine_backward(const ScalarTermGrads&, const Tensor&))
-  ZS_UNUSED_OP(void rmsprop_update(Tensor, const Tensor&, Tensor, const RmsPropHyper&))
-  ZS_UNUSED_OP(void adam_update(Tensor, const Tensor&, Tensor, Tensor, Tensor, const AdamHyper&))
-  ZS_UNUSED_OP(void increment_counter(int64_t*))
-  ZS_UNUSED_OP(void store_scalar(const Tensor&, Tensor, int64_t, const int64_t*, int64_t))
+  ZS_UNUSED_OP(void* do_allocate(size_t))
+  ZS_UNUSED_OP(void do_deallocate(void*))
+  ZS_UNUSED_OP(void do_upload(Tensor, const float*))
+  ZS_UNUSED_OP(void do_download(const Tensor&, float*))
+  ZS_UNUSED_OP(void do_upload_bytes(void*, const void*, size_t))
+  ZS_UNUSED_OP(void do_download_bytes(void*, const void*, size_t))
+  ZS_UNUSED_OP(void do_synchronize())
+  ZS_UNUSED_OP(void do_fill(Tensor, float))
+  ZS_UNUSED_OP(void do_copy(Tensor, const Tensor&))
+  ZS_UNUSED_OP(void do_axpy(Tensor, float, const Tensor&))
+  ZS_UNUSED_OP(void do_gather_rows(Tensor, const Tensor&, IndexSpan))
+  ZS_UNUSED_OP(void do_gemm(bool, bool, float, const Tensor&, const Tensor&, float, Tensor))
+  ZS_UNUSED_OP(void do_bias_act_forward(Tensor, const Tensor&, Act))
+  ZS_UNUSED_OP(void do_bias_act_backward(const Tensor&, const Tensor&, Tensor, Tensor, Act))
+  ZS_UNUSED_OP(void do_fill_normal(Tensor, NoiseStream))
+  ZS_UNUSED_OP(void do_fill_truncated_normal(Tensor, NoiseStream))
+  ZS_UNUSED_OP(void do_reparam_forward(const Tensor&, const Tensor&, Tensor))
+  ZS_UNUSED_OP(void do_reparam_backward(const Tensor&, const Tensor&, const Tensor&, Tensor))
+  ZS_UNUSED_OP(void do_kl_forward(const Tensor&, Tensor))
+  ZS_UNUSED_OP(void do_kl_backward(const Tensor&, const Tensor&, Tensor))
+  ZS_UNUSED_OP(void do_l1_forward(const Tensor&, const Tensor&, Tensor))
+  ZS_UNUSED_OP(void do_l1_backward(const Tensor&, const Tensor&, const Tensor&, Tensor, Tensor))
+  ZS_UNUSED_OP(void do_mean_forward(const Tensor&, Tensor))
+  ZS_UNUSED_OP(void do_mean_backward(const Tensor&, Tensor))
+  ZS_UNUSED_OP(void do_cosine_mean_forward(const Tensor&, const Tensor&, Tensor))
+  ZS_UNUSED_OP(void do_cosine_mean_backward(const Tensor&, const Tensor&, const Tensor&, Tensor,
+                                            Tensor))
+  ZS_UNUSED_OP(void do_softplus_forward(const Tensor&, Tensor))
+  ZS_UNUSED_OP(void do_softplus_backward(const Tensor&, const Tensor&, Tensor))
+  ZS_UNUSED_OP(void do_combine_forward(const ScalarTerms&, Tensor))
+  ZS_UNUSED_OP(void do_combine_backward(const ScalarTermGrads&, const Tensor&))
+  ZS_UNUSED_OP(void do_rmsprop_update(Tensor, const Tensor&, Tensor, const RmsPropHyper&))
+  ZS_UNUSED_OP(
+      void do_adam_update(Tensor, const Tensor&, Tensor, Tensor, Tensor, const AdamHyper&))
+  ZS_UNUSED_OP(void do_increment_counter(int64_t*))
+  ZS_UNUSED_OP(void do_store_scalar(const Tensor&, Tensor, int64_t, const int64_t*, int64_t))
 #undef ZS_UNUSED_OP
 };
 

@@ -47,6 +47,11 @@ class CapturedProgram {
   virtual void replay() = 0;
 };
 
+// The public calls check their arguments (shapes, the devices of the tensors, 1x1 scalars,
+// index spans, k), here and only here, for every backend, and throw an Error naming the op and
+// the shapes; then they call the protected do_<op> that a backend implements. A do_<op> may
+// take its arguments as checked. Invariants only a device can see (a row index read from
+// device memory, a kernel's limits) are the backend's own.
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -56,85 +61,80 @@ class Backend {
   virtual std::string description() const = 0;
 
   // ---- memory and transfers (start-up, evaluation and logging; never inside a step) ----
-  virtual void* allocate(size_t bytes) = 0;  // throws Error naming the size on failure
-  virtual void deallocate(void* p) = 0;
-  virtual void upload(Tensor dst, const float* host) = 0;  // host: dst.rows x dst.cols, dense
-  virtual void download(const Tensor& src, float* host) = 0;
-  virtual void upload_bytes(void* dst, const void* host, size_t bytes) = 0;
-  virtual void download_bytes(void* host, const void* src, size_t bytes) = 0;
-  virtual void synchronize() = 0;
+  void* allocate(size_t bytes);  // throws Error naming the size on failure
+  void deallocate(void* p);
+  void upload(Tensor dst, const float* host);  // host: dst.rows x dst.cols, dense
+  void download(const Tensor& src, float* host);
+  void upload_bytes(void* dst, const void* host, size_t bytes);
+  void download_bytes(void* host, const void* src, size_t bytes);
+  void synchronize();
 
   // ---- data movement and simple arithmetic ----
-  virtual void fill(Tensor t, float value) = 0;
-  virtual void copy(Tensor dst, const Tensor& src) = 0;               // same shape
-  virtual void axpy(Tensor y, float alpha, const Tensor& x) = 0;      // y += alpha x
-  virtual void gather_rows(Tensor dst, const Tensor& src, IndexSpan rows) = 0;  // dst[i] = src[rows[i]]
+  void fill(Tensor t, float value);
+  void copy(Tensor dst, const Tensor& src);                    // same shape
+  void axpy(Tensor y, float alpha, const Tensor& x);           // y += alpha x
+  void gather_rows(Tensor dst, const Tensor& src, IndexSpan rows);  // dst[i] = src[rows[i]]
 
   // C = alpha op(A) op(B) + beta C, all row-major.
-  virtual void gemm(bool trans_a, bool trans_b, float alpha, const Tensor& a, const Tensor& b,
-                    float beta, Tensor c) = 0;
+  void gemm(bool trans_a, bool trans_b, float alpha, const Tensor& a, const Tensor& b,
+            float beta, Tensor c);
 
   // ---- fused layer pieces ----
   // C = act(op(A) op(B) + bias + beta C): a dense layer's forward in one call where the
   // backend can fuse it (the CPU backend: one oneDNN matmul with bias and activation
   // post-ops); by default a GEMM followed by bias_act_forward.
-  virtual void gemm_bias_act(bool trans_a, bool trans_b, const Tensor& a, const Tensor& b,
-                             float beta, Tensor c, const Tensor& bias, Act act) {
-    gemm(trans_a, trans_b, 1.f, a, b, beta, c);
-    bias_act_forward(c, bias, act);
-  }
+  void gemm_bias_act(bool trans_a, bool trans_b, const Tensor& a, const Tensor& b, float beta,
+                     Tensor c, const Tensor& bias, Act act);
   // y = act(y + bias) in place; bias is 1 x y.cols.
-  virtual void bias_act_forward(Tensor y, const Tensor& bias, Act act) = 0;
+  void bias_act_forward(Tensor y, const Tensor& bias, Act act);
   // g = dy * act'(y) (from the output y); d_pre += g; d_bias += column sums of g.
-  virtual void bias_act_backward(const Tensor& y, const Tensor& dy, Tensor d_pre, Tensor d_bias,
-                                 Act act) = 0;
+  void bias_act_backward(const Tensor& y, const Tensor& dy, Tensor d_pre, Tensor d_bias, Act act);
 
   // ---- noise: element i of the fill is a pure function of (stream, i) ----
-  virtual void fill_normal(Tensor t, NoiseStream s) = 0;
-  virtual void fill_truncated_normal(Tensor t, NoiseStream s) = 0;
+  void fill_normal(Tensor t, NoiseStream s);
+  void fill_truncated_normal(Tensor t, NoiseStream s);
 
   // ---- reparameterised sampling: c = h[:, :E] + exp(h[:, E:]) * eps, h is B x 2E ----
-  virtual void reparam_forward(const Tensor& h, const Tensor& eps, Tensor c) = 0;
-  virtual void reparam_backward(const Tensor& h, const Tensor& eps, const Tensor& dc,
-                                Tensor dh) = 0;
+  void reparam_forward(const Tensor& h, const Tensor& eps, Tensor c);
+  void reparam_backward(const Tensor& h, const Tensor& eps, const Tensor& dc, Tensor dh);
 
   // ---- losses: forward writes a 1x1 scalar; backward scales by the 1x1 d_out ----
   // Published KL term over h = [mu | log_sigma] (B x 2E), mean over B x E elements.
-  virtual void kl_forward(const Tensor& h, Tensor out) = 0;
-  virtual void kl_backward(const Tensor& h, const Tensor& d_out, Tensor dh) = 0;
+  void kl_forward(const Tensor& h, Tensor out);
+  void kl_backward(const Tensor& h, const Tensor& d_out, Tensor dh);
   // mean over rows of sum over columns |x - v|.
-  virtual void l1_forward(const Tensor& x, const Tensor& v, Tensor out) = 0;
-  virtual void l1_backward(const Tensor& x, const Tensor& v, const Tensor& d_out, Tensor dx,
-                           Tensor dv) = 0;
+  void l1_forward(const Tensor& x, const Tensor& v, Tensor out);
+  void l1_backward(const Tensor& x, const Tensor& v, const Tensor& d_out, Tensor dx, Tensor dv);
   // mean of all elements.
-  virtual void mean_forward(const Tensor& x, Tensor out) = 0;
-  virtual void mean_backward(const Tensor& d_out, Tensor dx) = 0;
+  void mean_forward(const Tensor& x, Tensor out);
+  void mean_backward(const Tensor& d_out, Tensor dx);
   // mean over rows of cos(a_i, b_i), rows L2-normalised as TF's l2_normalize.
-  virtual void cosine_mean_forward(const Tensor& a, const Tensor& b, Tensor out) = 0;
-  virtual void cosine_mean_backward(const Tensor& a, const Tensor& b, const Tensor& d_out,
-                                    Tensor da, Tensor db) = 0;
-  // elementwise log(1 + exp(x)).
-  virtual void softplus_forward(const Tensor& x, Tensor out) = 0;
-  virtual void softplus_backward(const Tensor& x, const Tensor& d_out, Tensor dx) = 0;
+  void cosine_mean_forward(const Tensor& a, const Tensor& b, Tensor out);
+  void cosine_mean_backward(const Tensor& a, const Tensor& b, const Tensor& d_out, Tensor da,
+                            Tensor db);
+  // elementwise log(1 + exp(x)); d_out (like out) has x's shape.
+  void softplus_forward(const Tensor& x, Tensor out);
+  void softplus_backward(const Tensor& x, const Tensor& d_out, Tensor dx);
   // out = sum_i w_i v_i + constant (1x1); backward: grad_i += w_i * d_out.
-  virtual void combine_forward(const ScalarTerms& terms, Tensor out) = 0;
-  virtual void combine_backward(const ScalarTermGrads& grads, const Tensor& d_out) = 0;
+  void combine_forward(const ScalarTerms& terms, Tensor out);
+  void combine_backward(const ScalarTermGrads& grads, const Tensor& d_out);
 
   // ---- optimizers over a network's flat parameter range ----
   // RMSProp (TF1), with the critic's clip fused in when h.clip > 0.
-  virtual void rmsprop_update(Tensor params, const Tensor& grads, Tensor mean_square,
-                              const RmsPropHyper& h) = 0;
+  void rmsprop_update(Tensor params, const Tensor& grads, Tensor mean_square,
+                      const RmsPropHyper& h);
   // Adam (TF1). beta_powers is a 1x2 device tensor [beta1^t, beta2^t] read for lr_t and then
   // advanced by (beta1, beta2), as TF does after each apply.
-  virtual void adam_update(Tensor params, const Tensor& grads, Tensor m, Tensor v,
-                           Tensor beta_powers, const AdamHyper& h) = 0;
+  void adam_update(Tensor params, const Tensor& grads, Tensor m, Tensor v, Tensor beta_powers,
+                   const AdamHyper& h);
 
   // A device int64 counter += 1 (advances replayed steps; see NoiseStream / IndexSpan).
-  virtual void increment_counter(int64_t* counter) = 0;
+  void increment_counter(int64_t* counter);
   // slots[base + (*counter) * stride] = value (1x1); a null counter reads as 0. Lets a
-  // replayed step log its loss into the slot of the iteration it is replaying.
-  virtual void store_scalar(const Tensor& value, Tensor slots, int64_t base,
-                            const int64_t* counter, int64_t stride) = 0;
+  // replayed step log its loss into the slot of the iteration it is replaying. With a null
+  // counter the slot is checked here; with one, the backend checks it where it reads the counter.
+  void store_scalar(const Tensor& value, Tensor slots, int64_t base, const int64_t* counter,
+                    int64_t stride);
 
   // ---- capture: record the calls between begin and end once, replay them many times ----
   // Backends without capture return false and are driven eagerly.
@@ -159,8 +159,75 @@ class Backend {
   // For each query row, the k gallery rows of highest cosine similarity (rows L2-normalised
   // as above), best first, ties broken by the lower gallery index. Results go to host
   // arrays of queries.rows x k; indices are gallery row numbers plus index_offset.
-  virtual void topk_cosine(const Tensor& queries, const Tensor& gallery, int k,
-                           int64_t index_offset, int64_t* out_index, float* out_score) = 0;
+  void topk_cosine(const Tensor& queries, const Tensor& gallery, int k, int64_t index_offset,
+                   int64_t* out_index, float* out_score);
+
+ protected:
+  // ---- what a backend implements; the arguments are checked as the public calls say ----
+  // Backward calls are not made when every gradient they would write is empty.
+  virtual void* do_allocate(size_t bytes) = 0;
+  virtual void do_deallocate(void* p) = 0;
+  virtual void do_upload(Tensor dst, const float* host) = 0;
+  virtual void do_download(const Tensor& src, float* host) = 0;
+  virtual void do_upload_bytes(void* dst, const void* host, size_t bytes) = 0;
+  virtual void do_download_bytes(void* host, const void* src, size_t bytes) = 0;
+  virtual void do_synchronize() = 0;
+
+  virtual void do_fill(Tensor t, float value) = 0;
+  virtual void do_copy(Tensor dst, const Tensor& src) = 0;
+  virtual void do_axpy(Tensor y, float alpha, const Tensor& x) = 0;
+  virtual void do_gather_rows(Tensor dst, const Tensor& src, IndexSpan rows) = 0;
+  virtual void do_gemm(bool trans_a, bool trans_b, float alpha, const Tensor& a, const Tensor& b,
+                       float beta, Tensor c) = 0;
+
+  // By default do_gemm, then do_bias_act_forward.
+  virtual void do_gemm_bias_act(bool trans_a, bool trans_b, const Tensor& a, const Tensor& b,
+                                float beta, Tensor c, const Tensor& bias, Act act) {
+    do_gemm(trans_a, trans_b, 1.f, a, b, beta, c);
+    do_bias_act_forward(c, bias, act);
+  }
+  virtual void do_bias_act_forward(Tensor y, const Tensor& bias, Act act) = 0;
+  virtual void do_bias_act_backward(const Tensor& y, const Tensor& dy, Tensor d_pre,
+                                    Tensor d_bias, Act act) = 0;
+
+  virtual void do_fill_normal(Tensor t, NoiseStream s) = 0;
+  virtual void do_fill_truncated_normal(Tensor t, NoiseStream s) = 0;
+  virtual void do_reparam_forward(const Tensor& h, const Tensor& eps, Tensor c) = 0;
+  virtual void do_reparam_backward(const Tensor& h, const Tensor& eps, const Tensor& dc,
+                                   Tensor dh) = 0;
+
+  virtual void do_kl_forward(const Tensor& h, Tensor out) = 0;
+  virtual void do_kl_backward(const Tensor& h, const Tensor& d_out, Tensor dh) = 0;
+  virtual void do_l1_forward(const Tensor& x, const Tensor& v, Tensor out) = 0;
+  virtual void do_l1_backward(const Tensor& x, const Tensor& v, const Tensor& d_out, Tensor dx,
+                              Tensor dv) = 0;
+  virtual void do_mean_forward(const Tensor& x, Tensor out) = 0;
+  virtual void do_mean_backward(const Tensor& d_out, Tensor dx) = 0;
+  virtual void do_cosine_mean_forward(const Tensor& a, const Tensor& b, Tensor out) = 0;
+  virtual void do_cosine_mean_backward(const Tensor& a, const Tensor& b, const Tensor& d_out,
+                                       Tensor da, Tensor db) = 0;
+  virtual void do_softplus_forward(const Tensor& x, Tensor out) = 0;
+  virtual void do_softplus_backward(const Tensor& x, const Tensor& d_out, Tensor dx) = 0;
+  virtual void do_combine_forward(const ScalarTerms& terms, Tensor out) = 0;
+  virtual void do_combine_backward(const ScalarTermGrads& grads, const Tensor& d_out) = 0;
+
+  virtual void do_rmsprop_update(Tensor params, const Tensor& grads, Tensor mean_square,
+                                 const RmsPropHyper& h) = 0;
+  virtual void do_adam_update(Tensor params, const Tensor& grads, Tensor m, Tensor v,
+                              Tensor beta_powers, const AdamHyper& h) = 0;
+  virtual void do_increment_counter(int64_t* counter) = 0;
+  virtual void do_store_scalar(const Tensor& value, Tensor slots, int64_t base,
+                               const int64_t* counter, int64_t stride) = 0;
+
+  virtual void do_topk_cosine(const Tensor& queries, const Tensor& gallery, int k,
+                              int64_t index_offset, int64_t* out_index, float* out_score) = 0;
+
+ private:
+  // Throws unless t is a well-formed view (rows, cols >= 0, ld >= cols, data for a non-empty
+  // shape) on this backend's device. `name` is the argument's name in the op's signature.
+  void check_tensor(const char* op, const char* name, const Tensor& t) const;
+  // The same for an optional tensor (a gradient): nothing to check when it is empty.
+  void check_optional(const char* op, const char* name, const Tensor& t) const;
 };
 
 }  // namespace zscrgan

@@ -11,13 +11,13 @@ namespace zscrgan {
 
 namespace {
 
-std::unique_ptr<Backend> choose(const std::string& device, std::ostream& note) {
+std::unique_ptr<Backend> choose(const std::string& device, std::ostream& note, bool tf32) {
   if (device == "cpu") return make_cpu_backend();
-  if (device == "cuda") return make_cuda_backend();
+  if (device == "cuda") return make_cuda_backend(tf32);
   ZS_CHECK(device == "auto", "unknown device '", device, "'");
   const std::string reason = cuda_unavailable_reason();
   if (reason.empty()) {
-    auto be = make_cuda_backend();
+    auto be = make_cuda_backend(tf32);
     note << "device: " << be->description() << "\n";
     return be;
   }
@@ -29,12 +29,9 @@ std::unique_ptr<Backend> choose(const std::string& device, std::ostream& note) {
 }  // namespace
 
 std::unique_ptr<Backend> select_backend(const std::string& device, std::ostream& note, bool tf32) {
-  std::unique_ptr<Backend> be = choose(device, note);
-  if (be->device() == Device::CUDA) {
-    set_cuda_tf32(*be, tf32);
-  } else if (tf32) {
+  std::unique_ptr<Backend> be = choose(device, note, tf32);
+  if (be->device() != Device::CUDA && tf32)
     note << "note: tf32 applies to CUDA GEMMs only; the CPU computes in FP32\n";
-  }
   return be;
 }
 

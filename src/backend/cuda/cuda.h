@@ -14,12 +14,10 @@ namespace zscrgan {
 bool cuda_backend_compiled();
 // Why no CUDA device can be used ("" when one can); never throws.
 std::string cuda_unavailable_reason();
-// Throws Error when CUDA is not compiled in or no device is usable.
-std::unique_ptr<Backend> make_cuda_backend();
-
-// GEMMs in TF32 on the tensor cores (faster, about 10 mantissa bits per product) or in full
-// FP32 (the default). Throws Error when `backend` is not the CUDA backend.
-void set_cuda_tf32(Backend& backend, bool on);
+// Throws Error when CUDA is not compiled in or no device is usable. tf32: training GEMMs in
+// TF32 on the tensor cores (faster, about 10 mantissa bits per product) rather than in full
+// FP32 (the default), for the backend's lifetime; retrieval stays FP32 either way.
+std::unique_ptr<Backend> make_cuda_backend(bool tf32 = false);
 
 }  // namespace zscrgan
 

@@ -1,4 +1,4 @@
-// The CUDA backend: shape checks on the host, then kernels (layers.cu, noise.cu, losses.cu,
+// The CUDA backend (its arguments checked by Backend): kernels (layers.cu, noise.cu, losses.cu,
 // optimizers.cu, topk.cu) and cuBLAS GEMMs queued on one non-blocking stream.
 #include "cuda_backend.h"
 
@@ -54,7 +54,7 @@ __global__ void probe_kernel() {}
 
 // ---- set-up ---------------------------------------------------------------------------------
 
-CudaBackend::CudaBackend() {
+CudaBackend::CudaBackend(bool tf32) : tf32_(tf32) {
   try {
     ZS_CUDA_CHECK(cudaGetDevice(&device_));
     cudaDeviceProp prop;
@@ -147,8 +147,6 @@ std::string CudaBackend::description() const {
   return os.str();
 }
 
-void CudaBackend::set_tf32(bool on) { tf32_ = on; }
-
 void CudaBackend::wait_and_check_faults() {
   cuda_detail::KernelFaultRecord record;
   ZS_CUDA_CHECK(cudaMemcpyAsync(&record, fault_, sizeof record, cudaMemcpyDeviceToHost, stream_));
@@ -169,7 +167,7 @@ void CudaBackend::wait_and_check_faults() {
 
 // ---- memory and transfers -------------------------------------------------------------------
 
-void* CudaBackend::allocate(size_t bytes) {
+void* CudaBackend::do_allocate(size_t bytes) {
   if (bytes == 0) return nullptr;
   void* p = nullptr;
   const cudaError_t err = cudaMalloc(&p, bytes);
@@ -188,7 +186,7 @@ void* CudaBackend::allocate(size_t bytes) {
   return p;
 }
 
-void CudaBackend::deallocate(void* p) {
+void CudaBackend::do_deallocate(void* p) {
   // Called from destructors (arenas, blocks), possibly while another error unwinds: report,
   // never throw.
   if (p == nullptr) return;
@@ -198,7 +196,7 @@ void CudaBackend::deallocate(void* p) {
                  cudaGetErrorString(err));
 }
 
-void CudaBackend::upload(Tensor dst, const float* host) {
+void CudaBackend::do_upload(Tensor dst, const float* host) {
   if (dst.numel() == 0) return;
   const size_t row_bytes = sizeof(float) * static_cast<size_t>(dst.cols);
   ZS_CUDA_CHECK(cudaMemcpy2DAsync(dst.data, sizeof(float) * pitch_of(dst), host, row_bytes,
@@ -206,7 +204,7 @@ void CudaBackend::upload(Tensor dst, const float* host) {
   ZS_CUDA_CHECK(cudaStreamSynchronize(stream_));
 }
 
-void CudaBackend::download(const Tensor& src, float* host) {
+void CudaBackend::do_download(const Tensor& src, float* host) {
   if (src.numel() == 0) return;
   const size_t row_bytes = sizeof(float) * static_cast<size_t>(src.cols);
   ZS_CUDA_CHECK(cudaMemcpy2DAsync(host, row_bytes, src.data, sizeof(float) * pitch_of(src),
@@ -214,26 +212,25 @@ void CudaBackend::download(const Tensor& src, float* host) {
   wait_and_check_faults();
 }
 
-void CudaBackend::upload_bytes(void* dst, const void* host, size_t bytes) {
+void CudaBackend::do_upload_bytes(void* dst, const void* host, size_t bytes) {
   if (bytes == 0) return;
   ZS_CUDA_CHECK(cudaMemcpyAsync(dst, host, bytes, cudaMemcpyHostToDevice, stream_));
   ZS_CUDA_CHECK(cudaStreamSynchronize(stream_));
 }
 
-void CudaBackend::download_bytes(void* host, const void* src, size_t bytes) {
+void CudaBackend::do_download_bytes(void* host, const void* src, size_t bytes) {
   if (bytes == 0) return;
   ZS_CUDA_CHECK(cudaMemcpyAsync(host, src, bytes, cudaMemcpyDeviceToHost, stream_));
   wait_and_check_faults();
 }
 
-void CudaBackend::synchronize() { wait_and_check_faults(); }
+void CudaBackend::do_synchronize() { wait_and_check_faults(); }
 
 // ---- data movement and GEMM -----------------------------------------------------------------
 
-void CudaBackend::fill(Tensor t, float value) { cuda_detail::launch_fill(context(), t, value); }
+void CudaBackend::do_fill(Tensor t, float value) { cuda_detail::launch_fill(context(), t, value); }
 
-void CudaBackend::copy(Tensor dst, const Tensor& src) {
-  ZS_CHECK(dst.same_shape(src), "copy ", src.rows, "x", src.cols, " -> ", dst.rows, "x", dst.cols);
+void CudaBackend::do_copy(Tensor dst, const Tensor& src) {
   if (dst.numel() == 0) return;
   const size_t row_bytes = sizeof(float) * static_cast<size_t>(dst.cols);
   ZS_CUDA_CHECK(cudaMemcpy2DAsync(dst.data, sizeof(float) * pitch_of(dst), src.data,
@@ -241,28 +238,23 @@ void CudaBackend::copy(Tensor dst, const Tensor& src) {
                                   cudaMemcpyDeviceToDevice, stream_));
 }
 
-void CudaBackend::axpy(Tensor y, float alpha, const Tensor& x) {
-  ZS_CHECK(y.same_shape(x), "axpy ", x.rows, "x", x.cols, " into ", y.rows, "x", y.cols);
+void CudaBackend::do_axpy(Tensor y, float alpha, const Tensor& x) {
   cuda_detail::launch_axpy(context(), y, alpha, x);
 }
 
-void CudaBackend::gather_rows(Tensor dst, const Tensor& src, IndexSpan rows) {
-  ZS_CHECK(rows.n == dst.rows && src.cols == dst.cols, "gather ", rows.n, " rows of width ",
-           src.cols, " into ", dst.rows, "x", dst.cols);
+void CudaBackend::do_gather_rows(Tensor dst, const Tensor& src, IndexSpan rows) {
   cuda_detail::launch_gather_rows(context(), dst, src, rows);
 }
 
-void CudaBackend::gemm(bool ta, bool tb, float alpha, const Tensor& a, const Tensor& b, float beta,
-                       Tensor c) {
+void CudaBackend::do_gemm(bool ta, bool tb, float alpha, const Tensor& a, const Tensor& b,
+                          float beta, Tensor c) {
   gemm_in(tf32_ ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F, ta, tb, alpha, a, b, beta, c);
 }
 
 void CudaBackend::gemm_in(cublasComputeType_t compute, bool ta, bool tb, float alpha,
                           const Tensor& a, const Tensor& b, float beta, Tensor c) {
   const int m = ta ? a.cols : a.rows, k = ta ? a.rows : a.cols;
-  const int kb = tb ? b.cols : b.rows, n = tb ? b.rows : b.cols;
-  ZS_CHECK(k == kb && c.rows == m && c.cols == n, "gemm shapes: op(A) ", m, "x", k, ", op(B) ",
-           kb, "x", n, ", C ", c.rows, "x", c.cols);
+  const int n = tb ? b.rows : b.cols;
   if (m == 0 || n == 0) return;
   if (k == 0) {  // as the CPU backend defines it: C = beta C
     cuda_detail::launch_scale(context(), c, beta);
@@ -281,146 +273,106 @@ void CudaBackend::gemm_in(cublasComputeType_t compute, bool ta, bool tb, float a
 
 // ---- fused layer pieces -----------------------------------------------------------------------
 
-void CudaBackend::bias_act_forward(Tensor y, const Tensor& bias, Act act) {
-  ZS_CHECK(bias.rows == 1 && bias.cols == y.cols, "bias 1x", y.cols, " expected, got ", bias.rows,
-           "x", bias.cols);
+void CudaBackend::do_bias_act_forward(Tensor y, const Tensor& bias, Act act) {
   cuda_detail::launch_bias_act_forward(context(), y, bias, act);
 }
 
-void CudaBackend::bias_act_backward(const Tensor& y, const Tensor& dy, Tensor d_pre, Tensor d_bias,
-                                    Act act) {
-  ZS_CHECK(y.same_shape(dy), "bias_act_backward dy shape");
-  if (!d_pre.empty()) ZS_CHECK(d_pre.same_shape(y), "bias_act_backward d_pre shape");
-  if (!d_bias.empty())
-    ZS_CHECK(d_bias.rows == 1 && d_bias.cols == y.cols, "bias_act_backward d_bias shape");
+void CudaBackend::do_bias_act_backward(const Tensor& y, const Tensor& dy, Tensor d_pre,
+                                       Tensor d_bias, Act act) {
   cuda_detail::launch_bias_act_backward(context(), y, dy, d_pre, d_bias, act);
 }
 
-void CudaBackend::fill_normal(Tensor t, NoiseStream s) {
+void CudaBackend::do_fill_normal(Tensor t, NoiseStream s) {
   cuda_detail::launch_fill_normal(context(), t, s, false);
 }
 
-void CudaBackend::fill_truncated_normal(Tensor t, NoiseStream s) {
+void CudaBackend::do_fill_truncated_normal(Tensor t, NoiseStream s) {
   cuda_detail::launch_fill_normal(context(), t, s, true);
 }
 
-void CudaBackend::reparam_forward(const Tensor& h, const Tensor& eps, Tensor c) {
-  const int e = c.cols;
-  ZS_CHECK(h.rows == c.rows && h.cols == 2 * e && eps.same_shape(c), "reparam shapes: h ", h.rows,
-           "x", h.cols, ", eps ", eps.rows, "x", eps.cols, ", c ", c.rows, "x", c.cols);
+void CudaBackend::do_reparam_forward(const Tensor& h, const Tensor& eps, Tensor c) {
   cuda_detail::launch_reparam_forward(context(), h, eps, c);
 }
 
-void CudaBackend::reparam_backward(const Tensor& h, const Tensor& eps, const Tensor& dc, Tensor dh) {
-  if (dh.empty()) return;
-  ZS_CHECK(dh.same_shape(h) && h.cols == 2 * dc.cols && h.rows == dc.rows && eps.same_shape(dc),
-           "reparam_backward shapes");
+void CudaBackend::do_reparam_backward(const Tensor& h, const Tensor& eps, const Tensor& dc,
+                                      Tensor dh) {
   cuda_detail::launch_reparam_backward(context(), h, eps, dc, dh);
 }
 
 // ---- losses -----------------------------------------------------------------------------------
 
-void CudaBackend::kl_forward(const Tensor& h, Tensor out) {
-  ZS_CHECK(h.cols % 2 == 0, "kl: h has an odd width ", h.cols);
-  ZS_CHECK(!out.empty(), "kl: no output scalar");
+void CudaBackend::do_kl_forward(const Tensor& h, Tensor out) {
   cuda_detail::launch_kl_forward(context(), h, out);
 }
 
-void CudaBackend::kl_backward(const Tensor& h, const Tensor& d_out, Tensor dh) {
-  if (dh.empty()) return;
-  ZS_CHECK(h.cols % 2 == 0 && dh.same_shape(h), "kl_backward shapes");
+void CudaBackend::do_kl_backward(const Tensor& h, const Tensor& d_out, Tensor dh) {
   cuda_detail::launch_kl_backward(context(), h, d_out, dh);
 }
 
-void CudaBackend::l1_forward(const Tensor& x, const Tensor& v, Tensor out) {
-  ZS_CHECK(x.same_shape(v), "l1 shapes ", x.rows, "x", x.cols, " vs ", v.rows, "x", v.cols);
-  ZS_CHECK(!out.empty(), "l1: no output scalar");
+void CudaBackend::do_l1_forward(const Tensor& x, const Tensor& v, Tensor out) {
   cuda_detail::launch_l1_forward(context(), x, v, out);
 }
 
-void CudaBackend::l1_backward(const Tensor& x, const Tensor& v, const Tensor& d_out, Tensor dx,
-                              Tensor dv) {
-  ZS_CHECK(x.same_shape(v) && (dx.empty() || dx.same_shape(x)) && (dv.empty() || dv.same_shape(x)),
-           "l1_backward shapes");
+void CudaBackend::do_l1_backward(const Tensor& x, const Tensor& v, const Tensor& d_out, Tensor dx,
+                                 Tensor dv) {
   cuda_detail::launch_l1_backward(context(), x, v, d_out, dx, dv);
 }
 
-void CudaBackend::mean_forward(const Tensor& x, Tensor out) {
-  ZS_CHECK(!out.empty(), "mean: no output scalar");
+void CudaBackend::do_mean_forward(const Tensor& x, Tensor out) {
   cuda_detail::launch_mean_forward(context(), x, out);
 }
 
-void CudaBackend::mean_backward(const Tensor& d_out, Tensor dx) {
-  if (dx.empty()) return;
+void CudaBackend::do_mean_backward(const Tensor& d_out, Tensor dx) {
   cuda_detail::launch_mean_backward(context(), d_out, dx);
 }
 
-void CudaBackend::cosine_mean_forward(const Tensor& a, const Tensor& b, Tensor out) {
-  ZS_CHECK(a.same_shape(b), "cosine shapes ", a.rows, "x", a.cols, " vs ", b.rows, "x", b.cols);
-  ZS_CHECK(!out.empty(), "cosine: no output scalar");
+void CudaBackend::do_cosine_mean_forward(const Tensor& a, const Tensor& b, Tensor out) {
   cuda_detail::launch_cosine_mean_forward(context(), a, b, out);
 }
 
-void CudaBackend::cosine_mean_backward(const Tensor& a, const Tensor& b, const Tensor& d_out,
-                                       Tensor da, Tensor db) {
-  ZS_CHECK(a.same_shape(b) && (da.empty() || da.same_shape(a)) && (db.empty() || db.same_shape(a)),
-           "cosine_mean_backward shapes");
+void CudaBackend::do_cosine_mean_backward(const Tensor& a, const Tensor& b, const Tensor& d_out,
+                                          Tensor da, Tensor db) {
   cuda_detail::launch_cosine_mean_backward(context(), a, b, d_out, da, db);
 }
 
-void CudaBackend::softplus_forward(const Tensor& x, Tensor out) {
-  ZS_CHECK(x.same_shape(out), "softplus shapes");
+void CudaBackend::do_softplus_forward(const Tensor& x, Tensor out) {
   cuda_detail::launch_softplus_forward(context(), x, out);
 }
 
-void CudaBackend::softplus_backward(const Tensor& x, const Tensor& d_out, Tensor dx) {
-  if (dx.empty()) return;
-  ZS_CHECK(x.same_shape(d_out) && x.same_shape(dx), "softplus_backward shapes");
+void CudaBackend::do_softplus_backward(const Tensor& x, const Tensor& d_out, Tensor dx) {
   cuda_detail::launch_softplus_backward(context(), x, d_out, dx);
 }
 
-void CudaBackend::combine_forward(const ScalarTerms& terms, Tensor out) {
-  ZS_CHECK(terms.n >= 0 && terms.n <= kMaxTerms, "combine of ", terms.n, " terms");
+void CudaBackend::do_combine_forward(const ScalarTerms& terms, Tensor out) {
   cuda_detail::launch_combine_forward(context(), terms, out);
 }
 
-void CudaBackend::combine_backward(const ScalarTermGrads& grads, const Tensor& d_out) {
-  ZS_CHECK(grads.n >= 0 && grads.n <= kMaxTerms, "combine backward of ", grads.n, " terms");
+void CudaBackend::do_combine_backward(const ScalarTermGrads& grads, const Tensor& d_out) {
   cuda_detail::launch_combine_backward(context(), grads, d_out);
 }
 
 // ---- optimizers -------------------------------------------------------------------------------
 
-void CudaBackend::rmsprop_update(Tensor params, const Tensor& grads, Tensor mean_square,
-                                 const RmsPropHyper& h) {
-  ZS_CHECK(params.contiguous() && params.same_shape(grads) && params.same_shape(mean_square) &&
-               grads.contiguous() && mean_square.contiguous(),
-           "rmsprop: parameters, gradients and state must be contiguous and alike");
+void CudaBackend::do_rmsprop_update(Tensor params, const Tensor& grads, Tensor mean_square,
+                                    const RmsPropHyper& h) {
   cuda_detail::launch_rmsprop_update(context(), params.data, grads.data, mean_square.data,
                                      params.numel(), h);
 }
 
-void CudaBackend::adam_update(Tensor params, const Tensor& grads, Tensor m, Tensor v,
-                              Tensor beta_powers, const AdamHyper& h) {
-  ZS_CHECK(params.contiguous() && params.same_shape(grads) && params.same_shape(m) &&
-               params.same_shape(v) && grads.contiguous() && m.contiguous() && v.contiguous() &&
-               beta_powers.numel() == 2,
-           "adam: parameters, gradients and state must be contiguous and alike");
+void CudaBackend::do_adam_update(Tensor params, const Tensor& grads, Tensor m, Tensor v,
+                                 Tensor beta_powers, const AdamHyper& h) {
   cuda_detail::launch_adam_update(context(), params.data, grads.data, m.data, v.data,
                                   params.numel(), beta_powers.data, h);
 }
 
 // ---- counters and capture ---------------------------------------------------------------------
 
-void CudaBackend::increment_counter(int64_t* counter) {
+void CudaBackend::do_increment_counter(int64_t* counter) {
   cuda_detail::launch_increment_counter(context(), counter);
 }
 
-void CudaBackend::store_scalar(const Tensor& value, Tensor slots, int64_t base,
-                               const int64_t* counter, int64_t stride) {
-  if (counter == nullptr)  // the slot is known here; with a counter the kernel checks it
-    ZS_CHECK(base >= 0 && base < static_cast<int64_t>(slots.numel()), "store_scalar slot ", base,
-             " of ", slots.numel());
+void CudaBackend::do_store_scalar(const Tensor& value, Tensor slots, int64_t base,
+                                  const int64_t* counter, int64_t stride) {
   cuda_detail::launch_store_scalar(context(), value, slots, base, counter, stride);
 }
 
@@ -454,19 +406,15 @@ void CudaBackend::grow(ScratchBuffer& b, size_t bytes) {
   b.bytes = bytes;
 }
 
-void CudaBackend::topk_cosine(const Tensor& queries, const Tensor& gallery, int k,
-                              int64_t index_offset, int64_t* out_index, float* out_score) {
+void CudaBackend::do_topk_cosine(const Tensor& queries, const Tensor& gallery, int k,
+                                 int64_t index_offset, int64_t* out_index, float* out_score) {
   using cuda_detail::kTopkMaxK;
   using cuda_detail::kTopkTileRows;
-  ZS_CHECK(queries.cols == gallery.cols, "topk: query width ", queries.cols, " vs gallery width ",
-           gallery.cols);
   ZS_CHECK(!capturing_, "topk_cosine is evaluation: it cannot be captured");
   const int nq = queries.rows, ng = gallery.rows, dim = queries.cols;
-  // The CPU backend's checks, in its order and words.
-  if (k < 1) fail("topk_cosine: k must be >= 1, got ", k);
-  if (dim < 1) fail("topk_cosine: dim must be >= 1, got ", dim);
   if (nq == 0) return;
-  if (index_offset < 0) fail("topk_cosine: index_offset must be >= 0, got ", index_offset);
+  // k, dim, the offset and the widths are checked by Backend::topk_cosine; this is the
+  // kernel's own limit.
   if (k > kTopkMaxK) fail("topk_cosine: k = ", k, " is above the CUDA backend's limit of ", kTopkMaxK);
   const KernelContext ctx = context();
   grow(topk_flags_, 2 * sizeof(int));
@@ -571,16 +519,11 @@ std::string cuda_unavailable_reason() {
   }
 }
 
-std::unique_ptr<Backend> make_cuda_backend() {
+std::unique_ptr<Backend> make_cuda_backend(bool tf32) {
   const std::string reason = cuda_unavailable_reason();
   if (!reason.empty()) fail_device("--device cuda: ", reason);
-  return std::make_unique<CudaBackend>();
+  return std::make_unique<CudaBackend>(tf32);
 }
 
-void set_cuda_tf32(Backend& backend, bool on) {
-  auto* cuda = dynamic_cast<CudaBackend*>(&backend);
-  if (cuda == nullptr) fail("TF32 is a CUDA setting; the backend is ", backend.description());
-  cuda->set_tf32(on);
-}
 
 }  // namespace zscrgan

@@ -12,12 +12,8 @@ std::string cuda_unavailable_reason() {
   return "this build has no CUDA backend (nvcc was not found when it was configured)";
 }
 
-std::unique_ptr<Backend> make_cuda_backend() {
+std::unique_ptr<Backend> make_cuda_backend(bool) {
   fail_device("--device cuda: ", cuda_unavailable_reason());
-}
-
-void set_cuda_tf32(Backend& backend, bool) {
-  fail("TF32 is a CUDA setting; the backend is ", backend.description());
 }
 
 }  // namespace zscrgan
