@@ -176,6 +176,27 @@ def test_interrupt_main_raises_keyboard_interrupt_and_saves(tmp_path):
     assert (tmp_path / "checkpoints" / "last.safetensors").exists()
 
 
+def test_interrupt_from_another_thread_stops_the_run_between_steps(tmp_path):
+    import _thread
+    import threading
+
+    # No on_round: no Python code runs during training, so only should_stop's poll sees it.
+    timer = threading.Timer(0.5, _thread.interrupt_main)
+    start = time.monotonic()
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            zscrgan.train(small_config(rounds=20000, e_step_iters=50), output_dir=tmp_path,
+                          quiet=True)
+    finally:
+        timer.cancel()
+    # Stopped where the interrupt came (polled between steps), not after every round ran.
+    assert time.monotonic() - start < 30, "the interrupt was not seen while training"
+    rounds = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert 0 < len(rounds) < 20000
+    assert (tmp_path / "checkpoints" / "last.safetensors").exists()
+
+
 def test_sigint_during_training_raises_keyboard_interrupt(tmp_path):
     script = textwrap.dedent(f"""
         import sys
