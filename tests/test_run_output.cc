@@ -218,3 +218,30 @@ TEST_F(RunHooks, ShouldStopStopsBetweenStepsAndTheResumedRunEndsAsAnUninterrupte
 
 }  // namespace
 }  // namespace zscrgan
+
+namespace zscrgan {
+namespace {
+
+// The config key picks the records run_training writes for each best round.
+TEST(RetrievalRecordKey, PicksTheRecordsARunWrites) {
+  zscrgan_test::ScopedTempDir dir;
+  for (const std::string& choice : {"json", "pkl", "both"}) {
+    Config cfg = testing::small_config(21, 2, 3);
+    cfg.rounds = 1;
+    cfg.device = "cpu";
+    cfg.retrieval_record = choice;
+    cfg.output_dir = dir.file(choice);
+    std::ostringstream log;
+    run_training(cfg, log);
+    int json_files = 0, pkl_files = 0;
+    for (const auto& e : fs::directory_iterator(dir.file(choice + "/retrieved"))) {
+      json_files += e.path().extension() == ".json";
+      pkl_files += e.path().extension() == ".pkl";
+    }
+    EXPECT_EQ(json_files, choice == "pkl" ? 0 : 1) << choice << "\n" << log.str();
+    EXPECT_EQ(pkl_files, choice == "json" ? 0 : 1) << choice << "\n" << log.str();
+  }
+}
+
+}  // namespace
+}  // namespace zscrgan

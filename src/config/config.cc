@@ -64,6 +64,7 @@ const std::vector<Field>& fields() {
       ZS_FIELD("tf32", Type::kBool, tf32),
       ZS_FIELD("cuda_graphs", Type::kBool, cuda_graphs),
       ZS_FIELD("output_dir", Type::kString, output_dir),
+      ZS_FIELD("retrieval_record", Type::kString, retrieval_record),
       ZS_FIELD("datasets_root", Type::kString, datasets_root),
       ZS_FIELD("synthetic.seen_classes", Type::kInt, synthetic.seen_classes),
       ZS_FIELD("synthetic.unseen_classes", Type::kInt, synthetic.unseen_classes),
@@ -289,6 +290,7 @@ void check_ranges(const Config& c, const std::map<std::string, std::string>& ori
   at_least("top_k", c.top_k, 1);
   one_of("ap_divisor", c.ap_divisor, {"relevant_in_top_k", "min_relevant_k"});
   one_of("train_texts", c.train_texts, {"first", "all"});
+  one_of("retrieval_record", c.retrieval_record, {"json", "pkl", "both"});
   one_of("device", c.device, {"auto", "cpu", "cuda"});
   non_empty("output_dir", c.output_dir);
   non_empty("datasets_root", c.datasets_root);

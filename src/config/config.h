@@ -55,6 +55,10 @@ struct Config {
   bool tf32 = false;            // TF32 tensor-core GEMMs on CUDA
   bool cuda_graphs = true;      // replay captured E-step iterations and CSEM steps on CUDA
   std::string output_dir = "runs/default";
+  // Best-retrieval records written under retrieved/: "json", "pkl" (the published
+  // acc<P@K>.pkl: a pickled list of one-key dicts, query class -> retrieved images' classes)
+  // or "both".
+  std::string retrieval_record = "json";
   std::string datasets_root = "datasets";
   SyntheticSpec synthetic;      // used when dataset == "synthetic"
 };

@@ -50,7 +50,8 @@ T get(const json& j, const char* key, const std::string& source) {
 
 bool resumable_key(const std::string& key) {
   static const char* keys[] = {"rounds", "time_budget_s", "output_dir", "device", "datasets_root",
-                               "dataset", "top_k", "ap_divisor", "tf32", "cuda_graphs", "epochs"};
+                               "dataset", "top_k", "ap_divisor", "tf32", "cuda_graphs", "epochs",
+                               "retrieval_record"};
   return std::any_of(std::begin(keys), std::end(keys), [&](const char* k) { return key == k; });
 }
 

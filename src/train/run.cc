@@ -113,8 +113,10 @@ RunSummary run_training(const Config& cfg, std::ostream& out, RunOptions opts) {
   validate_dataset(*data, opts.dataset ? "the given dataset" : cfg.dataset);
   std::unique_ptr<Backend> backend = select_backend(cfg.device, out, cfg.tf32);
   Trainer trainer(cfg, *data, *backend);
-  // The JSON retrieval record only, for now; the pickle record is RetrievalRecords::pickle.
-  RunOutput output(cfg.output_dir, RetrievalRecords{});
+  RetrievalRecords records;
+  records.json = cfg.retrieval_record != "pkl";
+  records.pickle = cfg.retrieval_record != "json";
+  RunOutput output(cfg.output_dir, records);
   const std::string last = output.last_checkpoint(), best_ckpt = output.best_checkpoint();
   RunState st;  // the run's standing: best score and round, elapsed seconds
   std::shared_ptr<const OpenedCheckpoint> resumed;  // null for a fresh run
