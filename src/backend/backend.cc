@@ -276,20 +276,28 @@ void Backend::l1_forward(const Tensor& x, const Tensor& v, Tensor out) {
   do_l1_forward(x, v, out);
 }
 
+// The checks of a two-input loss's backward (l1, cosine_mean): inputs of one shape, a 1x1
+// upstream gradient, optional gradients shaped like the inputs. False: no gradient is needed.
+bool Backend::check_pair_loss_backward(const char* op, const Tensor& a, const Tensor& b,
+                                       const Tensor& d_out, const Tensor& da, const Tensor& db,
+                                       const char* const names[4]) const {
+  check_tensor(op, names[0], a);
+  check_tensor(op, names[1], b);
+  check_tensor(op, "d_out", d_out);
+  check_optional(op, names[2], da);
+  check_optional(op, names[3], db);
+  check_same_shape(op, names[0], a, names[1], b);
+  check_scalar(op, "d_out", d_out);
+  check_optional_shape(op, names[2], da, names[0], a);
+  check_optional_shape(op, names[3], db, names[0], a);
+  return !(da.empty() && db.empty());
+}
+
 void Backend::l1_backward(const Tensor& x, const Tensor& v, const Tensor& d_out, Tensor dx,
                           Tensor dv) {
-  const char* op = "l1_backward";
-  check_tensor(op, "x", x);
-  check_tensor(op, "v", v);
-  check_tensor(op, "d_out", d_out);
-  check_optional(op, "dx", dx);
-  check_optional(op, "dv", dv);
-  check_same_shape(op, "x", x, "v", v);
-  check_scalar(op, "d_out", d_out);
-  check_optional_shape(op, "dx", dx, "x", x);
-  check_optional_shape(op, "dv", dv, "x", x);
-  if (dx.empty() && dv.empty()) return;
-  do_l1_backward(x, v, d_out, dx, dv);
+  static const char* const names[4] = {"x", "v", "dx", "dv"};
+  if (check_pair_loss_backward("l1_backward", x, v, d_out, dx, dv, names))
+    do_l1_backward(x, v, d_out, dx, dv);
 }
 
 void Backend::mean_forward(const Tensor& x, Tensor out) {
@@ -319,18 +327,9 @@ void Backend::cosine_mean_forward(const Tensor& a, const Tensor& b, Tensor out) 
 
 void Backend::cosine_mean_backward(const Tensor& a, const Tensor& b, const Tensor& d_out,
                                    Tensor da, Tensor db) {
-  const char* op = "cosine_mean_backward";
-  check_tensor(op, "a", a);
-  check_tensor(op, "b", b);
-  check_tensor(op, "d_out", d_out);
-  check_optional(op, "da", da);
-  check_optional(op, "db", db);
-  check_same_shape(op, "a", a, "b", b);
-  check_scalar(op, "d_out", d_out);
-  check_optional_shape(op, "da", da, "a", a);
-  check_optional_shape(op, "db", db, "a", a);
-  if (da.empty() && db.empty()) return;
-  do_cosine_mean_backward(a, b, d_out, da, db);
+  static const char* const names[4] = {"a", "b", "da", "db"};
+  if (check_pair_loss_backward("cosine_mean_backward", a, b, d_out, da, db, names))
+    do_cosine_mean_backward(a, b, d_out, da, db);
 }
 
 void Backend::softplus_forward(const Tensor& x, Tensor out) {
