@@ -78,7 +78,7 @@ struct LoadedModel {
 LoadedModel load_model(const OpenedCheckpoint& checkpoint, const ModelDims& d,
                        const std::string& device, std::ostream& log) {
   LoadedModel m;
-  m.backend = select_backend(device, log);
+  m.backend = select_backend(from_string<DeviceChoice>(device, "device"), log);
   m.model = std::make_unique<Model>(*m.backend, d);
   load_model_parameters(*m.model, checkpoint);
   log << "model: " << checkpoint.path << " (text " << d.text_dim << ", image " << d.image_dim
@@ -421,7 +421,7 @@ EvalResult run_evaluate(const EvaluateOptions& o, std::ostream& out) {
   be.upload(texts, data.text_features.data.data());
   be.upload(images, data.image_features.data.data());
   Evaluator evaluator(be, *lm.model, data, texts, images, cfg.top_k,
-                      parse_ap_divisor(cfg.ap_divisor), cfg.seed);
+                      cfg.ap_divisor, cfg.seed);
   const EvalResult r = evaluator.evaluate();
   const nlohmann::json line = {{"k", r.k}, {"prec_at_k", r.prec_at_k}, {"map_at_k", r.map_at_k},
                                {"top1", r.top1}, {"queries", r.query_labels.size()},
