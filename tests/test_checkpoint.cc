@@ -271,6 +271,43 @@ TEST_F(CheckpointTest, MismatchedConfigOrShapesAreRefusedNamingTheKeyOrTensor) {
   EXPECT_NO_THROW(load_checkpoint(d, path_));
 }
 
+// A checkpoint written before a key existed stores no value for it: the key reads as its
+// default, and a resumable one may then take another value in the resuming run.
+TEST_F(CheckpointTest, ACheckpointWithoutANewerResumableKeyResumes) {
+  Trainer a(cfg_, data_, *be_);
+  a.train_round();
+  save_checkpoint(a, RunState{}, path_);
+  SafeTensorsFile f = read_safetensors(path_);
+  const std::string line = "  \"retrieval_record\": \"json\",\n";
+  std::string& stored = f.metadata["config"];
+  const size_t at = stored.find(line);
+  ASSERT_NE(at, std::string::npos) << stored;
+  stored.erase(at, line.size());
+  f.metadata["content_hash"] = checkpoint_content_hash(f);
+  write_safetensors_atomic(path_, f);
+  EXPECT_EQ(checkpoint_config(path_).retrieval_record, RetrievalRecord::Json);
+
+  Config resumed = cfg_;
+  resumed.retrieval_record = RetrievalRecord::Pkl;
+  Trainer b(resumed, data_, *be_);
+  EXPECT_NO_THROW(load_checkpoint(b, path_));
+  EXPECT_EQ(b.rounds_done(), 1);
+  // A key that is not resumable is compared too: missing, it reads as its default (100
+  // E-step iterations), which is not this run's.
+  ASSERT_NE(cfg_.e_step_iters, Config{}.e_step_iters);
+  SafeTensorsFile g = read_safetensors(path_);
+  std::string& text = g.metadata["config"];
+  const std::string e_step = "  \"e_step_iters\": " + std::to_string(cfg_.e_step_iters) + ",\n";
+  ASSERT_NE(text.find(e_step), std::string::npos) << text;
+  text.erase(text.find(e_step), e_step.size());
+  g.metadata["content_hash"] = checkpoint_content_hash(g);
+  write_safetensors_atomic(path_, g);
+  Trainer c(cfg_, data_, *be_);
+  const std::string msg = zscrgan_test::error_of([&] { load_checkpoint(c, path_); });
+  EXPECT_NE(msg.find("config key 'e_step_iters' is 100 in the checkpoint but 6"), std::string::npos)
+      << msg;
+}
+
 TEST_F(CheckpointTest, NonFiniteLossStopsNamingTheQuantityAndStep) {
   Trainer a(cfg_, data_, *be_);
   const Tensor w = a.model().critic2.w.value;

@@ -1,13 +1,16 @@
 // Strict configuration: defaults, each class of error naming its source and key, overrides,
-// the exact round trip through config_to_json, and the configs shipped in configs/.
+// the exact round trip through config_to_json, the enum keys' names, which keys a resume may
+// change, configs/README.md's key list against the table, and the configs shipped in configs/.
 #include <gtest/gtest.h>
 
 #include <limits>
 
 #include <nlohmann/json.hpp>
 
+#include "config_readme.h"
 #include "data_test_util.h"
 #include "config/config.h"
+#include "core/fileio.h"
 
 namespace {
 
@@ -36,7 +39,10 @@ TEST(Config, EmptyObjectGivesPublishedDefaults) {
   EXPECT_EQ(c.clip_val, 0.01);
   EXPECT_EQ(c.dataset, "synthetic");
   EXPECT_EQ(c.top_k, 50);
-  EXPECT_EQ(c.device, "auto");
+  EXPECT_EQ(c.device, zscrgan::DeviceChoice::Auto);
+  EXPECT_EQ(c.ap_divisor, zscrgan::ApDivisor::RelevantInTopK);
+  EXPECT_EQ(c.train_texts, zscrgan::TrainTexts::First);
+  EXPECT_EQ(c.retrieval_record, zscrgan::RetrievalRecord::Json);
   EXPECT_EQ(c.synthetic.seed, 7u);
   EXPECT_EQ(config_to_json(c), config_to_json(Config{}));
 }
@@ -50,7 +56,7 @@ TEST(Config, ReadsEveryType) {
   EXPECT_EQ(c.CSEM_lr, 0.5);
   EXPECT_EQ(c.generator_lr, 1.0);
   EXPECT_TRUE(c.tf32);
-  EXPECT_EQ(c.device, "cpu");
+  EXPECT_EQ(c.device, zscrgan::DeviceChoice::Cpu);
   EXPECT_EQ(c.seed, std::numeric_limits<uint64_t>::max());
   EXPECT_EQ(c.synthetic.text_noise, 0.125f);
   EXPECT_EQ(c.synthetic.seed, 3u);
@@ -128,6 +134,8 @@ TEST(Config, OutOfRange) {
       {R"({"train_texts": "some"})", "key 'train_texts' must be one of first, all; got \"some\""},
       {R"({"ap_divisor": "k"})",
        "key 'ap_divisor' must be one of relevant_in_top_k, min_relevant_k; got \"k\""},
+      {R"({"retrieval_record": "csv"})",
+       "key 'retrieval_record' must be one of json, pkl, both; got \"csv\""},
       {R"({"output_dir": ""})", "key 'output_dir' must be a non-empty string"},
       {R"({"synthetic": {"unseen_classes": 0}})", "key 'synthetic.unseen_classes' must be >= 1, got 0"},
       {R"({"synthetic": {"image_noise": -0.5}})", "key 'synthetic.image_noise' must be >= 0, got -0.5"},
@@ -147,7 +155,7 @@ TEST(Config, Overrides) {
   EXPECT_EQ(c.synthetic.seed, 3u);
   EXPECT_EQ(c.synthetic.latent_dim, 5);
   EXPECT_EQ(c.output_dir, "runs/a b");
-  EXPECT_EQ(c.device, "cpu");
+  EXPECT_EQ(c.device, zscrgan::DeviceChoice::Cpu);
   EXPECT_TRUE(c.tf32);
   EXPECT_EQ(c.CSEM_lr, 1e-3);
   EXPECT_EQ(c.dataset, "CUB");
@@ -185,9 +193,10 @@ TEST(Config, RoundTripIsExact) {
   c.time_budget_s = 123456.789;
   c.seed = std::numeric_limits<uint64_t>::max();
   c.tf32 = true;
-  c.device = "cuda";
-  c.ap_divisor = "min_relevant_k";
-  c.train_texts = "all";
+  c.device = zscrgan::DeviceChoice::Cuda;
+  c.ap_divisor = zscrgan::ApDivisor::MinRelevantK;
+  c.train_texts = zscrgan::TrainTexts::All;
+  c.retrieval_record = zscrgan::RetrievalRecord::Both;
   c.output_dir = "runs/x \"quoted\" \\ ü";
   c.synthetic.text_noise = 0.1f;
   c.synthetic.image_noise = 1.0f / 3.0f;
@@ -201,6 +210,10 @@ TEST(Config, RoundTripIsExact) {
   EXPECT_EQ(r.time_budget_s, c.time_budget_s);
   EXPECT_EQ(r.seed, c.seed);
   EXPECT_EQ(r.output_dir, c.output_dir);
+  EXPECT_EQ(r.device, c.device);
+  EXPECT_EQ(r.ap_divisor, c.ap_divisor);
+  EXPECT_EQ(r.train_texts, c.train_texts);
+  EXPECT_EQ(r.retrieval_record, c.retrieval_record);
   EXPECT_EQ(r.synthetic.text_noise, c.synthetic.text_noise);
   EXPECT_EQ(r.synthetic.image_noise, c.synthetic.image_noise);
   EXPECT_EQ(r.synthetic.seed, c.synthetic.seed);
@@ -217,6 +230,170 @@ TEST(Config, ToJsonWritesEveryKeyInOrder) {
   EXPECT_EQ(keys.back(), "synthetic");
   EXPECT_EQ(j["synthetic"].size(), 10u);
   EXPECT_EQ(j["seed"], 0u);
+}
+
+// config.json files and checkpoints hold this text; it must not change for the same Config.
+TEST(Config, ToJsonOfTheDefaultsIsTheSavedFormat) {
+  EXPECT_EQ(zscrgan::config_to_json(Config{}), R"({
+  "batch_size": 32,
+  "gf_dim": 2048,
+  "df_dim": 1024,
+  "embed_dim": 1024,
+  "CSEM_lr": 0.002,
+  "generator_lr": 0.0002,
+  "discriminator_lr": 0.0002,
+  "epochs": 5000,
+  "kl_div_coefficient": 1.0,
+  "mm_reg_coeff": 2.0,
+  "z_dim": 256,
+  "clip_val": 0.01,
+  "dataset": "synthetic",
+  "rounds": 20,
+  "time_budget_s": 0.0,
+  "e_step_iters": 100,
+  "n_critic": 5,
+  "m_step_iters": 100,
+  "top_k": 50,
+  "ap_divisor": "relevant_in_top_k",
+  "train_texts": "first",
+  "seed": 0,
+  "device": "auto",
+  "tf32": false,
+  "cuda_graphs": true,
+  "output_dir": "runs/default",
+  "retrieval_record": "json",
+  "datasets_root": "datasets",
+  "synthetic": {
+    "seen_classes": 40,
+    "unseen_classes": 20,
+    "images_per_class": 60,
+    "texts_per_class": 4,
+    "text_dim": 64,
+    "image_dim": 128,
+    "latent_dim": 16,
+    "text_noise": 0.4,
+    "image_noise": 0.6,
+    "seed": 7
+  }
+}
+)");
+}
+
+// Every value of every enum key: its name parses to it (from a file, from --set and through
+// from_string) and config_to_json writes the name back.
+template <typename Enum>
+void expect_names_round_trip(const std::string& key, std::initializer_list<Enum> values,
+                             Enum Config::*member) {
+  for (Enum v : values) {
+    const std::string name = zscrgan::to_string(v);
+    EXPECT_EQ(zscrgan::from_string<Enum>(name, key), v) << name;
+    const Config from_file = parse_config("{\"" + key + "\": \"" + name + "\"}", "x");
+    EXPECT_EQ(from_file.*member, v) << name;
+    EXPECT_EQ(parse_config("{}", "x", {key + "=" + name}).*member, v) << name;
+    const auto j = nlohmann::json::parse(zscrgan::config_to_json(from_file));
+    EXPECT_EQ(j.at(key), name);
+  }
+}
+
+TEST(Config, EnumKeysReadAndWriteTheirNames) {
+  using namespace zscrgan;
+  expect_names_round_trip("ap_divisor", {ApDivisor::RelevantInTopK, ApDivisor::MinRelevantK},
+                          &Config::ap_divisor);
+  expect_names_round_trip("train_texts", {TrainTexts::First, TrainTexts::All}, &Config::train_texts);
+  expect_names_round_trip("device", {DeviceChoice::Auto, DeviceChoice::Cpu, DeviceChoice::Cuda},
+                          &Config::device);
+  expect_names_round_trip("retrieval_record",
+                          {RetrievalRecord::Json, RetrievalRecord::Pkl, RetrievalRecord::Both},
+                          &Config::retrieval_record);
+  EXPECT_STREQ(to_string(DeviceChoice::Cuda), "cuda");
+  EXPECT_STREQ(to_string(RetrievalRecord::Pkl), "pkl");
+  // The same names and message at a string boundary (the CLI's --device, infer's options).
+  EXPECT_EQ(error_of([] { from_string<DeviceChoice>("gpu", "--device"); }),
+            "--device must be one of auto, cpu, cuda; got \"gpu\"");
+  EXPECT_EQ(error_of([] { from_string<RetrievalRecord>("JSON", "retrieval_record"); }),
+            "retrieval_record must be one of json, pkl, both; got \"JSON\"");
+  // An enum's name is checked with the ranges, after the overrides: one can repair the file.
+  EXPECT_EQ(parse_config(R"({"device": "gpu"})", "x", {"device=cpu"}).device, DeviceChoice::Cpu);
+  EXPECT_EQ(err(R"({"device": "gpu"})", {"rounds=2"}),
+            "configs/x.json: key 'device' must be one of auto, cpu, cuda; got \"gpu\"");
+  EXPECT_EQ(err("{}", {"retrieval_record=csv"}),
+            "--set retrieval_record: key 'retrieval_record' must be one of json, pkl, both; got "
+            "\"csv\"");
+  // The bytes_hex form every string key accepts reaches the enum keys too.
+  EXPECT_EQ(parse_config(R"({"retrieval_record": {"bytes_hex": "706b6c"}})", "x").retrieval_record,
+            RetrievalRecord::Pkl);
+}
+
+// The keys a resumed run may change: how long, where and on what to run, and which records it
+// writes; everything that shapes the model or its training is fixed by the checkpoint.
+TEST(Config, ResumableKeys) {
+  const std::vector<std::string> expected = {
+      "epochs",    "dataset",     "rounds",     "time_budget_s",    "top_k",        "ap_divisor",
+      "device",    "tf32",        "cuda_graphs", "output_dir",      "retrieval_record",
+      "datasets_root"};
+  std::vector<std::string> resumable;
+  const auto j = nlohmann::ordered_json::parse(zscrgan::config_to_json(Config{}));
+  for (auto it = j.begin(); it != j.end(); ++it)
+    if (zscrgan::config_key_resumable(it.key())) resumable.push_back(it.key());
+  EXPECT_EQ(resumable, expected);
+  EXPECT_FALSE(zscrgan::config_key_resumable("synthetic"));
+  EXPECT_FALSE(zscrgan::config_key_resumable("synthetic.seed"));
+  EXPECT_FALSE(zscrgan::config_key_resumable("no_such_key"));
+}
+
+// Each key config_to_json writes has exactly one row in the generated key list, with the
+// default config_to_json writes for a default Config.
+TEST(Config, KeysMarkdownHasOneRowPerKey) {
+  const std::string md = zscrgan::config_keys_markdown();
+  const auto j = nlohmann::ordered_json::parse(zscrgan::config_to_json(Config{}));
+  auto count = [&](const std::string& needle) {
+    size_t n = 0;
+    for (size_t at = md.find(needle); at != std::string::npos; at = md.find(needle, at + 1)) ++n;
+    return n;
+  };
+  size_t keys = 0;
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    ++keys;
+    if (it.value().is_object()) {
+      EXPECT_EQ(count("| `" + it.key() + "` | object | see below |"), 1u) << it.key();
+      for (auto in = it.value().begin(); in != it.value().end(); ++in, ++keys)
+        EXPECT_EQ(count("| `" + it.key() + "." + in.key() + "` | "), 1u) << in.key();
+      continue;
+    }
+    const std::string shown = it.value().is_string() ? "`" + it.value().dump() + "`" : it.value().dump();
+    EXPECT_EQ(count("| `" + it.key() + "` | "), 1u) << it.key();
+    EXPECT_NE(md.find("| `" + it.key() + "` | "), std::string::npos);
+    EXPECT_NE(md.find(" | " + shown + " | ", md.find("| `" + it.key() + "` | ")), std::string::npos)
+        << it.key() << " default " << shown;
+  }
+  EXPECT_EQ(count("\n| `"), keys);
+  EXPECT_NE(md.find("| `retrieval_record` | string | `\"json\"` | `json`, `pkl`, `both` | "),
+            std::string::npos)
+      << md;
+}
+
+// configs/README.md's key list is the table's: a key added, removed or documented differently
+// in src/config/config.cc without ./build/update_config_readme fails here, and so does an edit
+// of the README's list by hand.
+TEST(Config, ReadmeKeyListMatchesTheTable) {
+  namespace cr = zscrgan::config_readme;
+  const std::string text = zscrgan::read_text_file(cr::kPath);
+  const std::string generated = cr::with_generated_keys(text, cr::kPath);
+  if (generated == text) return;
+  // Name the first line that differs.
+  const std::string have = cr::split(text, cr::kPath).keys;
+  const std::string want = cr::split(generated, cr::kPath).keys;
+  size_t line = 1, at = 0;
+  while (at < have.size() && at < want.size() && have[at] == want[at]) line += have[at++] == '\n';
+  auto line_at = [&](const std::string& s) {
+    const size_t start = s.rfind('\n', at == 0 ? 0 : at - 1);
+    const size_t from = start == std::string::npos || at == 0 ? 0 : start + 1;
+    return s.substr(from, s.find('\n', from) - from);
+  };
+  ADD_FAILURE() << cr::kPath << ": the key list differs from the table in src/config/config.cc "
+                << "at line " << line << " of the list;\n  README: " << line_at(have)
+                << "\n  table:  " << line_at(want)
+                << "\nrun ./build/update_config_readme to rewrite it from the table";
 }
 
 TEST(Config, LoadConfigFromFile) {

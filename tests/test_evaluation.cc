@@ -64,7 +64,7 @@ TEST(Evaluation, EvaluateOnACheckpointReproducesTheLoggedRound) {
   zscrgan_test::ScopedTempDir dir;
   Config cfg = small_config();
   cfg.rounds = 4;
-  cfg.device = "cpu";
+  cfg.device = DeviceChoice::Cpu;
   cfg.output_dir = dir.file("run");
   std::ostringstream log;
   const RunSummary summary = run_training(cfg, log);
@@ -100,7 +100,7 @@ TEST(Evaluation, ResumeReadsTheCheckpointOnce) {
   zscrgan_test::ScopedTempDir dir;
   Config cfg = small_config();
   cfg.rounds = 2;
-  cfg.device = "cpu";
+  cfg.device = DeviceChoice::Cpu;
   cfg.output_dir = dir.file("run");
   std::ostringstream log;
   const RunSummary first = run_training(cfg, log);

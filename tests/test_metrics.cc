@@ -86,7 +86,7 @@ TEST(RetrievalMetrics, ClassAbsentFromGalleryScoresZero) {
   const TopKLists lists = lists_from(2, 2, {0, 1, 2, 0});
   for (ApDivisor d : {ApDivisor::RelevantInTopK, ApDivisor::MinRelevantK}) {
     const RetrievalMetrics m = compute_retrieval_metrics(queries, gallery, lists, d);
-    EXPECT_NEAR(m.map_at_k, 0.5, 1e-15) << ap_divisor_name(d);
+    EXPECT_NEAR(m.map_at_k, 0.5, 1e-15) << to_string(d);
     EXPECT_NEAR(m.prec_at_k, 0.25, 1e-15);
     EXPECT_NEAR(m.top1, 0.5, 1e-15);
     EXPECT_EQ(m.classes, (std::vector<int64_t>{8, 9}));
@@ -107,14 +107,15 @@ TEST(RetrievalMetrics, PerfectRetrievalIsOne) {
 }
 
 TEST(RetrievalMetrics, ParseDivisor) {
-  EXPECT_EQ(parse_ap_divisor("relevant_in_top_k"), ApDivisor::RelevantInTopK);
-  EXPECT_EQ(parse_ap_divisor("min_relevant_k"), ApDivisor::MinRelevantK);
-  EXPECT_STREQ(ap_divisor_name(ApDivisor::MinRelevantK), "min_relevant_k");
+  EXPECT_EQ(from_string<ApDivisor>("relevant_in_top_k", "ap_divisor"), ApDivisor::RelevantInTopK);
+  EXPECT_EQ(from_string<ApDivisor>("min_relevant_k", "ap_divisor"), ApDivisor::MinRelevantK);
+  EXPECT_STREQ(to_string(ApDivisor::MinRelevantK), "min_relevant_k");
   try {
-    parse_ap_divisor("min_k");
+    from_string<ApDivisor>("min_k", "ap_divisor");
     FAIL() << "expected an error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("'min_k'"), std::string::npos) << e.what();
+    EXPECT_EQ(std::string(e.what()),
+              "ap_divisor must be one of relevant_in_top_k, min_relevant_k; got \"min_k\"");
   }
 }
 

@@ -142,7 +142,7 @@ class RunHooks : public ::testing::Test {
   Config config(const std::string& out) {
     Config cfg = testing::small_config(21, 4, 6);
     cfg.rounds = 3;
-    cfg.device = "cpu";
+    cfg.device = DeviceChoice::Cpu;
     cfg.output_dir = dir_.file(out);
     return cfg;
   }
@@ -225,11 +225,13 @@ namespace {
 // The config key picks the records run_training writes for each best round.
 TEST(RetrievalRecordKey, PicksTheRecordsARunWrites) {
   zscrgan_test::ScopedTempDir dir;
-  for (const std::string& choice : {"json", "pkl", "both"}) {
+  const std::pair<std::string, RetrievalRecord> choices[] = {
+      {"json", RetrievalRecord::Json}, {"pkl", RetrievalRecord::Pkl}, {"both", RetrievalRecord::Both}};
+  for (const auto& [choice, record] : choices) {
     Config cfg = testing::small_config(21, 2, 3);
     cfg.rounds = 1;
-    cfg.device = "cpu";
-    cfg.retrieval_record = choice;
+    cfg.device = DeviceChoice::Cpu;
+    cfg.retrieval_record = record;
     cfg.output_dir = dir.file(choice);
     std::ostringstream log;
     run_training(cfg, log);

@@ -1,5 +1,8 @@
-// Strict JSON configuration: every key is listed once in fields() below (name, type, where it
-// lives in Config); parsing, overrides and config_to_json all walk that one table.
+// Strict JSON configuration. Every key is one row of fields() below: where it lives in Config,
+// its type, its range (or its enum's names), its meaning and whether a resumed run may change
+// it. Parsing, --set overrides, validation, config_to_json, config_key_resumable and
+// config_keys_markdown (configs/README.md's key list) all walk that one table; the defaults
+// are those of a default-constructed Config.
 #include "config/config.h"
 
 #include <algorithm>
@@ -9,6 +12,8 @@
 #include <cstdlib>
 #include <limits>
 #include <map>
+#include <type_traits>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -22,73 +27,232 @@ using nlohmann::json;
 
 namespace {
 
-enum class Type { kInt, kDouble, kFloat, kUint64, kBool, kString };
+// ---- the enums' names ---------------------------------------------------------------------
+
+struct EnumNames {
+  const char* const* names;  // indexed by the enum's value
+  int count;
+};
+
+template <typename Enum>
+struct NamesOf;
+
+#define ZS_ENUM_NAMES(Enum, last, ...)                                                   \
+  template <>                                                                            \
+  struct NamesOf<Enum> {                                                                 \
+    static constexpr const char* names[] = {__VA_ARGS__};                                \
+    static_assert(std::size(names) == static_cast<size_t>(Enum::last) + 1,               \
+                  "one name for each value of " #Enum);                                  \
+    static constexpr EnumNames list{names, static_cast<int>(std::size(names))};          \
+  };
+
+ZS_ENUM_NAMES(ApDivisor, MinRelevantK, "relevant_in_top_k", "min_relevant_k")
+ZS_ENUM_NAMES(TrainTexts, All, "first", "all")
+ZS_ENUM_NAMES(DeviceChoice, Cuda, "auto", "cpu", "cuda")
+ZS_ENUM_NAMES(RetrievalRecord, Both, "json", "pkl", "both")
+
+#undef ZS_ENUM_NAMES
+
+// The index of `name` in `e`, or -1.
+int enum_index(const EnumNames& e, const std::string& name) {
+  for (int i = 0; i < e.count; ++i)
+    if (name == e.names[i]) return i;
+  return -1;
+}
+
+std::string joined(const EnumNames& e, const char* quote) {
+  std::string list;
+  for (int i = 0; i < e.count; ++i) list += std::string(i ? ", " : "") + quote + e.names[i] + quote;
+  return list;
+}
+
+[[noreturn]] void not_one_of(const std::string& what, const EnumNames& e, const std::string& got) {
+  fail(what, " must be one of ", joined(e, ""), "; got \"", printable(got), "\"");
+}
+
+// ---- the table ----------------------------------------------------------------------------
+
+enum class Type { kInt, kDouble, kFloat, kUint64, kBool, kString, kEnum, kObject };
+
+template <typename T>
+constexpr Type type_of() {
+  if constexpr (std::is_same_v<T, int>) return Type::kInt;
+  else if constexpr (std::is_same_v<T, double>) return Type::kDouble;
+  else if constexpr (std::is_same_v<T, float>) return Type::kFloat;
+  else if constexpr (std::is_same_v<T, uint64_t>) return Type::kUint64;
+  else if constexpr (std::is_same_v<T, bool>) return Type::kBool;
+  else if constexpr (std::is_same_v<T, std::string>) return Type::kString;
+  else if constexpr (std::is_enum_v<T>) return Type::kEnum;
+  else static_assert(sizeof(T) == 0, "a config member of a type the table does not know");
+}
+
+// What a key accepts beyond its type (an enum accepts its names).
+struct Range {
+  enum Kind { kAny, kAtLeast, kPositive, kNonNegative, kNonEmpty } kind = kAny;
+  long long lo = 0;  // kAtLeast
+};
+constexpr Range any() { return {Range::kAny, 0}; }
+constexpr Range at_least(long long lo) { return {Range::kAtLeast, lo}; }
+constexpr Range positive() { return {Range::kPositive, 0}; }
+constexpr Range non_negative() { return {Range::kNonNegative, 0}; }
+constexpr Range non_empty() { return {Range::kNonEmpty, 0}; }
+
+// Which heading of configs/README.md lists a top-level key (a nested one is listed under its
+// object's own heading).
+enum class Group { kPublished, kOurs };
 
 struct Field {
   const char* path;  // dotted: "batch_size", "synthetic.seed"
   Type type;
-  void* (*ref)(Config&);
+  Range range;
+  Group group;
+  bool resumable;    // a resumed run may change it (config_key_resumable)
+  const char* doc;   // configs/README.md's "meaning" cell
+  const char* heading = nullptr;  // kObject: the README heading of its keys
+  void* (*ref)(Config&) = nullptr;           // every type but kEnum and kObject
+  const EnumNames* names = nullptr;          // kEnum
+  int (*get_enum)(const Config&) = nullptr;  // kEnum
+  void (*set_enum)(Config&, int) = nullptr;  // kEnum
 };
 
-#define ZS_FIELD(path, type, member) \
-  Field { path, type, [](Config& c) -> void* { return &c.member; } }
+#define ZS_MEMBER_TYPE(member) std::remove_reference_t<decltype(std::declval<Config&>().member)>
 
-// Every key, in the order config_to_json writes them.
+#define ZS_KEY(path, member, range, group, resumable, doc)                                    \
+  [] {                                                                                        \
+    static_assert(!std::is_enum_v<ZS_MEMBER_TYPE(member)>, path ": use ZS_ENUM_KEY");         \
+    Field f{path, type_of<ZS_MEMBER_TYPE(member)>(), range, group, resumable, doc};           \
+    f.ref = [](Config& c) -> void* { return &c.member; };                                     \
+    return f;                                                                                 \
+  }()
+
+#define ZS_ENUM_KEY(path, member, group, resumable, doc)                                      \
+  [] {                                                                                        \
+    using E = ZS_MEMBER_TYPE(member);                                                         \
+    Field f{path, Type::kEnum, any(), group, resumable, doc};                                 \
+    f.names = &NamesOf<E>::list;                                                              \
+    f.get_enum = [](const Config& c) { return static_cast<int>(c.member); };                  \
+    f.set_enum = [](Config& c, int v) { c.member = static_cast<E>(v); };                      \
+    return f;                                                                                 \
+  }()
+
+#define ZS_OBJECT(path, group, doc, title)                                                    \
+  [] {                                                                                        \
+    Field f{path, Type::kObject, any(), group, false, doc};                                   \
+    f.heading = title;                                                                        \
+    return f;                                                                                 \
+  }()
+
+constexpr Group kPub = Group::kPublished;
+constexpr Group kOurs = Group::kOurs;
+constexpr bool kResumable = true;
+constexpr bool kFixed = false;
+
+// Every key, in the order config_to_json writes them (an object before its keys).
 const std::vector<Field>& fields() {
   static const std::vector<Field> table = {
       // the published names
-      ZS_FIELD("batch_size", Type::kInt, batch_size),
-      ZS_FIELD("gf_dim", Type::kInt, gf_dim),
-      ZS_FIELD("df_dim", Type::kInt, df_dim),
-      ZS_FIELD("embed_dim", Type::kInt, embed_dim),
-      ZS_FIELD("CSEM_lr", Type::kDouble, CSEM_lr),
-      ZS_FIELD("generator_lr", Type::kDouble, generator_lr),
-      ZS_FIELD("discriminator_lr", Type::kDouble, discriminator_lr),
-      ZS_FIELD("epochs", Type::kInt, epochs),
-      ZS_FIELD("kl_div_coefficient", Type::kDouble, kl_div_coefficient),
-      ZS_FIELD("mm_reg_coeff", Type::kDouble, mm_reg_coeff),
-      ZS_FIELD("z_dim", Type::kInt, z_dim),
-      ZS_FIELD("clip_val", Type::kDouble, clip_val),
-      ZS_FIELD("dataset", Type::kString, dataset),
+      ZS_KEY("batch_size", batch_size, at_least(1), kPub, kFixed,
+             "minibatch size of every training step"),
+      ZS_KEY("gf_dim", gf_dim, at_least(1), kPub, kFixed, "hidden width of the generator"),
+      ZS_KEY("df_dim", df_dim, at_least(1), kPub, kFixed,
+             "hidden width of the critic (discriminator)"),
+      ZS_KEY("embed_dim", embed_dim, at_least(1), kPub, kFixed,
+             "width of the text embedding the CSEM produces and the generator is conditioned on"),
+      ZS_KEY("CSEM_lr", CSEM_lr, positive(), kPub, kFixed,
+             "learning rate of the CSEM (text embedding) updates in the M-step"),
+      ZS_KEY("generator_lr", generator_lr, positive(), kPub, kFixed,
+             "learning rate of the generator"),
+      ZS_KEY("discriminator_lr", discriminator_lr, positive(), kPub, kFixed,
+             "learning rate of the critic"),
+      ZS_KEY("epochs", epochs, at_least(0), kPub, kResumable,
+             "accepted for compatibility and unused: the published code declares it but its "
+             "loop never reads it; the length of a run is set by `rounds` and `time_budget_s`"),
+      ZS_KEY("kl_div_coefficient", kl_div_coefficient, non_negative(), kPub, kFixed,
+             "weight of the KL term of the conditioning augmentation"),
+      ZS_KEY("mm_reg_coeff", mm_reg_coeff, non_negative(), kPub, kFixed,
+             "weight of the max-margin regulariser"),
+      ZS_KEY("z_dim", z_dim, at_least(1), kPub, kFixed, "size of the generator's noise input"),
+      ZS_KEY("clip_val", clip_val, positive(), kPub, kFixed,
+             "the critic's weights are clipped to [-clip_val, clip_val] after each update"),
+      ZS_KEY("dataset", dataset, non_empty(), kPub, kResumable,
+             "a folder under `datasets_root`, or `synthetic` for the embedded dataset"),
       // ours
-      ZS_FIELD("rounds", Type::kInt, rounds),
-      ZS_FIELD("time_budget_s", Type::kDouble, time_budget_s),
-      ZS_FIELD("e_step_iters", Type::kInt, e_step_iters),
-      ZS_FIELD("n_critic", Type::kInt, n_critic),
-      ZS_FIELD("m_step_iters", Type::kInt, m_step_iters),
-      ZS_FIELD("top_k", Type::kInt, top_k),
-      ZS_FIELD("ap_divisor", Type::kString, ap_divisor),
-      ZS_FIELD("train_texts", Type::kString, train_texts),
-      ZS_FIELD("seed", Type::kUint64, seed),
-      ZS_FIELD("device", Type::kString, device),
-      ZS_FIELD("tf32", Type::kBool, tf32),
-      ZS_FIELD("cuda_graphs", Type::kBool, cuda_graphs),
-      ZS_FIELD("output_dir", Type::kString, output_dir),
-      ZS_FIELD("retrieval_record", Type::kString, retrieval_record),
-      ZS_FIELD("datasets_root", Type::kString, datasets_root),
-      ZS_FIELD("synthetic.seen_classes", Type::kInt, synthetic.seen_classes),
-      ZS_FIELD("synthetic.unseen_classes", Type::kInt, synthetic.unseen_classes),
-      ZS_FIELD("synthetic.images_per_class", Type::kInt, synthetic.images_per_class),
-      ZS_FIELD("synthetic.texts_per_class", Type::kInt, synthetic.texts_per_class),
-      ZS_FIELD("synthetic.text_dim", Type::kInt, synthetic.text_dim),
-      ZS_FIELD("synthetic.image_dim", Type::kInt, synthetic.image_dim),
-      ZS_FIELD("synthetic.latent_dim", Type::kInt, synthetic.latent_dim),
-      ZS_FIELD("synthetic.text_noise", Type::kFloat, synthetic.text_noise),
-      ZS_FIELD("synthetic.image_noise", Type::kFloat, synthetic.image_noise),
-      ZS_FIELD("synthetic.seed", Type::kUint64, synthetic.seed),
+      ZS_KEY("rounds", rounds, at_least(0), kOurs, kResumable, "EM rounds to run"),
+      ZS_KEY("time_budget_s", time_budget_s, non_negative(), kOurs, kResumable,
+             "stop after the round that crosses this many seconds; 0: no budget"),
+      ZS_KEY("e_step_iters", e_step_iters, at_least(0), kOurs, kFixed,
+             "E-step length: this many times (`n_critic` critic steps + 1 generator step)"),
+      ZS_KEY("n_critic", n_critic, at_least(1), kOurs, kFixed,
+             "critic steps per generator step"),
+      ZS_KEY("m_step_iters", m_step_iters, at_least(0), kOurs, kFixed,
+             "M-step length in CSEM steps"),
+      ZS_KEY("top_k", top_k, at_least(1), kOurs, kResumable,
+             "K of the retrieval metrics (Precision@K, mAP@K)"),
+      ZS_ENUM_KEY("ap_divisor", ap_divisor, kOurs, kResumable,
+                  "what AP@K divides by: the number of relevant images in the top K, or "
+                  "min(relevant images in the gallery, K)"),
+      ZS_ENUM_KEY("train_texts", train_texts, kOurs, kFixed,
+                  "texts used for the seen classes: only each class's first text (published), "
+                  "or all of them"),
+      ZS_KEY("seed", seed, any(), kOurs, kFixed, "seed of initialisation, sampling and noise"),
+      ZS_ENUM_KEY("device", device, kOurs, kResumable,
+                  "backend; `auto` picks CUDA when a GPU is present"),
+      ZS_KEY("tf32", tf32, any(), kOurs, kResumable, "allow TF32 tensor-core GEMMs on CUDA"),
+      ZS_KEY("cuda_graphs", cuda_graphs, any(), kOurs, kResumable,
+             "on CUDA, capture one E-step iteration (n_critic D steps + 1 G step) and one CSEM "
+             "step as CUDA graphs and replay them; `false` issues every call eagerly (same "
+             "results)"),
+      ZS_KEY("output_dir", output_dir, non_empty(), kOurs, kResumable,
+             "where results, logs and the effective config go"),
+      ZS_ENUM_KEY("retrieval_record", retrieval_record, kOurs, kResumable,
+                  "which best-retrieval records go under `retrieved/`: `acc<P@K>.json`, the "
+                  "published `acc<P@K>.pkl` (a pickled list of one-key dicts, query class id -> "
+                  "the retrieved images' class ids; protocol 2, loadable by Python 2 and 3), or "
+                  "both"),
+      ZS_KEY("datasets_root", datasets_root, non_empty(), kOurs, kResumable,
+             "folder holding the dataset folders"),
+      ZS_OBJECT("synthetic", kOurs,
+                "the synthetic dataset's spec, used when `dataset` is `synthetic`",
+                "the embedded dataset; model in `datasets/README.md`"),
+      ZS_KEY("synthetic.seen_classes", synthetic.seen_classes, at_least(1), kOurs, kFixed,
+             "training classes"),
+      ZS_KEY("synthetic.unseen_classes", synthetic.unseen_classes, at_least(1), kOurs, kFixed,
+             "test classes"),
+      ZS_KEY("synthetic.images_per_class", synthetic.images_per_class, at_least(1), kOurs,
+             kFixed, "images per class"),
+      ZS_KEY("synthetic.texts_per_class", synthetic.texts_per_class, at_least(1), kOurs, kFixed,
+             "texts per class"),
+      ZS_KEY("synthetic.text_dim", synthetic.text_dim, at_least(1), kOurs, kFixed,
+             "text feature size"),
+      ZS_KEY("synthetic.image_dim", synthetic.image_dim, at_least(1), kOurs, kFixed,
+             "image feature size"),
+      ZS_KEY("synthetic.latent_dim", synthetic.latent_dim, at_least(1), kOurs, kFixed,
+             "size of each class's latents"),
+      ZS_KEY("synthetic.text_noise", synthetic.text_noise, non_negative(), kOurs, kFixed,
+             "std of the noise on each text coordinate"),
+      ZS_KEY("synthetic.image_noise", synthetic.image_noise, non_negative(), kOurs, kFixed,
+             "std of the noise on each hidden unit of an image"),
+      ZS_KEY("synthetic.seed", synthetic.seed, any(), kOurs, kFixed,
+             "the dataset's seed (independent of `seed`)"),
   };
   return table;
 }
 
-#undef ZS_FIELD
-
-// The nested objects (keys that hold other keys).
-bool is_object_key(const std::string& path) { return path == "synthetic"; }
+#undef ZS_OBJECT
+#undef ZS_ENUM_KEY
+#undef ZS_KEY
+#undef ZS_MEMBER_TYPE
 
 const Field* find_field(const std::string& path) {
   for (const auto& f : fields())
     if (path == f.path) return &f;
   return nullptr;
+}
+
+// The nested objects (keys that hold other keys).
+bool is_object_key(const std::string& path) {
+  const Field* f = find_field(path);
+  return f && f->type == Type::kObject;
 }
 
 // The keys directly inside `prefix` ("" for the top level, "synthetic." for the nested one),
@@ -105,6 +269,14 @@ std::vector<std::string> keys_under(const std::string& prefix) {
   }
   return out;
 }
+
+// What parsing has seen so far: where each key was last set (for validation's messages) and
+// the names given to enum keys, checked and converted by validate() once every override is in
+// (so that an override can still repair the file, as for every other range).
+struct Parsed {
+  std::map<std::string, std::string> origins;
+  std::map<std::string, std::string> enum_names;
+};
 
 [[noreturn]] void unknown_key(const std::string& origin, const std::string& path,
                               const std::string& prefix) {
@@ -124,6 +296,8 @@ const char* type_words(Type t) {
     case Type::kUint64: return "an integer in [0, 18446744073709551615]";
     case Type::kBool: return "true or false";
     case Type::kString: return "a string";
+    case Type::kEnum: return "a string";
+    case Type::kObject: return "an object";
   }
   return "?";
 }
@@ -133,8 +307,9 @@ const char* type_words(Type t) {
        detail::describe_json(v));
 }
 
-void set_field(Config& c, const Field& f, const json& v, const std::string& origin) {
-  void* p = f.ref(c);
+// Checks `v` against the field's type and stores it (an enum's name waits in `parsed`).
+void set_field(Config& c, const Field& f, const json& v, const std::string& origin,
+               Parsed* parsed) {
   switch (f.type) {
     case Type::kInt: {
       if (!v.is_number_integer()) wrong_type(origin, f, v);
@@ -144,14 +319,14 @@ void set_field(Config& c, const Field& f, const json& v, const std::string& orig
       if (!fits)
         fail(origin, ": key '", f.path, "' must be an integer in [", INT32_MIN, ", ", INT32_MAX,
              "], got ", v.dump());
-      *static_cast<int*>(p) = static_cast<int>(v.get<int64_t>());
+      *static_cast<int*>(f.ref(c)) = static_cast<int>(v.get<int64_t>());
       break;
     }
     case Type::kDouble: {
       if (!v.is_number()) wrong_type(origin, f, v);
       const double d = v.get<double>();
       if (!std::isfinite(d)) fail(origin, ": key '", f.path, "' must be a finite number");
-      *static_cast<double*>(p) = d;
+      *static_cast<double*>(f.ref(c)) = d;
       break;
     }
     case Type::kFloat: {
@@ -160,31 +335,38 @@ void set_field(Config& c, const Field& f, const json& v, const std::string& orig
       if (!std::isfinite(d) || std::fabs(d) > FLT_MAX)
         fail(origin, ": key '", f.path, "' must be a finite single-precision number, got ",
              v.dump());
-      *static_cast<float*>(p) = static_cast<float>(d);
+      *static_cast<float*>(f.ref(c)) = static_cast<float>(d);
       break;
     }
     case Type::kUint64: {
       // nlohmann stores every non-negative integer literal as unsigned; negative ones are
       // signed and anything past 2^64-1 becomes a float.
       if (!v.is_number_unsigned()) wrong_type(origin, f, v);
-      *static_cast<uint64_t*>(p) = v.get<uint64_t>();
+      *static_cast<uint64_t*>(f.ref(c)) = v.get<uint64_t>();
       break;
     }
     case Type::kBool: {
       if (!v.is_boolean()) wrong_type(origin, f, v);
-      *static_cast<bool*>(p) = v.get<bool>();
+      *static_cast<bool*>(f.ref(c)) = v.get<bool>();
       break;
     }
     case Type::kString: {
-      if (!detail::json_to_bytes(v, static_cast<std::string*>(p))) wrong_type(origin, f, v);
+      if (!detail::json_to_bytes(v, static_cast<std::string*>(f.ref(c)))) wrong_type(origin, f, v);
       break;
     }
+    case Type::kEnum: {
+      std::string name;
+      if (!detail::json_to_bytes(v, &name)) wrong_type(origin, f, v);
+      parsed->enum_names[f.path] = name;
+      break;
+    }
+    case Type::kObject: break;  // apply_object walks into objects
   }
 }
 
 // Applies the members of `obj` (the object at `prefix`) to `c`; records each key's origin.
 void apply_object(Config& c, const json& obj, const std::string& prefix,
-                  const std::string& origin, std::map<std::string, std::string>* origins) {
+                  const std::string& origin, Parsed* parsed) {
   for (auto it = obj.begin(); it != obj.end(); ++it) {
     const std::string path = prefix + it.key();
     if (it.key().find('.') != std::string::npos || it.key().empty())
@@ -193,18 +375,17 @@ void apply_object(Config& c, const json& obj, const std::string& prefix,
       if (!it.value().is_object() || it.value().contains("bytes_hex"))
         fail(origin, ": key '", path, "' must be an object, got ",
              detail::describe_json(it.value()));
-      apply_object(c, it.value(), path + ".", origin, origins);
+      apply_object(c, it.value(), path + ".", origin, parsed);
       continue;
     }
     const Field* f = find_field(path);
     if (!f) unknown_key(origin, path, prefix);
-    set_field(c, *f, it.value(), origin);
-    (*origins)[path] = origin;
+    set_field(c, *f, it.value(), origin, parsed);
+    parsed->origins[path] = origin;
   }
 }
 
-void apply_override(Config& c, const std::string& text,
-                    std::map<std::string, std::string>* origins) {
+void apply_override(Config& c, const std::string& text, Parsed* parsed) {
   const size_t eq = text.find('=');
   const std::string key = text.substr(0, eq);
   const std::string origin = "--set " + printable(key, 100);
@@ -232,7 +413,7 @@ void apply_override(Config& c, const std::string& text,
     if (dot == std::string::npos) {
       json wrapper = json::object();
       wrapper[part] = value;
-      apply_object(c, wrapper, prefix, origin, origins);
+      apply_object(c, wrapper, prefix, origin, parsed);
       return;
     }
     if (!is_object_key(path)) {
@@ -244,66 +425,45 @@ void apply_override(Config& c, const std::string& text,
   }
 }
 
-void check_ranges(const Config& c, const std::map<std::string, std::string>& origins,
-                  const std::string& source) {
-  auto origin = [&](const char* key) {
-    auto it = origins.find(key);
-    return it == origins.end() ? source : it->second;
-  };
-  auto at_least = [&](const char* key, long long v, long long lo) {
-    if (v < lo) fail(origin(key), ": key '", key, "' must be >= ", lo, ", got ", v);
-  };
-  auto positive = [&](const char* key, double v) {
-    if (!(v > 0)) fail(origin(key), ": key '", key, "' must be > 0, got ", v);
-  };
-  auto non_negative = [&](const char* key, double v) {
-    if (!(v >= 0)) fail(origin(key), ": key '", key, "' must be >= 0, got ", v);
-  };
-  auto non_empty = [&](const char* key, const std::string& v) {
-    if (v.empty()) fail(origin(key), ": key '", key, "' must be a non-empty string");
-  };
-  auto one_of = [&](const char* key, const std::string& v, std::vector<std::string> allowed) {
-    if (std::find(allowed.begin(), allowed.end(), v) != allowed.end()) return;
-    std::string list;
-    for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
-    fail(origin(key), ": key '", key, "' must be one of ", list, "; got \"", printable(v), "\"");
-  };
-
-  at_least("batch_size", c.batch_size, 1);
-  at_least("gf_dim", c.gf_dim, 1);
-  at_least("df_dim", c.df_dim, 1);
-  at_least("embed_dim", c.embed_dim, 1);
-  positive("CSEM_lr", c.CSEM_lr);
-  positive("generator_lr", c.generator_lr);
-  positive("discriminator_lr", c.discriminator_lr);
-  at_least("epochs", c.epochs, 0);
-  non_negative("kl_div_coefficient", c.kl_div_coefficient);
-  non_negative("mm_reg_coeff", c.mm_reg_coeff);
-  at_least("z_dim", c.z_dim, 1);
-  positive("clip_val", c.clip_val);
-  non_empty("dataset", c.dataset);
-  at_least("rounds", c.rounds, 0);
-  non_negative("time_budget_s", c.time_budget_s);
-  at_least("e_step_iters", c.e_step_iters, 0);
-  at_least("n_critic", c.n_critic, 1);
-  at_least("m_step_iters", c.m_step_iters, 0);
-  at_least("top_k", c.top_k, 1);
-  one_of("ap_divisor", c.ap_divisor, {"relevant_in_top_k", "min_relevant_k"});
-  one_of("train_texts", c.train_texts, {"first", "all"});
-  one_of("retrieval_record", c.retrieval_record, {"json", "pkl", "both"});
-  one_of("device", c.device, {"auto", "cpu", "cuda"});
-  non_empty("output_dir", c.output_dir);
-  non_empty("datasets_root", c.datasets_root);
-  const SyntheticSpec& s = c.synthetic;
-  at_least("synthetic.seen_classes", s.seen_classes, 1);
-  at_least("synthetic.unseen_classes", s.unseen_classes, 1);
-  at_least("synthetic.images_per_class", s.images_per_class, 1);
-  at_least("synthetic.texts_per_class", s.texts_per_class, 1);
-  at_least("synthetic.text_dim", s.text_dim, 1);
-  at_least("synthetic.image_dim", s.image_dim, 1);
-  at_least("synthetic.latent_dim", s.latent_dim, 1);
-  non_negative("synthetic.text_noise", s.text_noise);
-  non_negative("synthetic.image_noise", s.image_noise);
+// The ranges, in table order, once the file and every override are applied; converts the
+// enum keys' names.
+void validate(Config& c, const Parsed& parsed, const std::string& source) {
+  for (const Field& f : fields()) {
+    const auto at = parsed.origins.find(f.path);
+    const std::string& origin = at == parsed.origins.end() ? source : at->second;
+    if (f.type == Type::kEnum) {
+      const auto given = parsed.enum_names.find(f.path);
+      if (given == parsed.enum_names.end()) continue;  // the default
+      const int i = enum_index(*f.names, given->second);
+      if (i < 0) not_one_of(origin + ": key '" + f.path + "'", *f.names, given->second);
+      f.set_enum(c, i);
+      continue;
+    }
+    const void* p = f.ref ? f.ref(c) : nullptr;
+    auto number = [&] {
+      return f.type == Type::kFloat ? static_cast<double>(*static_cast<const float*>(p))
+                                    : *static_cast<const double*>(p);
+    };
+    switch (f.range.kind) {
+      case Range::kAny: break;
+      case Range::kAtLeast: {
+        const long long v = *static_cast<const int*>(p);
+        if (v < f.range.lo)
+          fail(origin, ": key '", f.path, "' must be >= ", f.range.lo, ", got ", v);
+        break;
+      }
+      case Range::kPositive:
+        if (!(number() > 0)) fail(origin, ": key '", f.path, "' must be > 0, got ", number());
+        break;
+      case Range::kNonNegative:
+        if (!(number() >= 0)) fail(origin, ": key '", f.path, "' must be >= 0, got ", number());
+        break;
+      case Range::kNonEmpty:
+        if (static_cast<const std::string*>(p)->empty())
+          fail(origin, ": key '", f.path, "' must be a non-empty string");
+        break;
+    }
+  }
 }
 
 // The shortest decimal that reads back as the same float, as a double ("0.4", not
@@ -317,6 +477,27 @@ double float_as_short_double(float f) {
   return std::strtod(buf, nullptr);
 }
 
+// A leaf key's value in `c`, as config_to_json writes it.
+nlohmann::ordered_json value_of(Config& c, const Field& f) {
+  using oj = nlohmann::ordered_json;
+  switch (f.type) {
+    case Type::kInt: return *static_cast<int*>(f.ref(c));
+    case Type::kDouble: return *static_cast<double*>(f.ref(c));
+    case Type::kFloat: return float_as_short_double(*static_cast<float*>(f.ref(c)));
+    case Type::kUint64: return *static_cast<uint64_t*>(f.ref(c));
+    case Type::kBool: return *static_cast<bool*>(f.ref(c));
+    case Type::kString: return detail::bytes_to_json<oj>(*static_cast<std::string*>(f.ref(c)));
+    case Type::kEnum: return f.names->names[f.get_enum(c)];
+    case Type::kObject: break;
+  }
+  return oj::object();
+}
+
+template <typename Enum>
+const char* name_of(Enum v) {
+  return NamesOf<Enum>::names[static_cast<int>(v)];
+}
+
 }  // namespace
 
 Config parse_config(const std::string& json_text, const std::string& source,
@@ -325,10 +506,10 @@ Config parse_config(const std::string& json_text, const std::string& source,
   if (!root.is_object())
     fail(source, ": expected a JSON object at the top level, got ", detail::describe_json(root));
   Config c;
-  std::map<std::string, std::string> origins;
-  apply_object(c, root, "", source, &origins);
-  for (const auto& o : overrides) apply_override(c, o, &origins);
-  check_ranges(c, origins, source);
+  Parsed parsed;
+  apply_object(c, root, "", source, &parsed);
+  for (const auto& o : overrides) apply_override(c, o, &parsed);
+  validate(c, parsed, source);
   return c;
 }
 
@@ -340,23 +521,92 @@ std::string config_to_json(const Config& config) {
   Config c = config;  // fields() hands out mutable references
   nlohmann::ordered_json out = nlohmann::ordered_json::object();
   for (const auto& f : fields()) {
+    if (f.type == Type::kObject) continue;  // made by its first key
     const std::string path = f.path;
     const size_t dot = path.find('.');
     nlohmann::ordered_json& slot =
         dot == std::string::npos ? out[path] : out[path.substr(0, dot)][path.substr(dot + 1)];
-    void* p = f.ref(c);
-    switch (f.type) {
-      case Type::kInt: slot = *static_cast<int*>(p); break;
-      case Type::kDouble: slot = *static_cast<double*>(p); break;
-      case Type::kFloat: slot = float_as_short_double(*static_cast<float*>(p)); break;
-      case Type::kUint64: slot = *static_cast<uint64_t*>(p); break;
-      case Type::kBool: slot = *static_cast<bool*>(p); break;
-      case Type::kString:
-        slot = detail::bytes_to_json<nlohmann::ordered_json>(*static_cast<std::string*>(p));
-        break;
-    }
+    slot = value_of(c, f);
   }
   return out.dump(2) + "\n";  // every string is valid UTF-8 (bytes_to_json)
 }
+
+bool config_key_resumable(const std::string& key) {
+  const Field* f = find_field(key);
+  return f && f->resumable;
+}
+
+std::string config_keys_markdown() {
+  Config defaults;
+  auto type_cell = [](Type t) -> std::string {
+    switch (t) {
+      case Type::kInt: case Type::kUint64: return "int";
+      case Type::kDouble: case Type::kFloat: return "number";
+      case Type::kBool: return "bool";
+      case Type::kString: case Type::kEnum: return "string";
+      case Type::kObject: return "object";
+    }
+    return "?";
+  };
+  auto default_cell = [&](const Field& f) -> std::string {
+    if (f.type == Type::kObject) return "see below";
+    const nlohmann::ordered_json v = value_of(defaults, f);
+    return v.is_string() ? "`" + v.dump() + "`" : v.dump();
+  };
+  auto range_cell = [](const Field& f) -> std::string {
+    if (f.type == Type::kEnum) return joined(*f.names, "`");
+    switch (f.range.kind) {
+      case Range::kAny: return f.type == Type::kUint64 ? "0 .. 2^64-1" : "";
+      case Range::kAtLeast: return ">= " + std::to_string(f.range.lo);
+      case Range::kPositive: return "> 0";
+      case Range::kNonNegative: return ">= 0";
+      case Range::kNonEmpty: return "non-empty";
+    }
+    return "?";
+  };
+  auto row = [](std::initializer_list<std::string> cells) {
+    std::string line = "|";
+    for (const std::string& cell : cells) line += cell.empty() ? " |" : " " + cell + " |";
+    return line + "\n";
+  };
+  auto table = [&](const std::string& heading, auto&& wanted) {
+    std::string text = "### " + heading + "\n\n| key | type | default | range | meaning |\n"
+                       "|---|---|---|---|---|\n";
+    for (const Field& f : fields())
+      if (wanted(f))
+        text += row({std::string("`") + f.path + "`", type_cell(f.type), default_cell(f),
+                     range_cell(f), f.doc});
+    return text;
+  };
+  auto top_level = [](const Field& f) { return std::string(f.path).find('.') == std::string::npos; };
+  std::string out =
+      table("The published hyper-parameters (names unchanged)",
+            [&](const Field& f) { return top_level(f) && f.group == Group::kPublished; });
+  out += "\n" + table("Ours", [&](const Field& f) { return top_level(f) && f.group == Group::kOurs; });
+  for (const Field& object : fields()) {
+    if (object.type != Type::kObject) continue;
+    const std::string prefix = std::string(object.path) + ".";
+    out += "\n" + table(std::string("`") + object.path + "` (" + object.heading + ")",
+                        [&](const Field& f) { return std::string(f.path).rfind(prefix, 0) == 0; });
+  }
+  return out;
+}
+
+const char* to_string(ApDivisor v) { return name_of(v); }
+const char* to_string(TrainTexts v) { return name_of(v); }
+const char* to_string(DeviceChoice v) { return name_of(v); }
+const char* to_string(RetrievalRecord v) { return name_of(v); }
+
+template <typename Enum>
+Enum from_string(const std::string& name, const std::string& what) {
+  const int i = enum_index(NamesOf<Enum>::list, name);
+  if (i < 0) not_one_of(what, NamesOf<Enum>::list, name);
+  return static_cast<Enum>(i);
+}
+
+template ApDivisor from_string<ApDivisor>(const std::string&, const std::string&);
+template TrainTexts from_string<TrainTexts>(const std::string&, const std::string&);
+template DeviceChoice from_string<DeviceChoice>(const std::string&, const std::string&);
+template RetrievalRecord from_string<RetrievalRecord>(const std::string&, const std::string&);
 
 }  // namespace zscrgan

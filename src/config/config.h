@@ -1,5 +1,7 @@
 // The run configuration: the published hyper-parameter names unchanged, plus ours.
-// Every key, its meaning and its default are listed in configs/README.md.
+// Every key is one row of the table in config.cc (its type, range, meaning and whether a
+// resumed run may change it); parsing, config_to_json, the resume check and configs/README.md's
+// key list (config_keys_markdown) all come from that table. The defaults are the ones below.
 #ifndef ZSCRGAN_CONFIG_H
 #define ZSCRGAN_CONFIG_H
 
@@ -9,6 +11,30 @@
 #include <vector>
 
 namespace zscrgan {
+
+// The values of the enum-valued keys; their names (as written in JSON) live beside the table.
+// The divisor D of AP@K = sum_{r<=K} P@r * rel_r / D.
+enum class ApDivisor {
+  RelevantInTopK,  // "relevant_in_top_k": D = relevant items among the top K (the default)
+  MinRelevantK,    // "min_relevant_k": D = min(relevant items of the class in the gallery, K)
+};
+// The texts used for the seen classes.
+enum class TrainTexts {
+  First,  // "first": each class's first text (published)
+  All,    // "all": all of them
+};
+// The device a command computes on.
+enum class DeviceChoice {
+  Auto,  // "auto": the GPU when one is usable, else the CPU
+  Cpu,   // "cpu"
+  Cuda,  // "cuda"
+};
+// The best-retrieval records a run writes under retrieved/.
+enum class RetrievalRecord {
+  Json,  // "json"
+  Pkl,   // "pkl": the published acc<P@K>.pkl
+  Both,  // "both"
+};
 
 // The embedded default dataset's shape: generated deterministically from its seed by
 // make_synthetic_dataset (data/synthetic.h; see datasets/README.md).
@@ -48,17 +74,14 @@ struct Config {
   int n_critic = 5;
   int m_step_iters = 100;        // M-step: CSEM steps
   int top_k = 50;
-  std::string ap_divisor = "relevant_in_top_k";  // or "min_relevant_k" (min(relevant in gallery, K))
-  std::string train_texts = "first";             // "first" (published) or "all"
+  ApDivisor ap_divisor = ApDivisor::RelevantInTopK;
+  TrainTexts train_texts = TrainTexts::First;
   uint64_t seed = 0;
-  std::string device = "auto";  // auto | cpu | cuda
+  DeviceChoice device = DeviceChoice::Auto;
   bool tf32 = false;            // TF32 tensor-core GEMMs on CUDA
   bool cuda_graphs = true;      // replay captured E-step iterations and CSEM steps on CUDA
   std::string output_dir = "runs/default";
-  // Best-retrieval records written under retrieved/: "json", "pkl" (the published
-  // acc<P@K>.pkl: a pickled list of one-key dicts, query class -> retrieved images' classes)
-  // or "both".
-  std::string retrieval_record = "json";
+  RetrievalRecord retrieval_record = RetrievalRecord::Json;  // best-retrieval records written
   std::string datasets_root = "datasets";
   SyntheticSpec synthetic;      // used when dataset == "synthetic"
 };
@@ -72,6 +95,26 @@ Config parse_config(const std::string& json_text, const std::string& source,
                     const std::vector<std::string>& overrides = {});
 // The effective configuration, every key, as pretty-printed JSON.
 std::string config_to_json(const Config& c);
+
+// Whether a resumed run may give top-level key `key` (as config_to_json writes it) another
+// value than its checkpoint holds: the keys that say how long, where and on what to run.
+// False for a nested object ("synthetic") and for a key that does not exist.
+bool config_key_resumable(const std::string& key);
+
+// configs/README.md's key list (the text between its "keys" markers): one table row per key,
+// type, default (from a default Config), range and meaning.
+std::string config_keys_markdown();
+
+// The names of the enum-valued keys' values, as JSON holds them ("relevant_in_top_k", ...).
+const char* to_string(ApDivisor v);
+const char* to_string(TrainTexts v);
+const char* to_string(DeviceChoice v);
+const char* to_string(RetrievalRecord v);
+// The value called `name`; any other name is an Error
+// "<what> must be one of <names, comma-separated>; got "<name>"", e.g. what = "--device".
+// Defined for ApDivisor, TrainTexts, DeviceChoice and RetrievalRecord.
+template <typename Enum>
+Enum from_string(const std::string& name, const std::string& what);
 
 }  // namespace zscrgan
 

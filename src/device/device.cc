@@ -11,10 +11,9 @@ namespace zscrgan {
 
 namespace {
 
-std::unique_ptr<Backend> choose(const std::string& device, std::ostream& note, bool tf32) {
-  if (device == "cpu") return make_cpu_backend();
-  if (device == "cuda") return make_cuda_backend(tf32);
-  ZS_CHECK(device == "auto", "unknown device '", device, "'");
+std::unique_ptr<Backend> choose(DeviceChoice device, std::ostream& note, bool tf32) {
+  if (device == DeviceChoice::Cpu) return make_cpu_backend();
+  if (device == DeviceChoice::Cuda) return make_cuda_backend(tf32);
   const std::string reason = cuda_unavailable_reason();
   if (reason.empty()) {
     auto be = make_cuda_backend(tf32);
@@ -28,7 +27,7 @@ std::unique_ptr<Backend> choose(const std::string& device, std::ostream& note, b
 
 }  // namespace
 
-std::unique_ptr<Backend> select_backend(const std::string& device, std::ostream& note, bool tf32) {
+std::unique_ptr<Backend> select_backend(DeviceChoice device, std::ostream& note, bool tf32) {
   std::unique_ptr<Backend> be = choose(device, note, tf32);
   if (be->device() != Device::CUDA && tf32)
     note << "note: tf32 applies to CUDA GEMMs only; the CPU computes in FP32\n";

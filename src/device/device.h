@@ -7,13 +7,15 @@
 #include <string>
 
 #include "backend/backend.h"
+#include "config/config.h"
 
 namespace zscrgan {
 
-// "auto": the GPU when one is usable (said on `note`), else the CPU with a one-line notice.
-// "cuda": the GPU or an Error saying why not. "cpu": the CPU. tf32 turns on TF32 GEMMs on
-// the GPU (`note` says it does not apply on the CPU).
-std::unique_ptr<Backend> select_backend(const std::string& device, std::ostream& note,
+// Auto: the GPU when one is usable (said on `note`), else the CPU with a one-line notice.
+// Cuda: the GPU or an Error saying why not. Cpu: the CPU. tf32 turns on TF32 GEMMs on the GPU
+// (`note` says it does not apply on the CPU). A device given by name is parsed by
+// from_string<DeviceChoice> (config/config.h), the one list of device names.
+std::unique_ptr<Backend> select_backend(DeviceChoice device, std::ostream& note,
                                         bool tf32 = false);
 
 }  // namespace zscrgan

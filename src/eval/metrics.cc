@@ -36,16 +36,6 @@ void validate(const char* what, const std::vector<int64_t>& query_labels,
 
 }  // namespace
 
-ApDivisor parse_ap_divisor(const std::string& name) {
-  if (name == "relevant_in_top_k") return ApDivisor::RelevantInTopK;
-  if (name == "min_relevant_k") return ApDivisor::MinRelevantK;
-  fail("unknown AP divisor '", name, "' (expected \"relevant_in_top_k\" or \"min_relevant_k\")");
-}
-
-const char* ap_divisor_name(ApDivisor d) {
-  return d == ApDivisor::RelevantInTopK ? "relevant_in_top_k" : "min_relevant_k";
-}
-
 RetrievalMetrics compute_retrieval_metrics(const std::vector<int64_t>& query_labels,
                                            const std::vector<int64_t>& gallery_labels,
                                            const TopKLists& lists, ApDivisor divisor) {

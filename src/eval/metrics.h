@@ -7,19 +7,10 @@
 #include <string>
 #include <vector>
 
+#include "config/config.h"
 #include "eval/retrieval.h"
 
 namespace zscrgan {
-
-// The divisor D of AP@K = sum_{r<=K} P@r * rel_r / D.
-enum class ApDivisor {
-  RelevantInTopK,  // D = relevant items among the top K (the published-literature default)
-  MinRelevantK,    // D = min(relevant items of the query's class in the gallery, K)
-};
-
-// "relevant_in_top_k" or "min_relevant_k"; anything else is an error naming the value.
-ApDivisor parse_ap_divisor(const std::string& name);
-const char* ap_divisor_name(ApDivisor d);
 
 struct RetrievalMetrics {
   int k = 0;
@@ -34,7 +25,8 @@ struct RetrievalMetrics {
 
 // K is lists.k. query_labels has lists.n_queries entries; gallery_labels has one entry per
 // gallery row, and every list entry must be a valid gallery row (no empty slots). A size
-// mismatch or an out-of-range index is an error naming it.
+// mismatch or an out-of-range index is an error naming it. `divisor` is AP@K's D
+// (ApDivisor, config/config.h).
 RetrievalMetrics compute_retrieval_metrics(const std::vector<int64_t>& query_labels,
                                            const std::vector<int64_t>& gallery_labels,
                                            const TopKLists& lists, ApDivisor divisor);

@@ -122,7 +122,7 @@ struct LoadedModel {
 LoadedModel load_model(const OpenedCheckpoint& checkpoint, const ModelDims& d,
                        const std::string& device, std::ostream& log) {
   LoadedModel m;
-  m.backend = select_backend(device, log);
+  m.backend = select_backend(from_string<DeviceChoice>(device, "device"), log);
   m.model = std::make_unique<Model>(*m.backend, d);
   load_model_parameters(*m.model, checkpoint);
   log << "model: " << checkpoint.path << " (text " << d.text_dim << ", image " << d.image_dim
@@ -406,7 +406,7 @@ EvalResult evaluate_dataset(Backend& be, const Model& model, const Dataset& data
   Tensor images = block.take(static_cast<int>(data.image_features.rows), d.image_dim);
   be.upload(texts, data.text_features.data.data());
   be.upload(images, data.image_features.data.data());
-  Evaluator evaluator(be, model, data, texts, images, cfg.top_k, parse_ap_divisor(cfg.ap_divisor),
+  Evaluator evaluator(be, model, data, texts, images, cfg.top_k, cfg.ap_divisor,
                       cfg.seed);
   return evaluator.evaluate();
 }

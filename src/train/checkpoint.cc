@@ -48,13 +48,6 @@ T get(const json& j, const char* key, const std::string& source) {
 
 }  // namespace
 
-bool resumable_key(const std::string& key) {
-  static const char* keys[] = {"rounds", "time_budget_s", "output_dir", "device", "datasets_root",
-                               "dataset", "top_k", "ap_divisor", "tf32", "cuda_graphs", "epochs",
-                               "retrieval_record"};
-  return std::any_of(std::begin(keys), std::end(keys), [&](const char* k) { return key == k; });
-}
-
 void save_checkpoint(Trainer& trainer, const RunState& st, const std::string& path) {
   Backend& be = trainer.backend();
   Model& m = trainer.model();
@@ -107,7 +100,7 @@ RunState load_checkpoint(Trainer& trainer, const OpenedCheckpoint& checkpoint) {
   const json stored = json::parse(config_to_json(checkpoint_config(checkpoint)));
   const json current = json::parse(config_to_json(trainer.config()));
   for (auto it = stored.begin(); it != stored.end(); ++it) {
-    if (resumable_key(it.key()) || !current.contains(it.key()) || current[it.key()] == it.value()) continue;
+    if (config_key_resumable(it.key()) || !current.contains(it.key()) || current[it.key()] == it.value()) continue;
     fail(path, ": config key '", it.key(), "' is ", printable(detail::json_text(it.value()), 100),
          " in the checkpoint but ", printable(detail::json_text(current[it.key()]), 100),
          " in this run; a run resumes with the configuration it was trained with");

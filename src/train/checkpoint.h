@@ -37,10 +37,6 @@ struct CheckpointStanding {
 CheckpointStanding checkpoint_standing(const std::string& path);
 CheckpointStanding checkpoint_standing(const OpenedCheckpoint& checkpoint);
 
-// Config keys that may differ between a checkpoint and the run resuming it (how long to run,
-// where to write, which device).
-bool resumable_key(const std::string& key);
-
 }  // namespace zscrgan
 
 #endif  // ZSCRGAN_CHECKPOINT_H

@@ -114,8 +114,8 @@ RunSummary run_training(const Config& cfg, std::ostream& out, RunOptions opts) {
   std::unique_ptr<Backend> backend = select_backend(cfg.device, out, cfg.tf32);
   Trainer trainer(cfg, *data, *backend);
   RetrievalRecords records;
-  records.json = cfg.retrieval_record != "pkl";
-  records.pickle = cfg.retrieval_record != "json";
+  records.json = cfg.retrieval_record != RetrievalRecord::Pkl;
+  records.pickle = cfg.retrieval_record != RetrievalRecord::Json;
   RunOutput output(cfg.output_dir, records);
   const std::string last = output.last_checkpoint(), best_ckpt = output.best_checkpoint();
   RunState st;  // the run's standing: best score and round, elapsed seconds

@@ -12,11 +12,10 @@
 #include <string>
 #include <vector>
 
+#include "config/config.h"
 #include "data/dataset.h"
 
 namespace zscrgan {
-
-enum class TrainTexts { First, All };
 
 // A small counter-based generator for host-side choices; its whole state is two integers.
 class HostRng {

@@ -18,7 +18,7 @@ struct Trainer::Captured {
 
 Trainer::Trainer(const Config& cfg, const Dataset& data, Backend& backend)
     : cfg_(cfg), backend_(backend), plan_(RoundPlan::from_config(cfg)),
-      sampler_(data, cfg.batch_size, cfg.train_texts == "all" ? TrainTexts::All : TrainTexts::First,
+      sampler_(data, cfg.batch_size, cfg.train_texts,
                cfg.seed ^ 0x5A3B1E0D00C1A55Eull) {
   weights_.mm_reg_coeff = static_cast<float>(cfg.mm_reg_coeff);
   weights_.kl_div_coefficient = static_cast<float>(cfg.kl_div_coefficient);
@@ -38,7 +38,7 @@ Trainer::Trainer(const Config& cfg, const Dataset& data, Backend& backend)
   arena_ = std::make_unique<Arena>(backend_, size_t(16) << 20);
   tape_ = std::make_unique<Tape>(backend_, *arena_);
   evaluator_ = std::make_unique<Evaluator>(backend_, *model_, data, buffers_->texts(), buffers_->images(),
-                                           cfg.top_k, parse_ap_divisor(cfg.ap_divisor), cfg.seed);
+                                           cfg.top_k, cfg.ap_divisor, cfg.seed);
 }
 
 Trainer::~Trainer() = default;
