@@ -27,6 +27,7 @@
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cuda/cuda.h"
 #include "backend/elementwise.h"
+#include "backend/topk_order.h"
 #include "compare.h"
 #include "core/error.h"
 
@@ -44,11 +45,15 @@ struct HostTensor {
   float& at(int r, int c) { return data[static_cast<size_t>(r) * ld + c]; }
 };
 
-// What a case's generator makes: tensors and int arrays, uploaded alike to every backend.
+// What a case's generator makes: tensors and int arrays, uploaded alike to every backend, and
+// host arrays for ops that write their results to the host (top-k), given with their initial
+// contents.
 struct CaseData {
   std::vector<HostTensor> t;
   std::vector<std::vector<int64_t>> i64;
   std::vector<std::vector<int32_t>> i32;
+  std::vector<std::vector<int64_t>> host_i64;
+  std::vector<std::vector<float>> host_f32;
 };
 
 HostTensor host_tensor(int rows, int cols, int ld = 0) {
@@ -85,6 +90,8 @@ struct RefData {
   std::vector<RefTensor> t;
   std::vector<std::vector<int64_t>> i64;
   std::vector<std::vector<int32_t>> i32;
+  std::vector<std::vector<int64_t>> host_i64;
+  std::vector<std::vector<float>> host_f32;
 };
 
 // The case's data placed on one backend.
@@ -92,6 +99,8 @@ struct Args {
   std::vector<Tensor> t;
   std::vector<int64_t*> i64;
   std::vector<int32_t*> i32;
+  std::vector<int64_t*> host_i64;
+  std::vector<float*> host_f32;
 };
 
 // What an op left behind, read back from a backend (or computed by the reference).
@@ -99,6 +108,8 @@ struct Results {
   std::vector<std::vector<float>> t;
   std::vector<std::vector<int64_t>> i64;
   std::vector<std::vector<int32_t>> i32;
+  std::vector<std::vector<int64_t>> host_i64;
+  std::vector<std::vector<float>> host_f32;
 };
 
 struct Tol {
@@ -126,6 +137,10 @@ class Placement {
     }
     for (const auto& v : d.i64) args.i64.push_back(static_cast<int64_t*>(upload(v)));
     for (const auto& v : d.i32) args.i32.push_back(static_cast<int32_t*>(upload(v)));
+    host_i64_ = d.host_i64;
+    host_f32_ = d.host_f32;
+    for (auto& v : host_i64_) args.host_i64.push_back(v.data());
+    for (auto& v : host_f32_) args.host_f32.push_back(v.data());
   }
   ~Placement() {
     try {
@@ -151,6 +166,8 @@ class Placement {
       r.i32.emplace_back(data_.i32[i].size());
       be_.download_bytes(r.i32.back().data(), args.i32[i], r.i32.back().size() * sizeof(int32_t));
     }
+    r.host_i64 = host_i64_;
+    r.host_f32 = host_f32_;
     return r;
   }
 
@@ -171,6 +188,8 @@ class Placement {
   Backend& be_;
   const CaseData& data_;
   std::vector<void*> owned_;
+  std::vector<std::vector<int64_t>> host_i64_;
+  std::vector<std::vector<float>> host_f32_;
 };
 
 Results reference_results(const OpCase& c, const CaseData& d) {
@@ -185,11 +204,15 @@ Results reference_results(const OpCase& c, const CaseData& d) {
   }
   ref.i64 = d.i64;
   ref.i32 = d.i32;
+  ref.host_i64 = d.host_i64;
+  ref.host_f32 = d.host_f32;
   c.reference(ref);
   Results out;
   for (const RefTensor& r : ref.t) out.t.emplace_back(r.v.begin(), r.v.end());
   out.i64 = ref.i64;
   out.i32 = ref.i32;
+  out.host_i64 = ref.host_i64;
+  out.host_f32 = ref.host_f32;
   return out;
 }
 
@@ -201,6 +224,22 @@ void expect_results(const Results& want, const Results& got, Tol tol, const std:
                           what + ", tensor " + std::to_string(i)));
   EXPECT_EQ(want.i64, got.i64) << what << ": int64 arrays";
   EXPECT_EQ(want.i32, got.i32) << what << ": int32 arrays";
+  ASSERT_EQ(want.host_f32.size(), got.host_f32.size());
+  for (size_t i = 0; i < want.host_f32.size(); ++i)
+    EXPECT_TRUE(all_close(want.host_f32[i], got.host_f32[i], tol.abs, tol.rel,
+                          what + ", host array " + std::to_string(i)));
+  ASSERT_EQ(want.host_i64.size(), got.host_i64.size());
+  for (size_t i = 0; i < want.host_i64.size(); ++i) {
+    ASSERT_EQ(want.host_i64[i].size(), got.host_i64[i].size()) << what;
+    // Index lists: name the first few entries that differ rather than dumping the arrays.
+    int shown = 0;
+    for (size_t j = 0; j < want.host_i64[i].size() && shown < 5; ++j)
+      if (want.host_i64[i][j] != got.host_i64[i][j]) {
+        ADD_FAILURE() << what << ", host index array " << i << " at " << j << ": expected "
+                      << want.host_i64[i][j] << ", got " << got.host_i64[i][j];
+        ++shown;
+      }
+  }
 }
 
 // ---- reference helpers ------------------------------------------------------------------------
@@ -228,6 +267,83 @@ void ref_gemm(bool ta, bool tb, double alpha, const RefTensor& a, const RefTenso
 }
 
 std::string shape(int r, int c) { return std::to_string(r) + "x" + std::to_string(c); }
+
+constexpr int kTopkDim = 16;
+
+double ref_cosine(const double* a, const double* b, int dim) {
+  double aa = 0, bb = 0, ab = 0;
+  for (int i = 0; i < dim; ++i) {
+    aa += a[i] * a[i];
+    bb += b[i] * b[i];
+    ab += a[i] * b[i];
+  }
+  return ab / std::sqrt(std::max(aa, 1e-12)) / std::sqrt(std::max(bb, 1e-12));
+}
+
+// Queries (t[0]) and a gallery of prototype copies (t[1]), as the top-k cases describe, and
+// the host lists (index, score) prefilled with garbage that the op must overwrite.
+CaseData topk_case_data(std::mt19937& rng, int gallery_rows, int query_rows, int n_proto,
+                        int ld_gallery, int ld_queries, int k) {
+  std::uniform_int_distribution<int> value(-3, 3);
+  auto draw = [&] {
+    std::vector<double> v(kTopkDim);
+    for (auto& x : v) x = value(rng);
+    return v;
+  };
+  std::vector<std::vector<double>> protos;
+  while (static_cast<int>(protos.size()) < n_proto) {
+    auto v = draw();
+    bool ok = ref_cosine(v.data(), v.data(), kTopkDim) > 0.5;  // not all zero
+    for (const auto& q : protos) ok = ok && std::fabs(ref_cosine(v.data(), q.data(), kTopkDim)) < 0.999;
+    if (ok) protos.push_back(v);
+  }
+  CaseData d;
+  d.t.push_back(host_tensor(query_rows, kTopkDim, ld_queries));
+  d.t.push_back(host_tensor(gallery_rows, kTopkDim, ld_gallery));
+  HostTensor& queries = d.t[0];
+  HostTensor& gallery = d.t[1];
+  std::uniform_int_distribution<int> pick(0, n_proto - 1);
+  for (int j = 0; j < gallery_rows; ++j) {
+    const auto& proto = protos[pick(rng)];
+    for (int c = 0; c < kTopkDim; ++c) gallery.at(j, c) = static_cast<float>(proto[c]);
+  }
+  for (int i = 1; i < query_rows;) {  // row 0 stays all zeros
+    auto q = draw();
+    if (ref_cosine(q.data(), q.data(), kTopkDim) < 0.5) continue;
+    std::vector<double> s;
+    for (const auto& proto : protos) s.push_back(ref_cosine(q.data(), proto.data(), kTopkDim));
+    std::sort(s.begin(), s.end());
+    bool separated = true;
+    for (size_t j = 1; j < s.size(); ++j) separated = separated && s[j] - s[j - 1] > 1e-4;
+    if (!separated) continue;
+    for (int c = 0; c < kTopkDim; ++c) queries.at(i, c) = static_cast<float>(q[c]);
+    ++i;
+  }
+  d.host_i64 = {std::vector<int64_t>(static_cast<size_t>(query_rows) * k, 12345)};
+  d.host_f32 = {std::vector<float>(static_cast<size_t>(query_rows) * k, 7.f)};
+  return d;
+}
+
+// Each query's k best gallery rows by cosine, descending, ties to the lower row; slots past
+// the gallery's end hold kEmptyIndex and kEmptyScore.
+void ref_topk_cosine(RefData& r, int k, int64_t offset) {
+  const RefTensor& q = r.t[0];
+  const RefTensor& g = r.t[1];
+  for (int i = 0; i < q.rows; ++i) {
+    std::vector<std::pair<double, int>> all;
+    for (int j = 0; j < g.rows; ++j)
+      all.push_back({-ref_cosine(&q.v[static_cast<size_t>(i) * q.ld],
+                                 &g.v[static_cast<size_t>(j) * g.ld], q.cols),
+                     j});
+    const int filled = std::min(k, g.rows);
+    std::partial_sort(all.begin(), all.begin() + filled, all.end());
+    for (int rank = 0; rank < k; ++rank) {
+      const size_t at = static_cast<size_t>(i) * k + rank;
+      r.host_i64[0][at] = rank < filled ? all[rank].second + offset : kEmptyIndex;
+      r.host_f32[0][at] = rank < filled ? static_cast<float>(-all[rank].first) : kEmptyScore;
+    }
+  }
+}
 
 // ---- the table of op cases ----------------------------------------------------------------
 
@@ -753,6 +869,38 @@ std::vector<OpCase> op_cases() {
          r.t[0].at(0, 15) = 3.5;
        },
        {0, 0}, {0, 0}});
+
+  // -- top-k cosine retrieval (host outputs). Gallery rows are copies of a few integer
+  // prototypes, so equal rows give exactly equal scores on any backend (ties, broken by the
+  // lower index), and distinct prototypes are kept 1e-4 apart in cosine for every query, so
+  // float rounding never reorders them; query 0 is all zeros (every score ties at 0). The
+  // expected lists follow from double-precision cosines.
+  struct TopkShape {
+    int gallery_rows, query_rows, n_proto, ld_gallery, ld_queries, k;
+    int64_t offset;
+    const char* note;
+  };
+  const TopkShape topk_shapes[] = {
+      {9000, 40, 40, 16, 16, 1, 1000000, "three gallery tiles"},
+      {9000, 40, 40, 16, 16, 50, 1000000, "three gallery tiles, ties across them"},
+      {9000, 40, 40, 16, 16, 1024, 1000000, "three gallery tiles, the largest k"},
+      {37, 9, 5, 20, 19, 37, 5, "one small tile, strided, k = rows"},
+      {37, 9, 5, 20, 19, 3, 5, "one small tile, strided"},
+      {37, 9, 5, 20, 19, 40, 5, "one small tile, strided, k > rows: empty slots"},
+      {300, 2100, 30, 16, 24, 50, 0, "more queries than one query tile"},
+  };
+  for (const TopkShape& sh : topk_shapes)
+    add({"topk_cosine",
+         shape(sh.query_rows, kTopkDim) + " queries, " + shape(sh.gallery_rows, kTopkDim) +
+             " gallery, k " + std::to_string(sh.k) + ", " + sh.note,
+         [=](std::mt19937& rng) { return topk_case_data(rng, sh.gallery_rows, sh.query_rows,
+                                                        sh.n_proto, sh.ld_gallery, sh.ld_queries,
+                                                        sh.k); },
+         [=](Backend& be, const Args& a) {
+           be.topk_cosine(a.t[0], a.t[1], sh.k, sh.offset, a.host_i64[0], a.host_f32[0]);
+         },
+         [=](RefData& r) { ref_topk_cosine(r, sh.k, sh.offset); },
+         {1e-5, 0}, {1e-5, 0}});
   return cases;
 }
 
@@ -810,7 +958,7 @@ TEST(BackendOpsCoverage, EveryOpHasACase) {
                        "l1_forward", "l1_backward", "mean_forward", "mean_backward",
                        "cosine_mean_forward", "cosine_mean_backward", "softplus_forward",
                        "softplus_backward", "combine_forward", "combine_backward",
-                       "rmsprop_update", "adam_update", "store_scalar"};
+                       "rmsprop_update", "adam_update", "store_scalar", "topk_cosine"};
   for (const char* op : ops)
     EXPECT_TRUE(std::any_of(all_cases().begin(), all_cases().end(),
                             [&](const OpCase& c) { return c.op == op; }))
