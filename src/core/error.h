@@ -1,5 +1,5 @@
-// Errors: one exception type carrying one clear line. Library code throws; only the CLI
-// decides how to exit. Never call exit() below main().
+// Errors: exceptions carrying one clear line (Error, and the FileError / DeviceError kinds
+// below). Library code throws; only the CLI decides how to exit. Never call exit() below main().
 #ifndef ZSCRGAN_ERROR_H
 #define ZSCRGAN_ERROR_H
 

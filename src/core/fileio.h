@@ -21,9 +21,9 @@ std::string read_text_file(const std::string& path);
 std::string unique_suffix();
 
 // Loops over read/write until `size` bytes are moved, retrying on EINTR. Each returns 0 or the
-// errno of the failed call; the reads return ENODATA when the file ends early. The `_at` forms
-// use pread/pwrite from `offset`, which they advance by the bytes moved (so after a failure it
-// names the byte where it stopped).
+// errno of the failed call; the reads return ENODATA when the file ends early (write_fully
+// returns EIO when write moves nothing). read_fully_at uses pread from `offset`, which it
+// advances by the bytes moved (so after a failure it names the byte where it stopped).
 int write_fully(int fd, const void* data, size_t size);
 int read_fully(int fd, void* data, size_t size);
 int read_fully_at(int fd, void* data, size_t size, uint64_t& offset);

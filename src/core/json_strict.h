@@ -1,4 +1,5 @@
-// Internal: strict JSON parsing shared by the config and dataset.json readers.
+// Internal (namespace detail): strict JSON parsing and JSON helpers for messages, shared by the
+// config, dataset.json and checkpoint-metadata readers.
 #ifndef ZSCRGAN_SRC_JSON_STRICT_H
 #define ZSCRGAN_SRC_JSON_STRICT_H
 
