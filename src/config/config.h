@@ -37,7 +37,7 @@ enum class RetrievalRecord {
 };
 
 // The embedded default dataset's shape: generated deterministically from its seed by
-// make_synthetic_dataset (data/synthetic.h; see datasets/README.md).
+// make_synthetic_dataset (data/dataset_source.h; see datasets/README.md).
 struct SyntheticSpec {
   int seen_classes = 40;
   int unseen_classes = 20;
@@ -96,13 +96,14 @@ Config parse_config(const std::string& json_text, const std::string& source,
 // The effective configuration, every key, as pretty-printed JSON.
 std::string config_to_json(const Config& c);
 
-// Whether a resumed run may give top-level key `key` (as config_to_json writes it) another
-// value than its checkpoint holds: the keys that say how long, where and on what to run.
-// False for a nested object ("synthetic") and for a key that does not exist.
+// Whether a resumed run may give key `key` (a table path, as config_to_json writes it) another
+// value than its checkpoint holds: the keys that say how long, where and on what to run, and
+// how rounds are evaluated and recorded. False for the nested object ("synthetic") and its keys,
+// and for a key that does not exist.
 bool config_key_resumable(const std::string& key);
 
-// configs/README.md's key list (the text between its "keys" markers): one table row per key,
-// type, default (from a default Config), range and meaning.
+// configs/README.md's key list (the text between its two marker lines): one table row per
+// key, type, default (from a default Config), range and meaning, under each group's heading.
 std::string config_keys_markdown();
 
 // The names of the enum-valued keys' values, as JSON holds them ("relevant_in_top_k", ...).

@@ -16,14 +16,14 @@ struct Dataset {
   HostMatrix image_features;           // N_img x D_img
   std::vector<int64_t> image_labels;   // N_img class ids
   HostMatrix text_features;            // N_txt x D_txt
-  std::vector<int64_t> text_labels;    // N_txt class ids; a class's first text comes first
+  std::vector<int64_t> text_labels;    // N_txt class ids; a class's first text is its lowest row
   std::vector<int64_t> train_classes;  // seen classes, in the order the sampler first walks them
   std::vector<int64_t> test_classes;   // unseen classes
 };
 
 // Checks the invariants every consumer relies on; `where` names the source in messages.
-// Row counts match labels, splits are disjoint and non-empty, every split class has at least
-// one image and one text, features are finite.
+// Row counts match labels, widths are > 0, splits are disjoint and non-empty, every label is a
+// split class, every split class has at least one image and one text, features are finite.
 void validate_dataset(const Dataset& d, const std::string& where);
 
 // Interchange format: dir/dataset.json + image_features.npy, image_labels.npy,

@@ -15,8 +15,9 @@ Dataset import_xlsa17(const ImportOptions& options);
 // GAZSL's CUB2011 / NABird folders: TF-IDF class texts, split files, pfc_feat features and labels.
 Dataset import_gazsl(const ImportOptions& options);
 
-// The name a dataset gets when the options give none: the input folder's own name.
-std::string default_dataset_name(const std::string& input);
+// The name a dataset gets when the options give none: the last component of `path` (the output
+// folder, or the input when there is no output), or "dataset".
+std::string default_dataset_name(const std::string& path);
 
 }  // namespace detail
 }  // namespace zscrgan

@@ -19,7 +19,9 @@ struct ImportOptions {
   std::string class_embedding;  // xlsa17 only: optional .npy, one row per class (C x D)
   bool original_att = false;    // xlsa17 only: use 'original_att' instead of 'att'
   std::string split = "easy";   // gazsl only: "easy" (SCS) or "hard" (SCE)
-  std::string name;             // the dataset's name; default: the input folder's name
+  // The dataset's name; default: the output folder's name (the input's when output is empty);
+  // interchange: the name in the input's dataset.json (else the input folder's name).
+  std::string name;
 };
 
 // Reads the input folder in the given format. Every failure is one line naming the file and,
@@ -31,7 +33,7 @@ Dataset import_dataset(const ImportOptions& options);
 // in neither split). Never throws on a malformed dataset; it describes it.
 std::string import_summary(const Dataset& d);
 
-// import_dataset + validate_dataset + write_dataset_folder(options.output) + the summary on
+// import_dataset (which validates) + write_dataset_folder(options.output) + the summary on
 // `out`. Nothing is written when anything fails.
 void run_import(const ImportOptions& options, std::ostream& out);
 
