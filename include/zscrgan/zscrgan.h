@@ -14,7 +14,8 @@
 
 namespace zscrgan::api {
 
-// Every failure: the library's one-line message and what kind of failure it is.
+// Every failure the modules report (their errors and file-system errors; std::bad_alloc and
+// other standard exceptions pass through unchanged): the one-line message and its kind.
 class Error : public std::runtime_error {
  public:
   enum class Kind {
@@ -148,7 +149,7 @@ struct ImportOptions {
   std::string class_embedding;  // xlsa17: optional .npy
   bool original_att = false;    // xlsa17
   std::string split = "easy";   // gazsl: easy | hard
-  std::string name;
+  std::string name;             // "": the output folder's name (interchange: its dataset.json's)
 };
 // Reads, validates and writes the interchange folder; returns the importer's summary.
 std::string import_dataset(const ImportOptions& options);

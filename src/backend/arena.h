@@ -1,8 +1,9 @@
 // Memory carved from large backend allocations.
-// - ParameterStore: parameters, gradients and optimizer state, sized at start-up, one block.
+// - DeviceBlock: fixed storage allocated once (parameters, gradients and optimizer state;
+//   evaluation and inference buffers).
 // - Arena: per-step scratch (activations, their gradients), reset after each step. It grows
 //   only while warming up: when a step needed more than one chunk, reset() replaces the chunks
-//   by one of the high-water size, so a steady-state step allocates nothing.
+//   by one of the high-water size (plus a quarter), so a steady-state step allocates nothing.
 #ifndef ZSCRGAN_ARENA_H
 #define ZSCRGAN_ARENA_H
 
@@ -38,8 +39,8 @@ class Arena {
   size_t high_water_bytes() const { return high_water_; }
   // Backend allocations made so far (warm-up included); constant in steady state.
   int64_t backend_allocations() const { return backend_allocations_; }
-  // Changes whenever the chunks are replaced: addresses handed out before are not reproduced,
-  // so a captured step that used them must be captured again.
+  // Changes whenever a chunk is added or the chunks are replaced: the addresses a step is
+  // handed are then not reproduced, so a captured step that used them must be captured again.
   int64_t generation() const { return backend_allocations_; }
   Backend& backend() { return backend_; }
 
@@ -59,7 +60,8 @@ class Arena {
   int64_t backend_allocations_ = 0;
 };
 
-// Fixed-size storage for named tensors allocated once (model parameters and optimizer state).
+// Fixed-size storage for tensors allocated once (the model's parameter groups, the evaluator's,
+// encoder's and inference's buffers); tensors are taken in order, each 256-byte aligned.
 class DeviceBlock {
  public:
   DeviceBlock(Backend& backend, size_t bytes);

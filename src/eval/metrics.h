@@ -1,4 +1,4 @@
-// Retrieval metrics over per-query top-k lists (see docs: Evaluation, Fine print).
+// Retrieval metrics over per-query top-k lists (docs/algorithm.md: Evaluation, Fine print).
 // A retrieved image is relevant to a query when its class equals the query's class.
 #ifndef ZSCRGAN_METRICS_H
 #define ZSCRGAN_METRICS_H

@@ -23,7 +23,7 @@ struct TopKLists {
 // n_queries lists of k empty slots.
 TopKLists make_topk_lists(int64_t n_queries, int k);
 
-// Merges one chunk's lists (n_queries x k, each row best first, as cpu_topk_cosine writes
+// Merges one chunk's lists (n_queries x k, each row best first, as Backend::topk_cosine writes
 // them) into `running`, keeping the k best of the union by the ordering rule above.
 void merge_topk(TopKLists& running, const int64_t* chunk_index, const float* chunk_score);
 
@@ -32,7 +32,7 @@ void merge_topk(TopKLists& running, const int64_t* chunk_index, const float* chu
 // the chunks. Requires 1 <= k <= gallery.rows. No chunk passed to the backend has fewer than
 // k rows: chunk_rows below k is raised to k, and a last chunk shorter than k is joined to the
 // one before it. The result equals a single be.topk_cosine over the whole gallery up to the
-// GEMM's rounding (near-ties may swap; see cpu_topk_cosine).
+// GEMM's rounding (near-ties may swap; see backend/cpu/cpu_topk.h).
 TopKLists retrieve_topk(Backend& be, const Tensor& queries, const Tensor& gallery, int k,
                         int64_t chunk_rows);
 

@@ -8,9 +8,10 @@
 // Arithmetic is float32 throughout (on CUDA, TF32 stays off whatever the training config said):
 // retrieval ranks by small differences of cosine similarity.
 //
-// Memory: everything is allocated once, before the first block, sized by chunk_rows (gallery
-// or image rows per pass) and the query count; a gallery is streamed from its .npy file in
-// chunks, so memory does not grow with the gallery.
+// Memory: the buffers are allocated once, before the first block, sized by chunk_rows (gallery
+// or image rows per pass) and the query count (a note is logged if the encoder's scratch had to
+// grow); a gallery is streamed from its .npy file in chunks, so memory does not grow with the
+// gallery.
 #ifndef ZSCRGAN_INFERENCE_H
 #define ZSCRGAN_INFERENCE_H
 
@@ -69,8 +70,9 @@ struct EvaluateOptions {
 
 // Precision@K, mAP@K and Top-1 of a checkpoint's model on its configuration's dataset (or the
 // given one), through the same Evaluator training uses: on a run's checkpoint (and the same
-// device) it reproduces the metrics that run logged for that round. Prints them as one JSON
-// line, numbers written as metrics.jsonl writes them.
+// device, with tf32 off: evaluate never uses TF32) it reproduces the metrics that run logged for
+// that round. Prints the device and model lines, then the metrics as one JSON line, numbers
+// written as metrics.jsonl writes them.
 EvalResult run_evaluate(const EvaluateOptions& opts, std::ostream& out);
 
 // A dense row-major float32 matrix held by the caller (read in place, never copied whole);
@@ -87,8 +89,8 @@ struct MatrixRef {
 // Evaluator), fed from MatrixRef instead of .npy files, with the same checks and messages.
 class InferenceModel {
  public:
-  // Selects the backend (auto | cpu | cuda) and loads the parameters; log gets the device and
-  // model lines.
+  // Selects the backend (auto | cpu | cuda; never TF32) and loads the parameters; log gets the
+  // model line, and the device line when the device is auto.
   InferenceModel(const std::string& checkpoint, const std::string& device, std::ostream& log);
   ~InferenceModel();
   InferenceModel(const InferenceModel&) = delete;
