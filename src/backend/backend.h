@@ -9,8 +9,10 @@
 //   "not needed" and is skipped.
 // - Scalars (losses) are 1x1 tensors that stay on the device. Backward calls read the
 //   upstream gradient from a 1x1 device tensor, so no step ever waits for the host.
-// - Nothing here allocates except allocate(); nothing synchronises except synchronize() and
-//   the explicit host transfers.
+// - Only allocate(), synchronize(), the explicit host transfers and the calls made outside
+//   steps (topk_cosine, whose results are host arrays and whose scratch may grow, and
+//   time_seconds) allocate backend memory or synchronise; the ops a step is made of must do
+//   neither (a captured step could not).
 #ifndef ZSCRGAN_BACKEND_H
 #define ZSCRGAN_BACKEND_H
 
@@ -164,7 +166,8 @@ class Backend {
 
  protected:
   // ---- what a backend implements; the arguments are checked as the public calls say ----
-  // Backward calls are not made when every gradient they would write is empty.
+  // Backward calls are not made when every gradient they would write is empty (but
+  // do_combine_backward is, and skips its null grads itself).
   virtual void* do_allocate(size_t bytes) = 0;
   virtual void do_deallocate(void* p) = 0;
   virtual void do_upload(Tensor dst, const float* host) = 0;
