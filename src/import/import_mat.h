@@ -1,5 +1,6 @@
-// Internal: reading MATLAB .mat files (v4, v5 and v7.3/HDF5) through matio, for the importers.
-// Every failure is one line naming the file and the variable.
+// Internal: reading MATLAB .mat files (v4, v5 and v7.3/HDF5) through matio, for the importers;
+// a build without matio opens no file and says so. Every failure is one line naming the file
+// and the variable.
 //
 // MATLAB stores matrices column-major: element (r, c) of an R x C variable is at c * R + r.
 // A "D x N, one column per image" matrix is therefore already N rows of D contiguous values,
@@ -35,8 +36,8 @@ class MatMatrix {
   std::string shape() const;        // "2048 x 37322"
   std::string class_name() const;   // "double", "single", "uint16", ...
 
-  // The variable must be a vector (1 x n, n x 1, or 0 x 0 for an empty one); every value must
-  // be an integer. Returns the values as stored (no change of base).
+  // The variable must be a vector (1 x n, n x 1, or any empty shape); every value must be an
+  // integer. Returns the values as stored (no change of base).
   std::vector<int64_t> integer_vector() const;
 
   // Row-major float32 copy of selected columns: output row k = column cols[k] (0-based).
@@ -61,7 +62,8 @@ class MatMatrix {
 
 class MatFile {
  public:
-  // Fails "<path>: not found" or "<path>: cannot open as a MAT file ..." .
+  // Fails "<path>: not found" or "<path>: cannot open as a MAT file ..." (without matio:
+  // "<path>: cannot read .mat files: this build has no matio ...").
   explicit MatFile(const std::string& path);
   MatFile(const MatFile&) = delete;
   MatFile& operator=(const MatFile&) = delete;
