@@ -10,7 +10,8 @@ namespace zscrgan {
 
 Dataset make_synthetic_dataset(const SyntheticSpec& spec);
 
-// The dataset a config names: "synthetic", a folder under datasets_root, or a path.
+// The dataset a config names: "synthetic", a folder under datasets_root, or a path (a name
+// holding a '/', taken as it is).
 Dataset load_configured_dataset(const Config& cfg);
 
 }  // namespace zscrgan
