@@ -18,6 +18,7 @@
 #include <cstring>
 #include <exception>
 #include <functional>
+#include <iterator>
 #include <memory>
 #include <random>
 #include <string>
@@ -950,6 +951,66 @@ std::string case_name(const ::testing::TestParamInfo<size_t>& info) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Table, BackendOps, ::testing::Range<size_t>(0, all_cases().size()), case_name);
+
+// ---- the CPU backend's loop levels ------------------------------------------------------------
+// The CPU backend's loops are compiled once per ISA level (backend/cpu/cpu_isa.h). Every level
+// this CPU runs must leave what the default level leaves: bitwise between avx2 and avx512
+// (both contract a * b + c to an FMA alike; the vector width does not change an element's
+// arithmetic, and reductions keep their order); between baseline (no FMA) and the others within
+// twice the case's CPU tolerance, and baseline also within that tolerance of the float64
+// reference, as the default level is above.
+Backend& cpu_at_level(CpuIsa isa) {
+  static std::unique_ptr<Backend> made[std::size(kCpuIsas)];
+  std::unique_ptr<Backend>& be = made[static_cast<size_t>(isa)];
+  if (!be) be = make_cpu_backend(isa);
+  return *be;
+}
+
+void expect_bitwise(const Results& want, const Results& got, const std::string& what) {
+  ASSERT_EQ(want.t.size(), got.t.size());
+  for (size_t i = 0; i < want.t.size(); ++i) {
+    ASSERT_EQ(want.t[i].size(), got.t[i].size());
+    if (std::memcmp(want.t[i].data(), got.t[i].data(), want.t[i].size() * sizeof(float)) != 0) {
+      EXPECT_TRUE(all_close(want.t[i], got.t[i], 0, 0, what + ", tensor " + std::to_string(i)));
+      ADD_FAILURE() << what << ", tensor " << i << ": not bitwise identical";
+    }
+  }
+  EXPECT_EQ(want.i64, got.i64) << what << ": int64 arrays";
+  EXPECT_EQ(want.i32, got.i32) << what << ": int32 arrays";
+}
+
+class CpuIsaLevels : public ::testing::TestWithParam<size_t> {};
+
+TEST_P(CpuIsaLevels, MatchTheDefaultLevel) {
+  const OpCase& c = all_cases()[GetParam()];
+  std::mt19937 rng(1000u + static_cast<uint32_t>(GetParam()));
+  const CaseData data = c.make(rng);
+  const std::string what = c.op + " (" + c.what + ")";
+  auto run_on = [&](Backend& be) {
+    Placement placed(be, data);
+    c.run(be, placed.args);
+    return placed.fetch();
+  };
+  const CpuIsa default_isa = cpu_isa_selected();
+  const Results want = run_on(*present().cpu);
+  int compared = 0;
+  for (CpuIsa isa : kCpuIsas) {
+    if (isa == default_isa || !cpu_isa_supported(isa)) continue;
+    ++compared;
+    const Results got = run_on(cpu_at_level(isa));
+    const std::string vs = what + ", loops " + cpu_isa_name(isa) + " vs " + cpu_isa_name(default_isa);
+    if (isa != CpuIsa::Baseline && default_isa != CpuIsa::Baseline) {
+      expect_bitwise(want, got, vs);
+    } else {
+      expect_results(want, got, Tol{2 * c.cpu.abs, 2 * c.cpu.rel}, vs);
+      if (isa == CpuIsa::Baseline)
+        expect_results(reference_results(c, data), got, c.cpu, what + ", loops baseline vs float64 reference");
+    }
+  }
+  if (compared == 0) GTEST_SKIP() << "this CPU runs only the " << cpu_isa_name(default_isa) << " loops";
+}
+
+INSTANTIATE_TEST_SUITE_P(Table, CpuIsaLevels, ::testing::Range<size_t>(0, all_cases().size()), case_name);
 
 TEST(BackendOpsCoverage, EveryOpHasACase) {
   const char* ops[] = {"fill", "copy", "axpy", "gather_rows", "gemm", "gemm_bias_act",

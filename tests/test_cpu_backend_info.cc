@@ -4,11 +4,13 @@
 
 #include <omp.h>
 
+#include <cstdlib>
 #include <string>
 
 #include "oneapi/dnnl/dnnl.h"
 #include "backend/backend.h"
 #include "backend/cpu/cpu_backend.h"
+#include "core/error.h"
 
 namespace zscrgan {
 namespace {
@@ -44,6 +46,84 @@ TEST(CpuBackendInfo, GenericKernelsOnAnAvx2CpuAreAnnouncedInOneLine) {
   EXPECT_NE(err.find("generic kernels"), std::string::npos) << err;
   EXPECT_NE(err.find("AVX"), std::string::npos) << err;
   EXPECT_EQ(err.find('\n'), err.size() - 1) << "one line expected: " << err;
+}
+
+// Sets ZSCRGAN_CPU_ISA for one scope, restoring what was there.
+class ScopedCpuIsaEnv {
+ public:
+  explicit ScopedCpuIsaEnv(const char* value) {
+    const char* old = std::getenv("ZSCRGAN_CPU_ISA");
+    had_ = old != nullptr;
+    if (had_) old_ = old;
+    setenv("ZSCRGAN_CPU_ISA", value, 1);
+  }
+  ~ScopedCpuIsaEnv() {
+    if (had_) setenv("ZSCRGAN_CPU_ISA", old_.c_str(), 1);
+    else unsetenv("ZSCRGAN_CPU_ISA");
+  }
+
+ private:
+  bool had_ = false;
+  std::string old_;
+};
+
+std::string error_of(const char* env_value) {
+  ScopedCpuIsaEnv env(env_value);
+  try {
+    make_cpu_backend();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(CpuBackendInfo, LoopsRunTheBestLevelThisCpuHasAndSaySo) {
+  ScopedCpuIsaEnv env("");
+  CpuIsa best = CpuIsa::Baseline;
+  for (CpuIsa isa : kCpuIsas)
+    if (cpu_isa_supported(isa)) best = isa;
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
+    EXPECT_EQ(best, CpuIsa::Avx512);
+  else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    EXPECT_EQ(best, CpuIsa::Avx2);
+  EXPECT_EQ(cpu_isa_selected(), best);
+  testing::internal::CaptureStderr();
+  const std::string d = make_cpu_backend()->description();
+  testing::internal::GetCapturedStderr();
+  EXPECT_NE(d.find(std::string("loops ") + cpu_isa_name(best) + ","), std::string::npos) << d;
+}
+
+TEST(CpuBackendInfo, EveryLevelThisCpuHasCanBeChosenByTheEnvironment) {
+  for (CpuIsa isa : kCpuIsas) {
+    if (!cpu_isa_supported(isa)) continue;
+    ScopedCpuIsaEnv env(cpu_isa_name(isa));
+    EXPECT_EQ(cpu_isa_selected(), isa);
+    testing::internal::CaptureStderr();
+    const std::string d = make_cpu_backend()->description();
+    testing::internal::GetCapturedStderr();
+    EXPECT_NE(d.find(std::string("loops ") + cpu_isa_name(isa) + ","), std::string::npos) << d;
+  }
+}
+
+TEST(CpuBackendInfo, AnUnknownLevelIsOneLineNamingTheVariable) {
+  const std::string e = error_of("avx3");
+  EXPECT_NE(e.find("ZSCRGAN_CPU_ISA=avx3"), std::string::npos) << e;
+  EXPECT_NE(e.find("baseline, avx2 or avx512"), std::string::npos) << e;
+  EXPECT_EQ(e.find('\n'), std::string::npos) << e;
+}
+
+TEST(CpuBackendInfo, ALevelThisCpuLacksIsOneLineNamingWhatIsMissing) {
+  CpuIsa lacking = CpuIsa::Baseline;
+  for (CpuIsa isa : kCpuIsas)
+    if (!cpu_isa_supported(isa)) lacking = isa;
+  if (lacking == CpuIsa::Baseline) GTEST_SKIP() << "this CPU runs every level";
+  const std::string e = error_of(cpu_isa_name(lacking));
+  EXPECT_NE(e.find(std::string("ZSCRGAN_CPU_ISA=") + cpu_isa_name(lacking) + ": this CPU lacks"),
+            std::string::npos) << e;
+  EXPECT_EQ(e.find('\n'), std::string::npos) << e;
+  EXPECT_THROW(make_cpu_backend(lacking), Error);
 }
 
 }  // namespace

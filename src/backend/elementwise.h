@@ -7,8 +7,13 @@
 #include <cmath>
 #include <cstdint>
 
+// On the host the functions are always inlined: the CPU backend's loops are compiled once per
+// ISA level (backend/cpu/cpu_isa.h), and an out-of-line copy would be compiled for the
+// baseline, without the caller's FMA contraction, and so round differently.
 #if defined(__CUDACC__)
 #define ZS_HD __host__ __device__ __forceinline__
+#elif defined(__GNUC__)
+#define ZS_HD inline __attribute__((always_inline))
 #else
 #define ZS_HD inline
 #endif

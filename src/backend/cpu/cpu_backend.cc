@@ -1,6 +1,7 @@
 // The CPU reference backend: plain loops over the shared per-element math, GEMMs on oneDNN's
 // matmul primitive (onednn_matmul.h), bias and activation fused into it where asked.
 // Reductions accumulate in double so this backend is the accurate side of every parity test.
+// Compiled once per ISA level into its own namespace (cpu_isa.h); cpu_isa.cc picks one.
 #include <omp.h>
 
 #include <algorithm>
@@ -16,9 +17,11 @@
 #include "cpu_backend.h"
 #include "cpu_topk.h"
 #include "core/error.h"
+#include "cpu_isa.h"
 #include "onednn_matmul.h"
 
 namespace zscrgan {
+ZSCRGAN_CPU_ISA_BEGIN
 
 namespace {
 
@@ -122,7 +125,8 @@ class CpuBackend final : public Backend {
   Device device() const override { return Device::CPU; }
   std::string description() const override {
     std::ostringstream os;
-    os << "cpu (" << onednn_summary() << ", " << threads_ << " threads)";
+    os << "cpu (" << onednn_summary() << ", loops " << ZSCRGAN_CPU_ISA_NAME << ", " << threads_
+       << " threads)";
     return os.str();
   }
 
@@ -455,4 +459,5 @@ class CpuBackend final : public Backend {
 
 std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
 
+ZSCRGAN_CPU_ISA_END
 }  // namespace zscrgan

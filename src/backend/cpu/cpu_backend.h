@@ -8,7 +8,23 @@
 
 namespace zscrgan {
 
-std::unique_ptr<Backend> make_cpu_backend();
+// The instruction set the backend's own loops (element-wise ops, optimizers, reductions,
+// noise) are compiled for; oneDNN picks its GEMM kernels by itself. Each level is a separate
+// compilation of the same loops over backend/elementwise.h.
+enum class CpuIsa { Baseline, Avx2, Avx512 };
+constexpr CpuIsa kCpuIsas[] = {CpuIsa::Baseline, CpuIsa::Avx2, CpuIsa::Avx512};
+
+// "baseline" (x86-64, SSE2), "avx2" (AVX2 + FMA), "avx512" (AVX-512 F/CD/BW/DQ/VL).
+const char* cpu_isa_name(CpuIsa isa);
+// Whether this CPU runs the level.
+bool cpu_isa_supported(CpuIsa isa);
+// The level make_cpu_backend() uses: the environment variable ZSCRGAN_CPU_ISA when set
+// (baseline, avx2 or avx512; an unknown value or a level this CPU lacks is an Error naming
+// it), otherwise the best level this CPU supports.
+CpuIsa cpu_isa_selected();
+
+std::unique_ptr<Backend> make_cpu_backend();  // at cpu_isa_selected()
+std::unique_ptr<Backend> make_cpu_backend(CpuIsa isa);  // an Error when the CPU lacks the level
 
 }  // namespace zscrgan
 
