@@ -117,8 +117,8 @@ class CaptureEmulatingBackend final : public Backend {
     op([=](Backend& b) { b.bias_act_forward(y, bias, act); });
   }
   void do_bias_act_backward(const Tensor& y, const Tensor& dy, Tensor d_pre, Tensor d_bias,
-                            Act act) override {
-    op([=](Backend& b) { b.bias_act_backward(y, dy, d_pre, d_bias, act); });
+                            Act act, GradWrite pre_write, GradWrite bias_write) override {
+    op([=](Backend& b) { b.bias_act_backward(y, dy, d_pre, d_bias, act, pre_write, bias_write); });
   }
   void do_fill_normal(Tensor t, NoiseStream s) override {
     op([=](Backend& b) { b.fill_normal(t, s); });

@@ -1063,7 +1063,7 @@ class InertBackend final : public Backend {
   ZS_REACHED(void do_gemm(bool, bool, float, const Tensor&, const Tensor&, float, Tensor))
   ZS_REACHED(void do_gemm_bias_act(bool, bool, const Tensor&, const Tensor&, float, Tensor, const Tensor&, Act))
   ZS_REACHED(void do_bias_act_forward(Tensor, const Tensor&, Act))
-  ZS_REACHED(void do_bias_act_backward(const Tensor&, const Tensor&, Tensor, Tensor, Act))
+  ZS_REACHED(void do_bias_act_backward(const Tensor&, const Tensor&, Tensor, Tensor, Act, GradWrite, GradWrite))
   ZS_REACHED(void do_fill_normal(Tensor, NoiseStream))
   ZS_REACHED(void do_fill_truncated_normal(Tensor, NoiseStream))
   ZS_REACHED(void do_reparam_forward(const Tensor&, const Tensor&, Tensor))

@@ -434,7 +434,7 @@ class RetrievalOnlyBackend final : public Backend {
   ZS_UNUSED_OP(void do_gather_rows(Tensor, const Tensor&, IndexSpan))
   ZS_UNUSED_OP(void do_gemm(bool, bool, float, const Tensor&, const Tensor&, float, Tensor))
   ZS_UNUSED_OP(void do_bias_act_forward(Tensor, const Tensor&, Act))
-  ZS_UNUSED_OP(void do_bias_act_backward(const Tensor&, const Tensor&, Tensor, Tensor, Act))
+  ZS_UNUSED_OP(void do_bias_act_backward(const Tensor&, const Tensor&, Tensor, Tensor, Act, GradWrite, GradWrite))
   ZS_UNUSED_OP(void do_fill_normal(Tensor, NoiseStream))
   ZS_UNUSED_OP(void do_fill_truncated_normal(Tensor, NoiseStream))
   ZS_UNUSED_OP(void do_reparam_forward(const Tensor&, const Tensor&, Tensor))

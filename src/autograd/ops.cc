@@ -14,28 +14,58 @@ bool should_record(const Tape& tape, const Node& n) {
 
 Var scalar_output(Tape& tape, bool with_grad) { return tape.new_var(1, 1, with_grad); }
 
+// Each backward writes its gradients in the order the op listed them (Node::add_write); write i
+// stores instead of adding when the tape planned it so (n.overwrites(i)).
+
+// The weight gradient's beta: 0 for the first writer (no zero-fill needed before it).
+float beta_of(const Node& n, int i) { return n.overwrites(i) ? 0.f : 1.f; }
+
+// dst (+)= src: a copy for the first writer.
+void add_or_copy(Backend& be, const Node& n, int i, const Tensor& dst, const Tensor& src) {
+  if (n.overwrites(i))
+    be.copy(dst, src);
+  else
+    be.axpy(dst, 1.f, src);
+}
+
 void matmul_backward(Backend& be, const Node& n) {
   const Var& w = n.in[n.n_in - 1];
-  int row = 0;
+  int row = 0, i = 0;
   for (int k = 0; k + 1 < n.n_in; ++k) {
     const Var& x = n.in[k];
     const Tensor wk = w.value.row_block(row, x.cols());
-    if (x.needs_grad()) be.gemm(false, true, 1.f, n.out.grad, wk, 1.f, x.grad);
-    if (w.needs_grad()) be.gemm(true, false, 1.f, x.value, n.out.grad, 1.f, w.grad.row_block(row, x.cols()));
+    if (x.needs_grad()) {
+      be.gemm(false, true, 1.f, n.out.grad, wk, beta_of(n, i), x.grad);
+      ++i;
+    }
+    if (w.needs_grad()) {
+      be.gemm(true, false, 1.f, x.value, n.out.grad, beta_of(n, i), w.grad.row_block(row, x.cols()));
+      ++i;
+    }
     row += x.cols();
   }
 }
 
 void bias_act_backward_node(Backend& be, const Node& n) {
-  be.bias_act_backward(n.out.value, n.out.grad, n.in[0].grad, n.in[1].grad, n.act);
+  const bool pre = n.in[0].needs_grad();
+  be.bias_act_backward(n.out.value, n.out.grad, n.in[0].grad, n.in[1].grad, n.act,
+                       pre ? n.write_mode(0) : GradWrite::Accumulate,
+                       n.in[1].needs_grad() ? n.write_mode(pre ? 1 : 0) : GradWrite::Accumulate);
 }
 
 void add_tiled_backward(Backend& be, const Node& n) {
   const Var& a = n.in[0];
   const Var& b = n.in[1];
-  if (a.needs_grad()) be.axpy(a.grad, 1.f, n.out.grad);
+  int i = 0;
+  if (a.needs_grad()) add_or_copy(be, n, i++, a.grad, n.out.grad);
   if (b.needs_grad())
-    for (int r = 0; r < a.rows(); r += b.rows()) be.axpy(b.grad, 1.f, n.out.grad.row_block(r, b.rows()));
+    for (int r = 0; r < a.rows(); r += b.rows()) {
+      const Tensor tile = n.out.grad.row_block(r, b.rows());
+      if (r == 0)
+        add_or_copy(be, n, i, b.grad, tile);
+      else
+        be.axpy(b.grad, 1.f, tile);
+    }
 }
 
 void reparam_backward_node(Backend& be, const Node& n) {
@@ -43,19 +73,19 @@ void reparam_backward_node(Backend& be, const Node& n) {
 }
 
 void concat_cols_backward(Backend& be, const Node& n) {
-  int col = 0;
+  int col = 0, i = 0;
   for (int k = 0; k < n.n_in; ++k) {
     const Var& x = n.in[k];
-    if (x.needs_grad()) be.axpy(x.grad, 1.f, n.out.grad.col_block(col, x.cols()));
+    if (x.needs_grad()) add_or_copy(be, n, i++, x.grad, n.out.grad.col_block(col, x.cols()));
     col += x.cols();
   }
 }
 
 void concat_rows_backward(Backend& be, const Node& n) {
-  int row = 0;
+  int row = 0, i = 0;
   for (int k = 0; k < n.n_in; ++k) {
     const Var& x = n.in[k];
-    if (x.needs_grad()) be.axpy(x.grad, 1.f, n.out.grad.row_block(row, x.rows()));
+    if (x.needs_grad()) add_or_copy(be, n, i++, x.grad, n.out.grad.row_block(row, x.rows()));
     row += x.rows();
   }
 }
@@ -79,6 +109,13 @@ void combine_backward_node(Backend& be, const Node& n) {
     g.weight[i] = n.weight[i];
   }
   be.combine_backward(g, n.out.grad);
+}
+
+// The gradient writes of a backward that only accumulates: each needed input's whole gradient,
+// in input order (the tape zero-fills what no earlier writer covers).
+void add_accumulating_writes(Node& n) {
+  for (int k = 0; k < n.n_in; ++k)
+    if (n.in[k].needs_grad()) n.add_write(n.in[k].grad, false);
 }
 
 void check_scalar(const Var& v, const char* op) {
@@ -120,6 +157,13 @@ Var matmul_parts(Tape& tape, std::initializer_list<Var> parts, const Var& w, con
     row += x.cols();
   }
   if (record) {
+    row = 0;
+    for (size_t k = 0; k < parts.size(); ++k) {
+      const Var& x = n.in[k];
+      if (x.needs_grad()) n.add_write(x.grad, true);
+      if (w.needs_grad()) n.add_write(w.grad.row_block(row, x.cols()), true);
+      row += x.cols();
+    }
     n.out = y;
     tape.record(n);
   }
@@ -138,7 +182,8 @@ Var record_bias_act(Tape& tape, const Var& pre, const Var& b, Act act) {
   Var out{pre.value, Tensor()};  // in place: same value buffer, a gradient of its own
   if (should_record(tape, n)) {
     out.grad = tape.arena().alloc(pre.rows(), pre.cols());
-    tape.backend().fill(out.grad, 0.f);
+    if (pre.needs_grad()) n.add_write(pre.grad, true);
+    if (b.needs_grad()) n.add_write(b.grad, true);
     n.out = out;
     tape.record(n);
   }
@@ -185,7 +230,8 @@ Var add_tiled(Tape& tape, const Var& a, const Var& b) {
   Var out{a.value, Tensor()};
   if (record) {
     out.grad = tape.arena().alloc(a.rows(), a.cols());
-    tape.backend().fill(out.grad, 0.f);
+    if (a.needs_grad()) n.add_write(a.grad, true);
+    if (b.needs_grad()) n.add_write(b.grad, true);  // the first tile's write; the others add
     n.out = out;
     tape.record(n);
   }
@@ -204,6 +250,7 @@ Var reparam(Tape& tape, const Var& h, const Tensor& eps) {
   Var c = tape.new_var(eps.rows, eps.cols, record);
   tape.backend().reparam_forward(h.value, eps, c.value);
   if (record) {
+    add_accumulating_writes(n);
     n.out = c;
     tape.record(n);
   }
@@ -230,6 +277,8 @@ Var concat_cols(Tape& tape, const Var& a, const Var& b) {
   tape.backend().copy(out.value.col_block(0, a.cols()), a.value);
   tape.backend().copy(out.value.col_block(a.cols(), b.cols()), b.value);
   if (record) {
+    for (int k = 0; k < 2; ++k)
+      if (n.in[k].needs_grad()) n.add_write(n.in[k].grad, true);
     n.out = out;
     tape.record(n);
   }
@@ -255,6 +304,8 @@ Var concat_rows(Tape& tape, std::initializer_list<Var> parts) {
     row += x.rows();
   }
   if (record) {
+    for (int k = 0; k < n.n_in; ++k)
+      if (n.in[k].needs_grad()) n.add_write(n.in[k].grad, true);
     n.out = out;
     tape.record(n);
   }
@@ -273,6 +324,7 @@ Var scalar_op(Tape& tape, Node::BackwardFn backward, std::initializer_list<Var> 
   Var out = scalar_output(tape, record);
   forward(out.value);
   if (record) {
+    add_accumulating_writes(n);
     n.out = out;
     tape.record(n);
   }
@@ -310,6 +362,7 @@ Var softplus(Tape& tape, const Var& x) {
   Var out = tape.new_var(x.rows(), x.cols(), record);
   tape.backend().softplus_forward(x.value, out.value);
   if (record) {
+    add_accumulating_writes(n);
     n.out = out;
     tape.record(n);
   }
@@ -339,6 +392,7 @@ Var combine(Tape& tape, std::initializer_list<Var> scalars, std::initializer_lis
   Var out = scalar_output(tape, record);
   tape.backend().combine_forward(terms, out.value);
   if (record) {
+    add_accumulating_writes(n);
     n.out = out;
     tape.record(n);
   }

@@ -1,15 +1,26 @@
 // A small reverse-mode autograd tape.
 // Forward ops (ops.h) compute on the backend and, when any input needs a gradient and the tape
-// is recording, append a Node: the op's inputs, output and a plain function pointer that
-// accumulates the input gradients. backward() walks the nodes in reverse. Nodes are fixed-size
-// and the node list keeps its capacity, so a steady-state step allocates nothing.
+// is recording, append a Node: the op's inputs, output, the gradient regions its backward
+// writes, and a plain function pointer that writes the input gradients. backward() walks the
+// nodes in reverse. Nodes are fixed-size and the tape's lists keep their capacity, so a
+// steady-state step allocates nothing.
+//
+// Gradient buffers are not zero-filled. Before any backward call runs, backward() plans, from
+// the recorded nodes alone, how each write lands: the first writer of a region overwrites it
+// (a GEMM with beta = 0, a plain store), later writers of it accumulate, and a region that is
+// read or accumulated into before it is wholly written (or, for the `defined` gradients, never
+// wholly written) is zero-filled first. The plan depends only on the program, never on data,
+// so a captured step replays the same calls, and it gives the bits adding into zeros would
+// (0 + x == x).
 #ifndef ZSCRGAN_TAPE_H
 #define ZSCRGAN_TAPE_H
 
+#include <cstdint>
 #include <vector>
 
 #include "backend/arena.h"
 #include "backend/backend.h"
+#include "core/error.h"
 
 namespace zscrgan {
 
@@ -25,9 +36,26 @@ struct Var {
 // A variable that never receives a gradient (data, noise, frozen inputs).
 inline Var constant(const Tensor& t) { return Var{t, Tensor()}; }
 
+// Gradient regions one node's backward may write (a matmul of kMaxTerms - 1 parts: 2 per part).
+constexpr int kMaxWrites = 2 * kMaxTerms;
+
 struct Node {
   using BackwardFn = void (*)(Backend&, const Node&);
   BackwardFn backward = nullptr;
+  // The gradient regions the backward writes, in the order it writes them (add_write), and
+  // whether each write has an overwriting form; `overwrite` is the tape's plan: bit i set =
+  // write i stores instead of adding.
+  Tensor writes[kMaxWrites];
+  int n_writes = 0;
+  uint32_t can_overwrite = 0;
+  uint32_t overwrite = 0;
+  bool overwrites(int i) const { return (overwrite >> i) & 1u; }
+  GradWrite write_mode(int i) const { return overwrites(i) ? GradWrite::Overwrite : GradWrite::Accumulate; }
+  void add_write(const Tensor& region, bool has_overwrite) {
+    ZS_CHECK(n_writes < kMaxWrites, "a tape node writes more than ", kMaxWrites, " gradients");
+    if (has_overwrite) can_overwrite |= 1u << n_writes;
+    writes[n_writes++] = region;
+  }
   Var in[kMaxTerms];
   int n_in = 0;
   Var out;
@@ -38,18 +66,30 @@ struct Node {
 
 class Tape {
  public:
-  Tape(Backend& backend, Arena& arena) : backend_(backend), arena_(arena) { nodes_.reserve(256); }
+  Tape(Backend& backend, Arena& arena) : backend_(backend), arena_(arena) {
+    nodes_.reserve(256);
+    written_.reserve(1024);
+    prefill_.reserve(256);
+    rects_.reserve(1024);
+    row_cuts_.reserve(2048);
+    col_cuts_.reserve(2048);
+  }
 
   Backend& backend() { return backend_; }
   Arena& arena() { return arena_; }
   bool recording() const { return recording_; }
 
-  // A fresh output; with a zeroed gradient when `with_grad` and the tape is recording.
+  // A fresh output; with a gradient buffer (not zero-filled: see above) when `with_grad` and
+  // the tape is recording.
   Var new_var(int rows, int cols, bool with_grad);
   void record(const Node& n) { nodes_.push_back(n); }
 
-  // Seeds d(loss) = 1 and runs every node's backward in reverse order.
-  void backward(const Var& loss);
+  // Seeds d(loss) = 1 and runs every node's backward in reverse order. Every gradient a node
+  // writes holds, afterwards, the sum of what its writers contributed (whatever the buffer
+  // held before); each tensor in `defined` (e.g. every parameter gradient of the group being
+  // trained) holds its gradient even where no node wrote (zero there). Other gradient bytes no
+  // node writes are left as they were.
+  void backward(const Var& loss, const std::vector<Tensor>& defined = {});
   // Forgets the nodes (keeps capacity). Call with the arena's reset.
   void clear() { nodes_.clear(); }
   size_t size() const { return nodes_.size(); }
@@ -68,10 +108,23 @@ class Tape {
   };
 
  private:
+  enum class Cover { None, Partial, Full };
+  // How much of `r` the regions written so far (written_) cover.
+  Cover coverage(const Tensor& r);
+  void plan_writes(const Var& loss, const std::vector<Tensor>& defined);
+
   Backend& backend_;
   Arena& arena_;
   std::vector<Node> nodes_;
   bool recording_ = true;
+  // backward()'s plan: the regions written so far in backward order, those to zero-fill first,
+  // and coverage()'s scratch (all keep their capacity).
+  std::vector<Tensor> written_, prefill_;
+  struct Rect {
+    int64_t r0, r1, c0, c1;
+  };
+  std::vector<Rect> rects_;
+  std::vector<int64_t> row_cuts_, col_cuts_;
 };
 
 }  // namespace zscrgan

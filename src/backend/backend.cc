@@ -181,7 +181,7 @@ void Backend::bias_act_forward(Tensor y, const Tensor& bias, Act act) {
 }
 
 void Backend::bias_act_backward(const Tensor& y, const Tensor& dy, Tensor d_pre, Tensor d_bias,
-                                Act act) {
+                                Act act, GradWrite pre_write, GradWrite bias_write) {
   const char* op = "bias_act_backward";
   check_tensor(op, "y", y);
   check_tensor(op, "dy", dy);
@@ -191,7 +191,7 @@ void Backend::bias_act_backward(const Tensor& y, const Tensor& dy, Tensor d_pre,
   check_optional_shape(op, "d_pre", d_pre, "y", y);
   if (!d_bias.empty()) check_bias(op, "d_bias", d_bias, "y", y);
   if (d_pre.empty() && d_bias.empty()) return;
-  do_bias_act_backward(y, dy, d_pre, d_bias, act);
+  do_bias_act_backward(y, dy, d_pre, d_bias, act, pre_write, bias_write);
 }
 
 // ---- noise and sampling -----------------------------------------------------------------------

@@ -6,7 +6,9 @@
 // Conventions
 // - Tensors are row-major views (see tensor.h) on the backend's device.
 // - Backward calls *accumulate* into gradient tensors (+=); an empty gradient tensor means
-//   "not needed" and is skipped.
+//   "not needed" and is skipped. bias_act_backward (and gemm, through beta = 0) can also
+//   overwrite (=), which the tape uses for the first writer of a gradient in a backward pass,
+//   so that gradient buffers need no zero-fill before it.
 // - Scalars (losses) are 1x1 tensors that stay on the device. Backward calls read the
 //   upstream gradient from a 1x1 device tensor, so no step ever waits for the host.
 // - Only allocate(), synchronize(), the explicit host transfers and the calls made outside
@@ -36,6 +38,9 @@ struct ScalarTerms {
   int n = 0;
   float constant = 0.f;
 };
+// How a backward call writes a gradient tensor: += (the default) or = (the first writer).
+enum class GradWrite { Accumulate, Overwrite };
+
 struct ScalarTermGrads {
   float* grad[kMaxTerms] = {};  // null: that term needs no gradient
   float weight[kMaxTerms] = {};
@@ -89,8 +94,12 @@ class Backend {
                      Tensor c, const Tensor& bias, Act act);
   // y = act(y + bias) in place; bias is 1 x y.cols.
   void bias_act_forward(Tensor y, const Tensor& bias, Act act);
-  // g = dy * act'(y) (from the output y); d_pre += g; d_bias += column sums of g.
-  void bias_act_backward(const Tensor& y, const Tensor& dy, Tensor d_pre, Tensor d_bias, Act act);
+  // g = dy * act'(y) (from the output y); d_pre += g; d_bias += column sums of g. With
+  // GradWrite::Overwrite, d_pre = g or d_bias = the column sums instead (the same bits as
+  // adding into zeros).
+  void bias_act_backward(const Tensor& y, const Tensor& dy, Tensor d_pre, Tensor d_bias, Act act,
+                         GradWrite pre_write = GradWrite::Accumulate,
+                         GradWrite bias_write = GradWrite::Accumulate);
 
   // ---- noise: element i of the fill is a pure function of (stream, i) ----
   void fill_normal(Tensor t, NoiseStream s);
@@ -191,7 +200,8 @@ class Backend {
   }
   virtual void do_bias_act_forward(Tensor y, const Tensor& bias, Act act) = 0;
   virtual void do_bias_act_backward(const Tensor& y, const Tensor& dy, Tensor d_pre,
-                                    Tensor d_bias, Act act) = 0;
+                                    Tensor d_bias, Act act, GradWrite pre_write,
+                                    GradWrite bias_write) = 0;
 
   virtual void do_fill_normal(Tensor t, NoiseStream s) = 0;
   virtual void do_fill_truncated_normal(Tensor t, NoiseStream s) = 0;

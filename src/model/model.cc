@@ -74,6 +74,8 @@ Model::Model(Backend& backend, const ModelDims& d, uint64_t seed, double adam_be
       offset += padded(int64_t(l.in) * l.out);
       l.layer->b = Var{view(pg.params, 1, l.out), view(pg.grads, 1, l.out)};
       offset += padded(l.out);
+      pg.gradients.push_back(l.layer->w.grad);
+      pg.gradients.push_back(l.layer->b.grad);
       layers_.emplace_back(l.name, l.layer);
     }
   }

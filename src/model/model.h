@@ -43,6 +43,9 @@ struct ParamGroup {
   OptimizerKind optimizer = OptimizerKind::RmsProp;
   Tensor params;       // 1 x N, every parameter of the group (with alignment padding)
   Tensor grads;        // 1 x N
+  // Each parameter's gradient (views of grads: w and b of every layer, not the padding).
+  // A step's backward defines these (Tape::backward), so grads needs no zero-fill first.
+  std::vector<Tensor> gradients;
   Tensor state1;       // RMSProp: mean square (starts at 1); Adam: m
   Tensor state2;       // Adam: v; empty for RMSProp
   Tensor beta_powers;  // Adam: [beta1^t, beta2^t]; empty for RMSProp

@@ -110,11 +110,10 @@ void Trainer::d_steps() {
   for (int k = 0; k < nc; ++k) {
     Tensor real = gather(buffers_->images(), e_rows(RowArray::Image, k, 1));
     Tensor wrong = gather(buffers_->images(), e_rows(RowArray::WrongImage, k, 1));
-    backend_.fill(m.critic_group.grads, 0.f);
     Var loss = critic_loss(*tape_, m.critic1, m.critic2, constant(real),
                            constant(fakes.value.row_block(k * b, b)), constant(wrong),
                            constant(texts.row_block(k * b, b)));
-    tape_->backward(loss);
+    tape_->backward(loss, m.critic_group.gradients);
     backend_.rmsprop_update(m.critic_group.params, m.critic_group.grads, m.critic_group.state1, hyper);
     backend_.store_scalar(loss.value, buffers_->step_losses(), plan_.d_loss_slot(0, k), buffers_->counter(StepCounter::EIteration), nc);
     tape_->clear();
@@ -134,11 +133,10 @@ void Trainer::g_step() {
   Tensor z = arena_->alloc(2 * b, d.z_dim);
   backend_.fill_truncated_normal(eps, e_noise(2));
   backend_.fill_normal(z, e_noise(3));
-  backend_.fill(m.generator_group.grads, 0.f);
   GeneratorInputs in{constant(real), constant(wrong), constant(texts), eps, z};
   GeneratorLoss loss = generator_loss(*tape_, m.condition, m.gen1, m.gen2, m.gen3,
                                       frozen(m.critic1), frozen(m.critic2), frozen(m.csem), in, weights_);
-  tape_->backward(loss.total);
+  tape_->backward(loss.total, m.generator_group.gradients);
   RmsPropHyper hyper;
   hyper.lr = static_cast<float>(cfg_.generator_lr);
   backend_.rmsprop_update(m.generator_group.params, m.generator_group.grads, m.generator_group.state1, hyper);
@@ -173,9 +171,8 @@ void Trainer::csem_step() {
   backend_.gather_rows(x, chunk_fakes_.value, rows);
   backend_.gather_rows(xw, chunk_fakes_.value, wrong_rows);
   backend_.gather_rows(c1, chunk_conditions_, rows);
-  backend_.fill(m.csem_group.grads, 0.f);
   Var loss = csem_loss(*tape_, m.csem, constant(x), constant(xw), constant(c1));
-  tape_->backward(loss);
+  tape_->backward(loss, m.csem_group.gradients);
   AdamHyper hyper;
   hyper.lr = static_cast<float>(cfg_.CSEM_lr);
   backend_.adam_update(m.csem_group.params, m.csem_group.grads, m.csem_group.state1,

@@ -190,7 +190,9 @@ class CpuBackend final : public Backend {
     });
   }
   void do_bias_act_backward(const Tensor& y, const Tensor& dy, Tensor d_pre, Tensor d_bias,
-                            Act act) override {
+                            Act act, GradWrite pre_write, GradWrite bias_write) override {
+    const bool store_pre = pre_write == GradWrite::Overwrite;
+    const bool store_bias = bias_write == GradWrite::Overwrite;
     with_act(act, [&](auto a) {
       constexpr Act kAct = decltype(a)::value;
       const int cols = y.cols;
@@ -200,12 +202,17 @@ class CpuBackend final : public Backend {
           const float* __restrict__ yr = &at(y, r, 0);
           const float* __restrict__ gr = &at(dy, r, 0);
           float* __restrict__ dr = &at(d_pre, r, 0);
+          if (store_pre) {
 #pragma omp simd
-          for (int c = 0; c < cols; ++c) dr[c] += gr[c] * act_grad_from_output(yr[c], kAct);
+            for (int c = 0; c < cols; ++c) dr[c] = gr[c] * act_grad_from_output(yr[c], kAct);
+          } else {
+#pragma omp simd
+            for (int c = 0; c < cols; ++c) dr[c] += gr[c] * act_grad_from_output(yr[c], kAct);
+          }
         });
         return;
       }
-      // One pass: g = dy * act'(y) is added to d_pre and to the column sums (in double, each
+      // One pass: g = dy * act'(y) goes to d_pre and to the column sums (in double, each
       // column summed in row order), a block of columns at a time; blocks are independent,
       // so they run in parallel on large tensors with the same sums.
       constexpr int kBlock = 256;
@@ -220,18 +227,31 @@ class CpuBackend final : public Backend {
           const float* __restrict__ gr = &at(dy, r, c0);
           if (with_pre) {
             float* __restrict__ dr = &at(d_pre, r, c0);
+            if (store_pre) {
 #pragma omp simd
-            for (int c = 0; c < n; ++c) {
-              const float g = gr[c] * act_grad_from_output(yr[c], kAct);
-              dr[c] += g;
-              acc[c] += g;
+              for (int c = 0; c < n; ++c) {
+                const float g = gr[c] * act_grad_from_output(yr[c], kAct);
+                dr[c] = g;
+                acc[c] += g;
+              }
+            } else {
+#pragma omp simd
+              for (int c = 0; c < n; ++c) {
+                const float g = gr[c] * act_grad_from_output(yr[c], kAct);
+                dr[c] += g;
+                acc[c] += g;
+              }
             }
           } else {
 #pragma omp simd
             for (int c = 0; c < n; ++c) acc[c] += gr[c] * act_grad_from_output(yr[c], kAct);
           }
         }
-        for (int c = 0; c < n; ++c) d_bias.data[c0 + c] += static_cast<float>(acc[c]);
+        float* __restrict__ db = d_bias.data + c0;
+        if (store_bias)
+          for (int c = 0; c < n; ++c) db[c] = static_cast<float>(acc[c]);
+        else
+          for (int c = 0; c < n; ++c) db[c] += static_cast<float>(acc[c]);
       };
       if (y.numel() >= kParallelElements && n_blocks > 1) {
 #pragma omp parallel for schedule(static)

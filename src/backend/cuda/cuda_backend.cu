@@ -278,8 +278,11 @@ void CudaBackend::do_bias_act_forward(Tensor y, const Tensor& bias, Act act) {
 }
 
 void CudaBackend::do_bias_act_backward(const Tensor& y, const Tensor& dy, Tensor d_pre,
-                                       Tensor d_bias, Act act) {
-  cuda_detail::launch_bias_act_backward(context(), y, dy, d_pre, d_bias, act);
+                                       Tensor d_bias, Act act, GradWrite pre_write,
+                                       GradWrite bias_write) {
+  cuda_detail::launch_bias_act_backward(context(), y, dy, d_pre, d_bias, act,
+                                        pre_write == GradWrite::Overwrite,
+                                        bias_write == GradWrite::Overwrite);
 }
 
 void CudaBackend::do_fill_normal(Tensor t, NoiseStream s) {

@@ -71,7 +71,7 @@ class CudaBackend final : public Backend {
 
   void do_bias_act_forward(Tensor y, const Tensor& bias, Act act) override;
   void do_bias_act_backward(const Tensor& y, const Tensor& dy, Tensor d_pre, Tensor d_bias,
-                            Act act) override;
+                            Act act, GradWrite pre_write, GradWrite bias_write) override;
   void do_fill_normal(Tensor t, NoiseStream s) override;
   void do_fill_truncated_normal(Tensor t, NoiseStream s) override;
   void do_reparam_forward(const Tensor& h, const Tensor& eps, Tensor c) override;

@@ -47,8 +47,10 @@ void launch_axpy(const KernelContext& ctx, Tensor y, float alpha, const Tensor& 
 void launch_scale(const KernelContext& ctx, Tensor t, float beta);  // t = beta t (beta 0: t = 0)
 void launch_gather_rows(const KernelContext& ctx, Tensor dst, const Tensor& src, IndexSpan rows);
 void launch_bias_act_forward(const KernelContext& ctx, Tensor y, const Tensor& bias, Act act);
+// d_pre += g, d_bias += column sums of g; = instead of += where store_pre / store_bias.
 void launch_bias_act_backward(const KernelContext& ctx, const Tensor& y, const Tensor& dy,
-                              Tensor d_pre, Tensor d_bias, Act act);
+                              Tensor d_pre, Tensor d_bias, Act act, bool store_pre,
+                              bool store_bias);
 void launch_reparam_forward(const KernelContext& ctx, const Tensor& h, const Tensor& eps, Tensor c);
 void launch_reparam_backward(const KernelContext& ctx, const Tensor& h, const Tensor& eps,
                              const Tensor& dc, Tensor dh);

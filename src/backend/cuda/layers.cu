@@ -51,7 +51,7 @@ constexpr int kBiasRowsPerChunk = 64;
 
 __global__ void __launch_bounds__(kBiasCols* kBiasRowThreads)
     bias_act_backward_kernel(Mat y, Mat dy, Mat d_pre, float* d_bias, float* partials,
-                             int rows_per_chunk, Act act) {
+                             int rows_per_chunk, Act act, bool store_pre, bool store_bias) {
   __shared__ float column_part[kBiasRowThreads][kBiasCols + 1];
   const int c = blockIdx.x * kBiasCols + threadIdx.x;
   const int r_begin = blockIdx.y * rows_per_chunk;
@@ -60,7 +60,12 @@ __global__ void __launch_bounds__(kBiasCols* kBiasRowThreads)
   if (c < y.cols) {
     for (int r = r_begin + threadIdx.y; r < r_end; r += kBiasRowThreads) {
       const float g = dy(r, c) * act_grad_from_output(y(r, c), act);
-      if (!d_pre.empty()) d_pre(r, c) += g;
+      if (!d_pre.empty()) {
+        if (store_pre)
+          d_pre(r, c) = g;
+        else
+          d_pre(r, c) += g;
+      }
       sum += g;
     }
   }
@@ -71,18 +76,18 @@ __global__ void __launch_bounds__(kBiasCols* kBiasRowThreads)
     float s = 0.f;
     for (int i = 0; i < kBiasRowThreads; ++i) s += column_part[i][threadIdx.x];
     if (gridDim.y == 1)
-      d_bias[c] += s;
+      d_bias[c] = store_bias ? s : d_bias[c] + s;
     else
       partials[static_cast<size_t>(blockIdx.y) * y.cols + c] = s;
   }
 }
 
 __global__ void bias_grad_finish_kernel(const float* __restrict__ partials, int chunks, int cols,
-                                        float* d_bias) {
+                                        float* d_bias, bool store_bias) {
   for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < cols; c += gridDim.x * blockDim.x) {
     float s = 0.f;
     for (int i = 0; i < chunks; ++i) s += partials[static_cast<size_t>(i) * cols + c];
-    d_bias[c] += s;
+    d_bias[c] = store_bias ? s : d_bias[c] + s;
   }
 }
 
@@ -151,7 +156,8 @@ void launch_bias_act_forward(const KernelContext& ctx, Tensor y, const Tensor& b
 }
 
 void launch_bias_act_backward(const KernelContext& ctx, const Tensor& y, const Tensor& dy,
-                              Tensor d_pre, Tensor d_bias, Act act) {
+                              Tensor d_pre, Tensor d_bias, Act act, bool store_pre,
+                              bool store_bias) {
   if (empty_shape(y) || (d_pre.empty() && d_bias.empty())) return;
   const int cols = y.cols;
   int chunks = std::min(ceil_div(y.rows, kBiasRowsPerChunk), 65535);
@@ -164,12 +170,13 @@ void launch_bias_act_backward(const KernelContext& ctx, const Tensor& y, const T
   const dim3 grid(ceil_div(cols, kBiasCols), chunks);
   const dim3 block(kBiasCols, kBiasRowThreads);
   bias_act_backward_kernel<<<grid, block, 0, ctx.stream>>>(
-      view(y), view(dy), view(d_pre), d_bias.data, ctx.partials, rows_per_chunk, act);
+      view(y), view(dy), view(d_pre), d_bias.data, ctx.partials, rows_per_chunk, act, store_pre,
+      store_bias);
   ZS_LAUNCH_CHECK();
   if (!d_bias.empty() && chunks > 1) {
     const int blocks = std::min(ceil_div(cols, kBlockThreads), ctx.max_blocks);
     bias_grad_finish_kernel<<<blocks, kBlockThreads, 0, ctx.stream>>>(ctx.partials, chunks, cols,
-                                                                       d_bias.data);
+                                                                       d_bias.data, store_bias);
     ZS_LAUNCH_CHECK();
   }
 }
