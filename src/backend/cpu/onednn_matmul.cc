@@ -126,7 +126,8 @@ struct OnednnMatmul::Impl {
     return cache.emplace(key, create(c)).first->second;
   }
 
-  Entry create(const GemmCall& c) {
+  // The primitive of a call's shape, made for the current OpenMP thread count.
+  void make_primitive(const GemmCall& c, dnnl::matmul::primitive_desc& pd, dnnl::matmul& prim) {
     using dnnl::memory;
     const memory::dims a_strides = c.trans_a ? memory::dims{1, c.lda} : memory::dims{c.lda, 1};
     const memory::dims b_strides = c.trans_b ? memory::dims{1, c.ldb} : memory::dims{c.ldb, 1};
@@ -145,16 +146,23 @@ struct OnednnMatmul::Impl {
     if (c.act == Act::Relu) po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
     attr.set_post_ops(po);
 
-    Entry e;
     try {
       const dnnl::matmul::desc d = c.bias ? dnnl::matmul::desc(a_md, b_md, bias_md, c_md)
                                           : dnnl::matmul::desc(a_md, b_md, c_md);
-      e.pd = dnnl::matmul::primitive_desc(d, attr, engine);
-      e.prim = dnnl::matmul(e.pd);
+      pd = dnnl::matmul::primitive_desc(d, attr, engine);
+      prim = dnnl::matmul(pd);
     } catch (const dnnl::error& err) {
       fail("oneDNN matmul ", c.trans_a ? "A^T " : "A ", c.trans_b ? "B^T " : "B ", c.m, "x", c.n,
            "x", c.k, " (lda ", c.lda, ", ldb ", c.ldb, ", ldc ", c.ldc, "): ", err.what());
     }
+  }
+
+  Entry create(const GemmCall& c) {
+    using dnnl::memory;
+    Entry e;
+    make_primitive(c, e.pd, e.prim);
+    const memory::desc a_md = e.pd.src_desc(), b_md = e.pd.weights_desc(), c_md = e.pd.dst_desc();
+    const memory::desc bias_md = c.bias ? e.pd.bias_desc() : memory::desc();
     e.a = memory(a_md, engine, DNNL_MEMORY_NONE);
     e.b = memory(b_md, engine, DNNL_MEMORY_NONE);
     e.c = memory(c_md, engine, DNNL_MEMORY_NONE);
@@ -174,7 +182,70 @@ struct OnednnMatmul::Impl {
     }
     return e;
   }
+
+  std::unordered_map<Key, std::unique_ptr<SingleThreadGemm>, KeyHash> single_thread;
 };
+
+struct OnednnMatmul::SingleThreadGemm::Impl {
+  dnnl::engine engine;
+  dnnl::matmul::primitive_desc pd;
+  dnnl::matmul prim;
+  bool bias = false;
+  size_t scratch_bytes = 0;
+};
+
+OnednnMatmul::SingleThreadGemm::SingleThreadGemm() : impl_(std::make_unique<Impl>()) {}
+OnednnMatmul::SingleThreadGemm::~SingleThreadGemm() = default;
+
+size_t OnednnMatmul::SingleThreadGemm::scratch_bytes() const { return impl_->scratch_bytes; }
+
+void OnednnMatmul::SingleThreadGemm::run(const GemmCall& c, void* scratch) const {
+  // Per call: its own memory objects and stream, so concurrent calls share nothing mutable.
+  // Inside an OpenMP parallel region oneDNN runs the primitive on the calling thread; outside
+  // one it has the one thread it was made for.
+  const Impl& p = *impl_;
+  struct Handles {
+    dnnl_memory_t mems[5] = {};
+    int count = 0;
+    dnnl_stream_t stream = nullptr;
+    ~Handles() {
+      for (int i = 0; i < count; ++i) dnnl_memory_destroy(mems[i]);
+      if (stream) dnnl_stream_destroy(stream);
+    }
+  } h;
+  auto mem = [&](const dnnl::memory::desc& md, const void* ptr, const char* what) {
+    dnnl_memory_t m = nullptr;
+    check(dnnl_memory_create(&m, &md.data, p.engine.get(), const_cast<void*>(ptr)), what);
+    h.mems[h.count++] = m;
+    return m;
+  };
+  dnnl_exec_arg_t args[5];
+  int n = 0;
+  args[n++] = {DNNL_ARG_SRC, mem(p.pd.src_desc(), c.a, "create A")};
+  args[n++] = {DNNL_ARG_WEIGHTS, mem(p.pd.weights_desc(), c.b, "create B")};
+  args[n++] = {DNNL_ARG_DST, mem(p.pd.dst_desc(), c.c, "create C")};
+  if (p.bias) args[n++] = {DNNL_ARG_BIAS, mem(p.pd.bias_desc(), c.bias, "create bias")};
+  if (p.scratch_bytes > 0)
+    args[n++] = {DNNL_ARG_SCRATCHPAD, mem(p.pd.scratchpad_desc(), scratch, "create scratchpad")};
+  check(dnnl_stream_create(&h.stream, p.engine.get(), dnnl_stream_default_flags), "stream create");
+  check(dnnl_primitive_execute(p.prim.get(), h.stream, n, args), "matmul execute");
+  check(dnnl_stream_wait(h.stream), "stream wait");
+}
+
+const OnednnMatmul::SingleThreadGemm& OnednnMatmul::single_thread_gemm(const GemmCall& shape) {
+  const Key key = key_of(shape, 1);
+  auto it = impl_->single_thread.find(key);
+  if (it != impl_->single_thread.end()) return *it->second;
+  auto g = std::make_unique<SingleThreadGemm>();
+  {
+    ThreadCount tc(1);
+    impl_->make_primitive(shape, g->impl_->pd, g->impl_->prim);
+  }
+  g->impl_->engine = impl_->engine;
+  g->impl_->bias = shape.bias != nullptr;
+  g->impl_->scratch_bytes = g->impl_->pd.scratchpad_desc().get_size();
+  return *impl_->single_thread.emplace(key, std::move(g)).first->second;
+}
 
 OnednnMatmul::OnednnMatmul() : impl_(std::make_unique<Impl>()) {}
 OnednnMatmul::~OnednnMatmul() = default;

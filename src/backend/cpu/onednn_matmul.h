@@ -38,6 +38,29 @@ struct GemmCall {
 
 class OnednnMatmul {
  public:
+  // A GEMM shape's primitive made for one thread, for callers that run several GEMMs at once,
+  // one per thread (the CPU top-k runs one per gallery tile). run() executes it on the calling
+  // thread alone and may be called from any number of threads concurrently, each passing its
+  // own scratchpad of scratch_bytes(); it allocates nothing but oneDNN's argument handles.
+  class SingleThreadGemm {
+   public:
+    SingleThreadGemm();
+    ~SingleThreadGemm();
+    SingleThreadGemm(const SingleThreadGemm&) = delete;
+    SingleThreadGemm& operator=(const SingleThreadGemm&) = delete;
+    size_t scratch_bytes() const;
+    // call: the shape this was made for, with its buffers. scratch: scratch_bytes() bytes.
+    void run(const GemmCall& call, void* scratch) const;
+
+   private:
+    friend class OnednnMatmul;
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+  };
+  // The cached single-thread primitive of a call's shape (its pointers are not kept); made on
+  // first use. Not thread-safe, like run(): get the primitives before starting the threads.
+  const SingleThreadGemm& single_thread_gemm(const GemmCall& shape);
+
   OnednnMatmul();
   ~OnednnMatmul();
   OnednnMatmul(const OnednnMatmul&) = delete;
