@@ -5,6 +5,7 @@
 // replays per round, and across a checkpoint taken mid-round.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -125,6 +126,36 @@ INSTANTIATE_TEST_SUITE_P(Schedules, CapturedTrainer,
                              if (c == '/') c = '_';
                            return "e_m_nc_b_" + n;
                          });
+
+// The trainer does not zero-fill gradients before a step: each step's backward defines every
+// parameter gradient. So NaN written over all of them before each round, on the plain CPU
+// backend and under emulated capture (the recorded steps replayed), changes no bit of what
+// the rounds produce.
+TEST(CapturedTrainerGradients, GarbageInTheGradientBuffersChangesNothing) {
+  const Config cfg = config_for(Schedule{3, 7, 5, 8});
+  const Dataset data = load_configured_dataset(cfg);
+  auto cpu = make_cpu_backend(), cpu_nan = make_cpu_backend();
+  CaptureEmulatingBackend emu;
+  Trainer reference(cfg, data, *cpu);
+  Trainer eager(cfg, data, *cpu_nan);
+  Trainer captured(cfg, data, emu);
+  ASSERT_TRUE(captured.replays_captured_steps());
+  auto poison = [](Trainer& t) {
+    Model& m = t.model();
+    for (ParamGroup* g : {&m.generator_group, &m.critic_group, &m.csem_group})
+      for (const Tensor& grad : g->gradients) t.backend().fill(grad, std::nanf(""));
+  };
+  for (int r = 1; r <= 3; ++r) {
+    poison(eager);
+    poison(captured);
+    const RoundRecord want = record(reference, reference.train_round());
+    const RoundRecord a = record(eager, eager.train_round());
+    const RoundRecord b = record(captured, captured.train_round());
+    expect_bit_identical(want, a, r);
+    expect_bit_identical(want, b, r);
+  }
+  EXPECT_GT(emu.replays(), 0);
+}
 
 // A run stopped mid-round under emulated capture, checkpointed and resumed on a fresh
 // emulated backend, continues exactly like an uninterrupted eager run.

@@ -3,6 +3,8 @@
 // show the checker fails when a backward is wrong.
 #include <gtest/gtest.h>
 
+#include <cstring>
+
 #include "test_support.h"
 #include "model/model.h"
 #include "autograd/ops.h"
@@ -304,5 +306,128 @@ TEST(GradCheck, AddTiled) {
   EXPECT_GRAD_OK(testing::grad_check(ctx, f, a.value, a.grad));
   EXPECT_GRAD_OK(testing::grad_check(ctx, f, b.value, b.grad));
 }
+}  // namespace
+}  // namespace zscrgan
+
+// ---- how backward writes gradients: the first writer of a region stores, later ones add ----
+
+namespace zscrgan {
+namespace {
+
+// Fills the arena's next `floats` floats with NaN and resets it, so the activation gradients
+// allocated next start as garbage rather than as whatever zeros a fresh allocation holds.
+void poison_arena(testing::CpuContext& ctx, int floats) {
+  ctx.arena.reset();
+  Tensor t = ctx.arena.alloc(1, floats);
+  for (size_t i = 0; i < t.numel(); ++i) t.data[i] = std::nanf("");
+  ctx.arena.reset();
+}
+
+void fill_host(const Tensor& t, float v) {
+  for (int r = 0; r < t.rows; ++r)
+    for (int c = 0; c < t.cols; ++c) t.data[static_cast<size_t>(r) * t.ld + c] = v;
+}
+
+std::vector<float> host_copy(const Tensor& t) {
+  std::vector<float> out;
+  for (int r = 0; r < t.rows; ++r)
+    for (int c = 0; c < t.cols; ++c) out.push_back(t.data[static_cast<size_t>(r) * t.ld + c]);
+  return out;
+}
+
+// w and b serve two dense layers (and x1 two inputs of the loss): their gradients are the sums
+// over every use, whatever the gradient buffers held before the backward (NaN here), and the
+// same bits as zero-filled buffers give.
+TEST(TapeGradientWrites, ParameterUsedTwiceGetsTheSumWhateverTheBufferHeld) {
+  testing::CpuContext ctx;
+  Var x1 = ctx.param(5, 6), x2 = ctx.param(5, 6), w = ctx.param(6, 4), b = ctx.param(1, 4);
+  Tensor v = ctx.random(5, 4);
+  std::vector<float> y1_host, y2_host;
+  auto run = [&](float initial) {
+    poison_arena(ctx, 1 << 16);
+    ctx.tape.clear();
+    for (const Var* p : {&x1, &x2, &w, &b}) fill_host(p->grad, initial);
+    Var y1 = ops::dense(ctx.tape, x1, w, b, Act::LeakyRelu);
+    Var y2 = ops::dense(ctx.tape, x2, w, b, Act::None);
+    Var loss = ops::combine(ctx.tape, {ops::mean(ctx.tape, y1), ops::mean(ctx.tape, y2),
+                                       ops::l1_rows(ctx.tape, y1, constant(v))},
+                            {1.f, 2.f, 0.5f});
+    ctx.tape.backward(loss);
+    y1_host = host_copy(y1.value);
+    y2_host = host_copy(y2.value);
+    std::vector<float> grads;
+    for (const Var* p : {&x1, &x2, &w, &b}) {
+      const std::vector<float> g = host_copy(p->grad);
+      grads.insert(grads.end(), g.begin(), g.end());
+    }
+    return grads;
+  };
+  const std::vector<float> from_nan = run(std::nanf(""));
+  const std::vector<float> from_zero = run(0.f);
+  ASSERT_EQ(from_nan.size(), from_zero.size());
+  for (size_t i = 0; i < from_nan.size(); ++i)
+    ASSERT_EQ(std::memcmp(&from_nan[i], &from_zero[i], sizeof(float)), 0)
+        << "gradient element " << i << ": " << from_nan[i] << " from NaN-filled buffers, "
+        << from_zero[i] << " from zero-filled ones";
+
+  // The sums, in double: g1 = dL/d pre1, g2 = dL/d pre2.
+  const int n = 5, in = 6, out = 4;
+  std::vector<double> g1(n * out), g2(n * out);
+  for (int r = 0; r < n; ++r)
+    for (int c = 0; c < out; ++c) {
+      const float y = y1_host[r * out + c];
+      const float d = y - v.data[r * out + c];
+      const double dy1 = 1.0 / (n * out) + 0.5 * (d > 0 ? 1.0 : d < 0 ? -1.0 : 0.0) / n;
+      g1[r * out + c] = dy1 * act_grad_from_output(y, Act::LeakyRelu);
+      g2[r * out + c] = 2.0 / (n * out);
+    }
+  const size_t w_at = 2 * n * in, b_at = w_at + in * out;
+  for (int i = 0; i < in; ++i)
+    for (int c = 0; c < out; ++c) {
+      double want = 0;
+      for (int r = 0; r < n; ++r)
+        want += x1.value.data[r * in + i] * g1[r * out + c] + x2.value.data[r * in + i] * g2[r * out + c];
+      EXPECT_NEAR(from_nan[w_at + i * out + c], want, 1e-5 + 1e-5 * std::fabs(want)) << "w " << i << "," << c;
+    }
+  for (int c = 0; c < out; ++c) {
+    double want = 0;
+    for (int r = 0; r < n; ++r) want += g1[r * out + c] + g2[r * out + c];
+    EXPECT_NEAR(from_nan[b_at + c], want, 1e-5 + 1e-5 * std::fabs(want)) << "b " << c;
+  }
+  for (int r = 0; r < n; ++r)
+    for (int i = 0; i < in; ++i) {
+      double want = 0;
+      for (int c = 0; c < out; ++c) want += g1[r * out + c] * w.value.data[i * out + c];
+      EXPECT_NEAR(from_nan[r * in + i], want, 1e-5 + 1e-5 * std::fabs(want)) << "x1 " << r << "," << i;
+    }
+  (void)y2_host;
+}
+
+// A gradient read before anything wrote all of it (rows the loss never looks at) reads as
+// zeros, and a gradient the caller asks to be defined is zero where no node wrote it, even
+// over garbage.
+TEST(TapeGradientWrites, UnwrittenRegionsReadAsZero) {
+  testing::CpuContext ctx;
+  Var x = ctx.param(4, 3), w = ctx.param(3, 5), unused = ctx.param(2, 2);
+  poison_arena(ctx, 1 << 16);
+  for (const Var* p : {&x, &w, &unused}) fill_host(p->grad, std::nanf(""));
+  Var y = ops::matmul(ctx.tape, {x}, w);
+  Var loss = ops::mean(ctx.tape, ops::slice_rows(y, 0, 2));
+  ctx.tape.backward(loss, {unused.grad});
+  for (int r = 0; r < 4; ++r)
+    for (int i = 0; i < 3; ++i) {
+      double want = 0;
+      if (r < 2)
+        for (int c = 0; c < 5; ++c) want += w.value.data[i * 5 + c] / 10.0;
+      EXPECT_NEAR(x.grad.data[r * 3 + i], want, 1e-6) << "x " << r << "," << i;
+    }
+  for (int i = 0; i < 3; ++i)
+    for (int c = 0; c < 5; ++c) {
+      const double want = (x.value.data[0 * 3 + i] + x.value.data[1 * 3 + i]) / 10.0;
+      EXPECT_NEAR(w.grad.data[i * 5 + c], want, 1e-6) << "w " << i << "," << c;
+    }
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(unused.grad.data[i], 0.f);
+}
+
 }  // namespace
 }  // namespace zscrgan

@@ -385,26 +385,47 @@ class CpuBackend final : public Backend {
       if (grads.grad[i] != nullptr) grads.grad[i][0] += grads.weight[i] * g;
   }
 
+  // The hyper-parameters and array pointers are copied to locals inside each block (through
+  // the closure they could alias the arrays, and were reloaded every element), and the clip
+  // is decided once per block instead of blended per element: the same arithmetic, one pass
+  // over the arrays.
   void do_rmsprop_update(Tensor params, const Tensor& grads, Tensor mean_square,
                          const RmsPropHyper& h) override {
-    float* __restrict__ p = params.data;
-    const float* __restrict__ g = grads.data;
-    float* __restrict__ ms = mean_square.data;
-    parallel_blocks(params.numel(), [&](size_t begin, size_t end) {
+    float* const p_data = params.data;
+    const float* const g_data = grads.data;
+    float* const ms_data = mean_square.data;
+    const RmsPropHyper hyper = h;
+    parallel_blocks(params.numel(), [=](size_t begin, size_t end) {
+      float* __restrict__ p = p_data;
+      const float* __restrict__ g = g_data;
+      float* __restrict__ ms = ms_data;
+      RmsPropHyper local = hyper;
+      if (local.clip > 0.f) {
 #pragma omp simd
-      for (size_t i = begin; i < end; ++i) rmsprop_tf1_update(&p[i], g[i], &ms[i], h);
+        for (size_t i = begin; i < end; ++i) rmsprop_tf1_update(&p[i], g[i], &ms[i], local);
+      } else {
+        local.clip = 0.f;
+#pragma omp simd
+        for (size_t i = begin; i < end; ++i) rmsprop_tf1_update(&p[i], g[i], &ms[i], local);
+      }
     });
   }
   void do_adam_update(Tensor params, const Tensor& grads, Tensor m, Tensor v, Tensor beta_powers,
                       const AdamHyper& h) override {
     const float lr_t = adam_tf1_lr_t(h, beta_powers.data[0], beta_powers.data[1]);
-    float* __restrict__ p = params.data;
-    const float* __restrict__ g = grads.data;
-    float* __restrict__ mm = m.data;
-    float* __restrict__ vv = v.data;
-    parallel_blocks(params.numel(), [&](size_t begin, size_t end) {
+    float* const p_data = params.data;
+    const float* const g_data = grads.data;
+    float* const m_data = m.data;
+    float* const v_data = v.data;
+    const AdamHyper hyper = h;
+    parallel_blocks(params.numel(), [=](size_t begin, size_t end) {
+      float* __restrict__ p = p_data;
+      const float* __restrict__ g = g_data;
+      float* __restrict__ mm = m_data;
+      float* __restrict__ vv = v_data;
+      const AdamHyper local = hyper;
 #pragma omp simd
-      for (size_t i = begin; i < end; ++i) adam_tf1_update(&p[i], g[i], &mm[i], &vv[i], lr_t, h);
+      for (size_t i = begin; i < end; ++i) adam_tf1_update(&p[i], g[i], &mm[i], &vv[i], lr_t, local);
     });
     beta_powers.data[0] *= h.beta1;
     beta_powers.data[1] *= h.beta2;
