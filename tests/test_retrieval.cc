@@ -386,6 +386,47 @@ TEST(CpuTopkCosine, BadInputsAreErrors) {
   }
 }
 
+TEST(CpuTopkCosine, BadGalleryRowInALaterTileNamesTheLowestAndLeavesOutputsUntouched) {
+  // Bad rows in several gallery tiles (taken by different threads), the lowest well past the
+  // first tile: the error names the lowest on every thread count, and the outputs keep what
+  // they held (the lists are built aside and written only on success).
+  const Matrix q = random_matrix(5, 16, 16, 27);
+  Matrix g = random_matrix(3000, 16, 17, 28);
+  g.at(2999, 3) = std::numeric_limits<float>::quiet_NaN();
+  g.at(1700, 0) = -std::numeric_limits<float>::infinity();
+  g.at(2100, 15) = std::numeric_limits<float>::infinity();
+  const int k = 4;
+  const int saved = omp_get_max_threads();
+  for (int threads : {1, 2, 3}) {
+    omp_set_num_threads(threads);
+    std::vector<int64_t> idx(q.rows * k, 777);
+    std::vector<float> sc(q.rows * k, 7.f);
+    try {
+      cpu_topk_cosine(q.data.data(), q.rows, q.ld, g.data.data(), g.rows, g.ld, q.dim, k, 0,
+                      idx.data(), sc.data());
+      ADD_FAILURE() << threads << " threads: expected an error";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("gallery row 1700 "), std::string::npos)
+          << threads << " threads: " << e.what();
+    }
+    EXPECT_EQ(idx, std::vector<int64_t>(q.rows * k, 777)) << threads << " threads";
+    EXPECT_EQ(sc, std::vector<float>(q.rows * k, 7.f)) << threads << " threads";
+  }
+  omp_set_num_threads(saved);
+  // A bad query is reported (before the gallery is read) with its row.
+  Matrix q2 = q;
+  q2.at(3, 7) = std::numeric_limits<float>::quiet_NaN();
+  std::vector<int64_t> idx(q.rows * k);
+  std::vector<float> sc(q.rows * k);
+  try {
+    cpu_topk_cosine(q2.data.data(), q2.rows, q2.ld, g.data.data(), g.rows, g.ld, q.dim, k, 0,
+                    idx.data(), sc.data());
+    ADD_FAILURE() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("query row 3 "), std::string::npos) << e.what();
+  }
+}
+
 TEST(MergeTopk, KeepsTheBestOfBothByScoreThenIndex) {
   TopKLists running = make_topk_lists(2, 4);
   EXPECT_EQ(running.index, std::vector<int64_t>(8, -1));
