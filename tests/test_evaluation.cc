@@ -94,6 +94,25 @@ TEST(Evaluation, EvaluateOnACheckpointReproducesTheLoggedRound) {
   EXPECT_EQ(best.prec_at_k, summary.best_score);
 }
 
+// evaluate selects its backend with the run's tf32 setting, as training did (on the CPU the
+// setting changes no number; selecting with it is what says so).
+TEST(Evaluation, EvaluateTakesTheRunsTf32Setting) {
+  zscrgan_test::ScopedTempDir dir;
+  Config cfg = small_config();
+  cfg.rounds = 1;
+  cfg.device = DeviceChoice::Cpu;
+  cfg.tf32 = true;
+  cfg.output_dir = dir.file("run");
+  std::ostringstream log;
+  run_training(cfg, log);
+  EvaluateOptions o;
+  o.checkpoint = dir.file("run/checkpoints/last.safetensors");
+  o.device = "cpu";
+  std::ostringstream out;
+  run_evaluate(o, out);
+  EXPECT_NE(out.str().find("tf32 applies to CUDA GEMMs only"), std::string::npos) << out.str();
+}
+
 // --resume reads and verifies checkpoints/last once (its config, parameters, optimizer state
 // and standing all come from that one read); best is read once more to see which round it holds.
 TEST(Evaluation, ResumeReadsTheCheckpointOnce) {

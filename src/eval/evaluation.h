@@ -2,7 +2,7 @@
 // defines the evaluation: every text of an unseen class is a query, every image of one is the
 // gallery. The queries go through the Encoder with the evaluation noise of `seed`, so training's
 // evaluation after a round and `zscrgan_cuda evaluate` on that round's checkpoint compute the
-// same numbers (on the same device; a tf32 run's GEMMs differ from evaluate's FP32 ones), and
+// same numbers (on the same device; evaluate takes the run's tf32 setting too), and
 // evaluating never changes training.
 #ifndef ZSCRGAN_EVALUATION_H
 #define ZSCRGAN_EVALUATION_H

@@ -119,10 +119,12 @@ struct LoadedModel {
   std::unique_ptr<Model> model;
 };
 
+// tf32: only evaluate passes the run's own setting, so that it computes what the run's
+// evaluation computed; embedding for embed and retrieve stays FP32.
 LoadedModel load_model(const OpenedCheckpoint& checkpoint, const ModelDims& d,
-                       const std::string& device, std::ostream& log) {
+                       const std::string& device, std::ostream& log, bool tf32 = false) {
   LoadedModel m;
-  m.backend = select_backend(from_string<DeviceChoice>(device, "device"), log);
+  m.backend = select_backend(from_string<DeviceChoice>(device, "device"), log, tf32);
   m.model = std::make_unique<Model>(*m.backend, d);
   load_model_parameters(*m.model, checkpoint);
   log << "model: " << checkpoint.path << " (text " << d.text_dim << ", image " << d.image_dim
@@ -511,7 +513,7 @@ EvalResult run_evaluate(const EvaluateOptions& o, std::ostream& out) {
   const ModelDims d = checkpoint_model_dims(checkpoint);
   const Dataset data = load_configured_dataset(cfg);
   check_dataset_fits(d, data, o.checkpoint, cfg.dataset);
-  LoadedModel lm = load_model(checkpoint, d, o.device, out);
+  LoadedModel lm = load_model(checkpoint, d, o.device, out, cfg.tf32);
   const EvalResult r = evaluate_dataset(*lm.backend, *lm.model, data, cfg);
   const nlohmann::json line = {{"k", r.k}, {"prec_at_k", r.prec_at_k}, {"map_at_k", r.map_at_k},
                                {"top1", r.top1}, {"queries", r.query_labels.size()},

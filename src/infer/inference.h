@@ -5,8 +5,8 @@
 // evaluation takes too: for the same seed, `embed` and `retrieve` draw the queries a run
 // evaluated with, and `retrieve` uses exactly the queries `embed` writes.
 //
-// Arithmetic is float32 throughout (on CUDA, TF32 stays off whatever the training config said):
-// retrieval ranks by small differences of cosine similarity.
+// Arithmetic is float32 in embed and retrieve (on CUDA, TF32 stays off whatever the training config
+// said: retrieval ranks by small differences of cosine similarity); evaluate follows the run.
 //
 // Memory: the buffers are allocated once, before the first block, sized by chunk_rows (gallery
 // or image rows per pass) and the query count (a note is logged if the encoder's scratch had to
@@ -69,9 +69,9 @@ struct EvaluateOptions {
 };
 
 // Precision@K, mAP@K and Top-1 of a checkpoint's model on its configuration's dataset (or the
-// given one), through the same Evaluator training uses: on a run's checkpoint (and the same
-// device, with tf32 off: evaluate never uses TF32) it reproduces the metrics that run logged for
-// that round. Prints the device and model lines, then the metrics as one JSON line, numbers
+// given one), through the same Evaluator training uses, with the run's tf32 setting (which only
+// CUDA GEMMs use): on a run's checkpoint and the same device it reproduces the metrics that run
+// logged for that round. Prints the device and model lines, then the metrics as one JSON line, numbers
 // written as metrics.jsonl writes them.
 EvalResult run_evaluate(const EvaluateOptions& opts, std::ostream& out);
 
