@@ -17,7 +17,7 @@ import subprocess
 import sys
 
 KERNELS = r"^(bias_act_forward|bias_act_backward|rmsprop_clip|adam)/cpu/"
-ROUND = r"^round/demo/cpu$"
+ROUND = r"^round/demo/cpu/"
 
 
 def cpu_model():
