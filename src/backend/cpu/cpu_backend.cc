@@ -385,10 +385,8 @@ class CpuBackend final : public Backend {
       if (grads.grad[i] != nullptr) grads.grad[i][0] += grads.weight[i] * g;
   }
 
-  // The hyper-parameters and array pointers are copied to locals inside each block (through
-  // the closure they could alias the arrays, and were reloaded every element), and the clip
-  // is decided once per block instead of blended per element: the same arithmetic, one pass
-  // over the arrays.
+  // The hyper-parameters and array pointers are copied to locals inside each block: through
+  // the closure they could alias the arrays, and were reloaded every element.
   void do_rmsprop_update(Tensor params, const Tensor& grads, Tensor mean_square,
                          const RmsPropHyper& h) override {
     float* const p_data = params.data;
@@ -399,15 +397,9 @@ class CpuBackend final : public Backend {
       float* __restrict__ p = p_data;
       const float* __restrict__ g = g_data;
       float* __restrict__ ms = ms_data;
-      RmsPropHyper local = hyper;
-      if (local.clip > 0.f) {
+      const RmsPropHyper local = hyper;
 #pragma omp simd
-        for (size_t i = begin; i < end; ++i) rmsprop_tf1_update(&p[i], g[i], &ms[i], local);
-      } else {
-        local.clip = 0.f;
-#pragma omp simd
-        for (size_t i = begin; i < end; ++i) rmsprop_tf1_update(&p[i], g[i], &ms[i], local);
-      }
+      for (size_t i = begin; i < end; ++i) rmsprop_tf1_update(&p[i], g[i], &ms[i], local);
     });
   }
   void do_adam_update(Tensor params, const Tensor& grads, Tensor m, Tensor v, Tensor beta_powers,
