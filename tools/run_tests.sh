@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/install_deps.sh
 bash tools/build.sh
+# ctest runs two test processes at once on what may be 2 cores: threads that spin while
+# waiting (libgomp's default) would take the cores from each other, so they sleep.
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 cd build
 
