@@ -2,9 +2,14 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
+#include <random>
+#include <utility>
+#include <vector>
 
 #include "test_support.h"
 #include "autograd/ops.h"
+#include "backend/elementwise.h"
 
 namespace zscrgan {
 namespace {
@@ -113,6 +118,56 @@ TEST(OpsForward, ConcatAndSliceViews) {
   EXPECT_EQ(s.value.data, r.value.data + 3 * 3 + 1);  // a view, not a copy
   EXPECT_FLOAT_EQ(s.value.data[0], 5);
   EXPECT_FLOAT_EQ(s.value.data[1], 6);
+}
+
+// The written-out log, cos and sin of the noise (elementwise.h) against libm: a few double
+// ulps, over random Philox words and the edges of their reductions.
+TEST(Noise, BoxMullerLogCosSinMatchLibm) {
+  std::mt19937 rng(11);
+  std::vector<uint32_t> words = {0u, 1u, 2u, 0x7FFFFFFFu, 0x80000000u, 0xFFFFFFFEu, 0xFFFFFFFFu};
+  for (uint32_t q = 0; q <= 4; ++q)  // around every quarter and eighth turn
+    for (int64_t d = -3; d <= 3; ++d) {
+      words.push_back(static_cast<uint32_t>((int64_t(q) << 30) + d));
+      words.push_back(static_cast<uint32_t>((int64_t(q) << 30) + (1 << 29) + d));
+    }
+  for (int i = 0; i < 2000000; ++i) words.push_back(static_cast<uint32_t>(rng()));
+  double worst_log_ulps = 0, worst_trig = 0;
+  for (uint32_t x : words) {
+    const double u = philox_uniform_open(x);
+    const double want_log = std::log(u);
+    const double ulp = std::fabs(std::nextafter(want_log, 0.0) - want_log);
+    worst_log_ulps = std::max(worst_log_ulps, std::fabs(box_muller_log(u) - want_log) / ulp);
+    // The angle 2 pi u in long double, so the reference's own angle rounding stays far below.
+    const long double angle = 6.283185307179586476925286766559L * static_cast<long double>(u);
+    double c, s;
+    box_muller_cos_sin(x, &c, &s);
+    worst_trig = std::max(worst_trig, static_cast<double>(std::fabs(c - std::cos(angle))));
+    worst_trig = std::max(worst_trig, static_cast<double>(std::fabs(s - std::sin(angle))));
+  }
+  EXPECT_LE(worst_log_ulps, 2.0);
+  EXPECT_LE(worst_trig, 3e-16);
+}
+
+// So the noise is, in all but vanishingly rare elements, what libm's Box-Muller draws from the
+// same Philox words; where it differs, by one float ulp.
+TEST(Noise, NormalsAreLibmBoxMullerInAllButRareElements) {
+  const NoiseStream s{7, 3};
+  int differ = 0;
+  for (uint64_t e = 0; e < 1000000; ++e) {
+    float n0, n1;
+    philox_normal_pair(s, e, 0u, &n0, &n1);
+    const Philox4 r = philox_for_normal(s, e, 0u);
+    const double radius = std::sqrt(-2.0 * std::log(philox_uniform_open(r.v[0])));
+    const double angle = 6.283185307179586476925 * philox_uniform_open(r.v[1]);
+    const float want0 = static_cast<float>(radius * std::cos(angle));
+    const float want1 = static_cast<float>(radius * std::sin(angle));
+    for (auto [got, want] : {std::pair<float, float>{n0, want0}, {n1, want1}}) {
+      if (got == want) continue;
+      ++differ;
+      ASSERT_EQ(std::nextafter(want, got), got) << "element " << e << ": " << got << " vs libm " << want;
+    }
+  }
+  EXPECT_LE(differ, 20) << "of 2,000,000 draws";
 }
 
 TEST(Noise, PhiloxStreamsAreDeterministicAddressedAndTruncated) {

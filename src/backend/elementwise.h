@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 // On the host the functions are always inlined: the CPU backend's loops are compiled once per
 // ISA level (backend/cpu/cpu_isa.h), and an out-of-line copy would be compiled for the
@@ -159,22 +160,119 @@ ZS_HD double philox_uniform_open(uint32_t x) {  // (0, 1), never 0 or 1
   return (static_cast<double>(x) + 0.5) * (1.0 / 4294967296.0);
 }
 
-// Two standard normals (Box-Muller in double, rounded to float so that host and device agree
-// to the last bit in all but vanishingly rare cases).
-ZS_HD void philox_normal_pair(NoiseStream s, uint64_t element, uint32_t attempt, float* n0,
-                              float* n1) {
-  Philox4 ctr = {{static_cast<uint32_t>(element), attempt ^ static_cast<uint32_t>(element >> 32),
-                  static_cast<uint32_t>(s.offset), static_cast<uint32_t>(s.offset >> 32)}};
-  const Philox4 r = philox4x32_10(ctr, static_cast<uint32_t>(s.seed),
-                                  static_cast<uint32_t>(s.seed >> 32));
-  const double u1 = philox_uniform_open(r.v[0]);
-  const double u2 = philox_uniform_open(r.v[1]);
-  const double radius = sqrt(-2.0 * log(u1));
-  const double angle = 6.283185307179586476925 * u2;
-  *n0 = static_cast<float>(radius * cos(angle));
-  *n1 = static_cast<float>(radius * sin(angle));
+// ---- Box-Muller's logarithm, cosine and sine, written out in double ----------------------
+// Not libm's: libm's and CUDA's log and sincos differ in their last bits from each other and
+// from their own vector versions, and these must give the same bits on every backend, at
+// every ISA level and in vectorised and scalar loops alike. So they are plain arithmetic in
+// which every product that feeds a sum is either an explicit fma or exact (a power of two),
+// leaving a compiler's contraction of a * b + c nothing to change; division and sqrt are
+// correctly rounded everywhere. Accurate to a few double ulps (tests/test_ops_forward.cc holds
+// them to libm), far below the float the noise is rounded to.
+ZS_HD uint64_t double_bits(double x) {
+#if defined(__CUDA_ARCH__)
+  return static_cast<uint64_t>(__double_as_longlong(x));
+#else
+  uint64_t u;
+  std::memcpy(&u, &x, sizeof u);
+  return u;
+#endif
+}
+ZS_HD double double_from_bits(uint64_t u) {
+#if defined(__CUDA_ARCH__)
+  return __longlong_as_double(static_cast<long long>(u));
+#else
+  double x;
+  std::memcpy(&x, &u, sizeof x);
+  return x;
+#endif
 }
 
+// log(v) for a positive normal double, after fdlibm's e_log.c: v = 2^k m with m in
+// [sqrt(2)/2, sqrt(2)), f = m - 1 (exact), s = f / (2 + f), and
+// log(1 + f) = f - f^2/2 + s (f^2/2 + R(s^2)) with R fdlibm's minimax polynomial.
+ZS_HD double box_muller_log(double v) {
+  const uint64_t bits = double_bits(v);
+  const bool high = (bits & 0x000FFFFFFFFFFFFFull) > 0x6A09E667F3BCCull;  // m > sqrt(2)
+  const double m = double_from_bits((bits & 0x000FFFFFFFFFFFFFull) |
+                                    (high ? 0x3FE0000000000000ull : 0x3FF0000000000000ull));
+  const double k = static_cast<double>(static_cast<int>(bits >> 52) - (high ? 1022 : 1023));
+  const double f = m - 1.0;
+  const double hfsq = 0.5 * (f * f);
+  const double s = f / (2.0 + f);
+  const double z = s * s, w = z * z;
+  const double t1 = w * fma(w, fma(w, 1.531383769920937332e-01, 2.222219843214978396e-01),
+                            3.999999999940941908e-01);
+  const double r = fma(z, fma(w, fma(w, fma(w, 1.479819860511658591e-01, 1.818357216161805012e-01),
+                                     2.857142874366239149e-01),
+                              6.666666666666735130e-01),
+                       t1);
+  constexpr double kLn2Hi = 6.93147180369123816490e-01;  // trailing zeros: k * kLn2Hi is exact
+  constexpr double kLn2Lo = 1.90821492927058770002e-10;
+  return fma(k, kLn2Hi, -((hfsq - fma(s, hfsq + r, k * kLn2Lo)) - f));
+}
+
+// cos(2 pi u) and sin(2 pi u) for u = (x + 0.5) / 2^32, the angle of philox_uniform_open(x):
+// the nearest quarter turn q comes from x's top bits, the rest r = u - q/4 in [-1/8, 1/8] is
+// exact, and theta = 2 pi r in [-pi/4, pi/4] goes through Taylor series to degree 18 (the next
+// terms are below 1e-19).
+ZS_HD void box_muller_cos_sin(uint32_t x, double* cos_out, double* sin_out) {
+  const uint64_t q = (static_cast<uint64_t>(x) + (1ull << 29)) >> 30;  // 0..4
+  const double r =
+      (static_cast<double>(static_cast<int64_t>(x) - static_cast<int64_t>(q << 30)) + 0.5) *
+      (1.0 / 4294967296.0);
+  const double theta = 6.283185307179586476925 * r;
+  const double z = theta * theta;
+  const double sin_poly =
+      fma(z, fma(z, fma(z, fma(z, fma(z, fma(z, fma(z, 1.0 / 355687428096000.0,
+                                                   -1.0 / 1307674368000.0),
+                                              1.0 / 6227020800.0),
+                                         -1.0 / 39916800.0),
+                                    1.0 / 362880.0),
+                               -1.0 / 5040.0),
+                          1.0 / 120.0),
+          -1.0 / 6.0);
+  const double sin_t = fma(theta * z, sin_poly, theta);
+  const double cos_poly =
+      fma(z, fma(z, fma(z, fma(z, fma(z, fma(z, fma(z, fma(z, -1.0 / 6402373705728000.0,
+                                                          1.0 / 20922789888000.0),
+                                                     -1.0 / 87178291200.0),
+                                                1.0 / 479001600.0),
+                                           -1.0 / 3628800.0),
+                                      1.0 / 40320.0),
+                                 -1.0 / 720.0),
+                            1.0 / 24.0),
+          -0.5);
+  const double cos_t = fma(z, cos_poly, 1.0);
+  // angle = q pi/2 + theta: odd quarters swap cos and sin; the signs follow the quadrant.
+  // Written as selects and exact multiplications by +-1, which vectorise.
+  const unsigned quadrant = static_cast<unsigned>(q) & 3u;
+  const bool odd = (quadrant & 1u) != 0u;
+  const double cos_sign = ((quadrant + 1u) & 2u) ? -1.0 : 1.0;  // quadrants 1 and 2
+  const double sin_sign = (quadrant & 2u) ? -1.0 : 1.0;         // quadrants 2 and 3
+  *cos_out = cos_sign * (odd ? sin_t : cos_t);
+  *sin_out = sin_sign * (odd ? cos_t : sin_t);
+}
+
+// Philox4x32-10 of (element, attempt, stream): its first two words, the Box-Muller inputs.
+ZS_HD Philox4 philox_for_normal(NoiseStream s, uint64_t element, uint32_t attempt) {
+  Philox4 ctr = {{static_cast<uint32_t>(element), attempt ^ static_cast<uint32_t>(element >> 32),
+                  static_cast<uint32_t>(s.offset), static_cast<uint32_t>(s.offset >> 32)}};
+  return philox4x32_10(ctr, static_cast<uint32_t>(s.seed), static_cast<uint32_t>(s.seed >> 32));
+}
+
+// Two standard normals: Box-Muller in double, rounded to float, r * cos and r * sin of
+// r = sqrt(-2 log u1), angle 2 pi u2, from the Philox words (u1, u2).
+ZS_HD void philox_normal_pair(NoiseStream s, uint64_t element, uint32_t attempt, float* n0,
+                              float* n1) {
+  const Philox4 r = philox_for_normal(s, element, attempt);
+  const double radius = sqrt(-2.0 * box_muller_log(philox_uniform_open(r.v[0])));
+  double c, sn;
+  box_muller_cos_sin(r.v[1], &c, &sn);
+  *n0 = static_cast<float>(radius * c);
+  *n1 = static_cast<float>(radius * sn);
+}
+
+// The first of the pair alone (its sine is never computed).
 ZS_HD float philox_normal(NoiseStream s, uint64_t element) {
   float a, b;
   philox_normal_pair(s, element, 0u, &a, &b);

@@ -82,16 +82,26 @@ void for_each_element(const Tensor& shape, F&& f) {  // f(row, col)
 constexpr size_t kParallelNoiseElements = 4096;
 
 template <typename F>
-void noise_rows(const Tensor& t, F&& f) {  // f(row, col)
-  const int cols = t.cols;
+void noise_rows(const Tensor& t, F&& f) {  // f(row)
   if (t.numel() >= kParallelNoiseElements && t.rows > 1) {
 #pragma omp parallel for schedule(static)
-    for (int r = 0; r < t.rows; ++r)
-      for (int c = 0; c < cols; ++c) f(r, c);
+    for (int r = 0; r < t.rows; ++r) f(r);
   } else {
-    for (int r = 0; r < t.rows; ++r)
-      for (int c = 0; c < cols; ++c) f(r, c);
+    for (int r = 0; r < t.rows; ++r) f(r);
   }
+}
+
+// take_a ? a : b, through bit masks: with a ternary the compiler moves the computation of
+// the value not taken into a branch, and the loop no longer vectorises.
+inline float select_bits(bool take_a, float a, float b) {
+  uint32_t ua, ub;
+  std::memcpy(&ua, &a, sizeof ua);
+  std::memcpy(&ub, &b, sizeof ub);
+  const uint32_t mask = take_a ? ~0u : 0u;
+  const uint32_t bits = (ua & mask) | (ub & ~mask);
+  float out;
+  std::memcpy(&out, &bits, sizeof out);
+  return out;
 }
 
 inline float& at(const Tensor& t, int r, int c) { return t.data[static_cast<size_t>(r) * t.ld + c]; }
@@ -262,19 +272,36 @@ class CpuBackend final : public Backend {
     });
   }
 
-  // Noise costs tens of nanoseconds per element (Philox, log, sincos), so it splits over the
-  // threads from far fewer elements than the memory-bound loops; each element is a pure
-  // function of (stream, index), so the split changes nothing.
+  // Noise costs nanoseconds per element even vectorised (Philox, log, cos), so it splits over
+  // the threads from far fewer elements than the memory-bound loops; each element is a pure
+  // function of (stream, index), so neither the split nor the vector width changes a bit.
   void do_fill_normal(Tensor t, NoiseStream s) override {
     const NoiseStream rs = resolve_stream(s);
-    noise_rows(t, [&](int r, int c) {
-      at(t, r, c) = philox_normal(rs, static_cast<uint64_t>(r) * t.cols + c);
+    const int cols = t.cols;
+    noise_rows(t, [&](int r) {
+      float* __restrict__ out = &at(t, r, 0);
+      const uint64_t first = static_cast<uint64_t>(r) * cols;
+#pragma omp simd
+      for (int c = 0; c < cols; ++c) out[c] = philox_normal(rs, first + c);
     });
   }
+  // The first attempt of every element in one vectorised pass; the ~0.2% whose two candidates
+  // both fall outside (-2, 2) are marked with 2 (never a valid draw) and then drawn by the
+  // scalar function itself, which repeats attempt 0 and goes on.
   void do_fill_truncated_normal(Tensor t, NoiseStream s) override {
     const NoiseStream rs = resolve_stream(s);
-    noise_rows(t, [&](int r, int c) {
-      at(t, r, c) = philox_truncated_normal(rs, static_cast<uint64_t>(r) * t.cols + c);
+    const int cols = t.cols;
+    noise_rows(t, [&](int r) {
+      float* __restrict__ out = &at(t, r, 0);
+      const uint64_t first = static_cast<uint64_t>(r) * cols;
+#pragma omp simd
+      for (int c = 0; c < cols; ++c) {
+        float a, b;
+        philox_normal_pair(rs, first + c, 0u, &a, &b);
+        out[c] = select_bits(fabsf(a) < 2.f, a, select_bits(fabsf(b) < 2.f, b, 2.f));
+      }
+      for (int c = 0; c < cols; ++c)
+        if (out[c] == 2.f) out[c] = philox_truncated_normal(rs, first + c);
     });
   }
 
