@@ -6,7 +6,7 @@
 //   floor:  sum over the round's GEMMs of count x time alone (fastest of several samples)
 //   GFLOP/s achieved by the round, and round / floor
 // how much of the census round was spent inside its GEMMs and outside them, and the GEMMs
-// that weigh most in the floor.
+// that weigh most in the floor, each with its time per call in the census round.
 //
 // Run: ./build/bench_round_floor [--size demo|published|both] [--rounds N] [--top N]
 #include <omp.h>
@@ -121,17 +121,21 @@ void run_size(const BenchSize& size, int rounds, int top) {
               floor, flops / round / 1e9, flops / floor / 1e9, round / floor);
   std::printf("[%s] the census round: %.3f s, of which %.3f s in its GEMMs (%.2f x their floor) and %.3f s outside them\n",
               size.name, round_s[0], in_round, in_round / floor, round_s[0] - in_round);
-  std::printf("[%s] heaviest GEMMs in the floor (m x n x k, op, fused, threads: calls x time alone = share):\n",
+  std::printf("[%s] heaviest GEMMs in the floor (m x n x k, op, fused, threads: calls x time alone = share; "
+              "time per call in the census round):\n",
               size.name);
   for (int i = 0; i < top && i < static_cast<int>(rows.size()); ++i) {
     const Row& r = rows[i];
     const GemmCall& c = r.sc.shape;
-    std::printf("  %5d x %5d x %5d  %s%s  beta %g%s%s  %d thr: %6lld x %8.3f ms = %5.1f%% (%.0f GFLOP/s)\n",
+    const double in_round_per_call = r.sc.seconds / static_cast<double>(r.sc.count);
+    std::printf("  %5d x %5d x %5d  %s%s  beta %g%s%s  %d thr: %6lld x %8.3f ms = %5.1f%% (%.0f GFLOP/s); "
+                "in the round %.3f ms (%.2fx)\n",
                 c.m, c.n, c.k, c.trans_a ? "At" : "A", c.trans_b ? "Bt" : "B", c.beta,
                 r.sc.has_bias ? " +bias" : "",
                 c.act == Act::LeakyRelu ? " +lrelu" : c.act == Act::Relu ? " +relu" : "",
                 r.sc.threads, static_cast<long long>(r.sc.count), r.alone_s * 1e3,
-                100.0 * r.total_s / floor, flops_of(c) / r.alone_s / 1e9);
+                100.0 * r.total_s / floor, flops_of(c) / r.alone_s / 1e9, in_round_per_call * 1e3,
+                in_round_per_call / r.alone_s);
   }
 }
 
