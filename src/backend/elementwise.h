@@ -187,6 +187,35 @@ ZS_HD double double_from_bits(uint64_t u) {
 #endif
 }
 
+ZS_HD uint32_t float_bits(float x) {
+#if defined(__CUDA_ARCH__)
+  return __float_as_uint(x);
+#else
+  uint32_t u;
+  std::memcpy(&u, &x, sizeof u);
+  return u;
+#endif
+}
+ZS_HD float float_from_bits(uint32_t u) {
+#if defined(__CUDA_ARCH__)
+  return __uint_as_float(u);
+#else
+  float x;
+  std::memcpy(&x, &u, sizeof x);
+  return x;
+#endif
+}
+
+// a where mask is all ones, b where it is zero. Written as a ternary on the values, the
+// compiler may move the computation of the one not taken into a branch of its own, and the
+// CPU loop around it then no longer vectorises; masks made as `cond ? ~0 : 0` vectorise.
+ZS_HD double select_bits(uint64_t mask, double a, double b) {
+  return double_from_bits((double_bits(a) & mask) | (double_bits(b) & ~mask));
+}
+ZS_HD float select_bits(uint32_t mask, float a, float b) {
+  return float_from_bits((float_bits(a) & mask) | (float_bits(b) & ~mask));
+}
+
 // log(v) for a positive normal double, after fdlibm's e_log.c: v = 2^k m with m in
 // [sqrt(2)/2, sqrt(2)), f = m - 1 (exact), s = f / (2 + f), and
 // log(1 + f) = f - f^2/2 + s (f^2/2 + R(s^2)) with R fdlibm's minimax polynomial.
@@ -216,10 +245,11 @@ ZS_HD double box_muller_log(double v) {
 // exact, and theta = 2 pi r in [-pi/4, pi/4] goes through Taylor series to degree 18 (the next
 // terms are below 1e-19).
 ZS_HD void box_muller_cos_sin(uint32_t x, double* cos_out, double* sin_out) {
-  const uint64_t q = (static_cast<uint64_t>(x) + (1ull << 29)) >> 30;  // 0..4
-  const double r =
-      (static_cast<double>(static_cast<int64_t>(x) - static_cast<int64_t>(q << 30)) + 0.5) *
-      (1.0 / 4294967296.0);
+  const uint32_t q = ((x >> 29) + 1u) >> 1;  // x / 2^30 rounded to nearest: 0..4
+  // x - q 2^30 in [-2^29, 2^29), through 32-bit wrap-around (q = 4 wraps to 0): 32-bit
+  // integers keep the loop vectorised on AVX2, which converts no 64-bit integer to double.
+  const int32_t rest = static_cast<int32_t>(x - (q << 30));
+  const double r = (static_cast<double>(rest) + 0.5) * (1.0 / 4294967296.0);
   const double theta = 6.283185307179586476925 * r;
   const double z = theta * theta;
   const double sin_poly =
@@ -244,13 +274,12 @@ ZS_HD void box_muller_cos_sin(uint32_t x, double* cos_out, double* sin_out) {
           -0.5);
   const double cos_t = fma(z, cos_poly, 1.0);
   // angle = q pi/2 + theta: odd quarters swap cos and sin; the signs follow the quadrant.
-  // Written as selects and exact multiplications by +-1, which vectorise.
-  const unsigned quadrant = static_cast<unsigned>(q) & 3u;
-  const bool odd = (quadrant & 1u) != 0u;
+  const unsigned quadrant = q & 3u;
+  const uint64_t odd = (quadrant & 1u) ? ~0ull : 0ull;
   const double cos_sign = ((quadrant + 1u) & 2u) ? -1.0 : 1.0;  // quadrants 1 and 2
   const double sin_sign = (quadrant & 2u) ? -1.0 : 1.0;         // quadrants 2 and 3
-  *cos_out = cos_sign * (odd ? sin_t : cos_t);
-  *sin_out = sin_sign * (odd ? cos_t : sin_t);
+  *cos_out = cos_sign * select_bits(odd, sin_t, cos_t);  // exact: a product with +-1
+  *sin_out = sin_sign * select_bits(odd, cos_t, sin_t);
 }
 
 // Philox4x32-10 of (element, attempt, stream): its first two words, the Box-Muller inputs.

@@ -91,19 +91,6 @@ void noise_rows(const Tensor& t, F&& f) {  // f(row)
   }
 }
 
-// take_a ? a : b, through bit masks: with a ternary the compiler moves the computation of
-// the value not taken into a branch, and the loop no longer vectorises.
-inline float select_bits(bool take_a, float a, float b) {
-  uint32_t ua, ub;
-  std::memcpy(&ua, &a, sizeof ua);
-  std::memcpy(&ub, &b, sizeof ub);
-  const uint32_t mask = take_a ? ~0u : 0u;
-  const uint32_t bits = (ua & mask) | (ub & ~mask);
-  float out;
-  std::memcpy(&out, &bits, sizeof out);
-  return out;
-}
-
 inline float& at(const Tensor& t, int r, int c) { return t.data[static_cast<size_t>(r) * t.ld + c]; }
 
 // Runs f(row) for every row, in parallel when the tensor is large.
@@ -298,7 +285,8 @@ class CpuBackend final : public Backend {
       for (int c = 0; c < cols; ++c) {
         float a, b;
         philox_normal_pair(rs, first + c, 0u, &a, &b);
-        out[c] = select_bits(fabsf(a) < 2.f, a, select_bits(fabsf(b) < 2.f, b, 2.f));
+        const uint32_t take_a = fabsf(a) < 2.f ? ~0u : 0u, take_b = fabsf(b) < 2.f ? ~0u : 0u;
+        out[c] = select_bits(take_a, a, select_bits(take_b, b, 2.f));
       }
       for (int c = 0; c < cols; ++c)
         if (out[c] == 2.f) out[c] = philox_truncated_normal(rs, first + c);
