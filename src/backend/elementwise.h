@@ -168,62 +168,34 @@ ZS_HD double philox_uniform_open(uint32_t x) {  // (0, 1), never 0 or 1
 // leaving a compiler's contraction of a * b + c nothing to change; division and sqrt are
 // correctly rounded everywhere. Accurate to a few double ulps (tests/test_ops_forward.cc holds
 // them to libm), far below the float the noise is rounded to.
-ZS_HD uint64_t double_bits(double x) {
-#if defined(__CUDA_ARCH__)
-  return static_cast<uint64_t>(__double_as_longlong(x));
-#else
-  uint64_t u;
-  std::memcpy(&u, &x, sizeof u);
-  return u;
-#endif
-}
-ZS_HD double double_from_bits(uint64_t u) {
-#if defined(__CUDA_ARCH__)
-  return __longlong_as_double(static_cast<long long>(u));
-#else
-  double x;
-  std::memcpy(&x, &u, sizeof x);
-  return x;
-#endif
-}
-
-ZS_HD uint32_t float_bits(float x) {
-#if defined(__CUDA_ARCH__)
-  return __float_as_uint(x);
-#else
-  uint32_t u;
-  std::memcpy(&u, &x, sizeof u);
-  return u;
-#endif
-}
-ZS_HD float float_from_bits(uint32_t u) {
-#if defined(__CUDA_ARCH__)
-  return __uint_as_float(u);
-#else
-  float x;
-  std::memcpy(&x, &u, sizeof x);
-  return x;
-#endif
+// The bits of a value as another type of the same size (std::bit_cast, C++20); memcpy compiles
+// to a register move on the host and in CUDA device code alike.
+template <typename To, typename From>
+ZS_HD To bits_as(From x) {
+  static_assert(sizeof(To) == sizeof(From), "bits_as: the sizes differ");
+  To out;
+  memcpy(&out, &x, sizeof out);
+  return out;
 }
 
 // a where mask is all ones, b where it is zero. Written as a ternary on the values, the
 // compiler may move the computation of the one not taken into a branch of its own, and the
 // CPU loop around it then no longer vectorises; masks made as `cond ? ~0 : 0` vectorise.
 ZS_HD double select_bits(uint64_t mask, double a, double b) {
-  return double_from_bits((double_bits(a) & mask) | (double_bits(b) & ~mask));
+  return bits_as<double>((bits_as<uint64_t>(a) & mask) | (bits_as<uint64_t>(b) & ~mask));
 }
 ZS_HD float select_bits(uint32_t mask, float a, float b) {
-  return float_from_bits((float_bits(a) & mask) | (float_bits(b) & ~mask));
+  return bits_as<float>((bits_as<uint32_t>(a) & mask) | (bits_as<uint32_t>(b) & ~mask));
 }
 
 // log(v) for a positive normal double, after fdlibm's e_log.c: v = 2^k m with m in
 // [sqrt(2)/2, sqrt(2)), f = m - 1 (exact), s = f / (2 + f), and
 // log(1 + f) = f - f^2/2 + s (f^2/2 + R(s^2)) with R fdlibm's minimax polynomial.
 ZS_HD double box_muller_log(double v) {
-  const uint64_t bits = double_bits(v);
+  const uint64_t bits = bits_as<uint64_t>(v);
   const bool high = (bits & 0x000FFFFFFFFFFFFFull) > 0x6A09E667F3BCCull;  // m > sqrt(2)
-  const double m = double_from_bits((bits & 0x000FFFFFFFFFFFFFull) |
-                                    (high ? 0x3FE0000000000000ull : 0x3FF0000000000000ull));
+  const double m = bits_as<double>((bits & 0x000FFFFFFFFFFFFFull) |
+                                   (high ? 0x3FE0000000000000ull : 0x3FF0000000000000ull));
   const double k = static_cast<double>(static_cast<int>(bits >> 52) - (high ? 1022 : 1023));
   const double f = m - 1.0;
   const double hfsq = 0.5 * (f * f);
