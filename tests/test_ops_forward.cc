@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <random>
 #include <utility>
 #include <vector>
@@ -31,6 +32,24 @@ TEST(SharedMath, ActivationsAndTheirDerivativesAtTheKinks) {
   EXPECT_FLOAT_EQ(act_grad_from_output(0.f, Act::LeakyRelu), 0.2f);  // TF: LeakyReLU'(0) = 0.2
   EXPECT_FLOAT_EQ(act_grad_from_output(0.f, Act::Relu), 0.f);        // TF: ReLU'(0) = 0
   EXPECT_FLOAT_EQ(sign_tf(0.f), 0.f);                                // TF: d|x|/dx at 0 = 0
+}
+
+// The select form the CPU loops and CUDA kernels use is dy * act'(y) to the bit, signed zeros,
+// infinities and NaN included.
+TEST(SharedMath, ActBackwardIsTheProductWithTheDerivativeBitForBit) {
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::nanf("");
+  const std::vector<float> values = {0.f, -0.f, 1.f, -1.f, 0.2f, -3.5e-39f, 7e30f, -7e30f, inf, -inf, nan};
+  for (Act act : {Act::LeakyRelu, Act::Relu, Act::None})
+    for (float dy : values)
+      for (float y : values) {
+        const float want = dy * act_grad_from_output(y, act), got = act_backward(dy, y, act);
+        if (std::isnan(want)) {
+          EXPECT_TRUE(std::isnan(got)) << "dy " << dy << ", y " << y;
+        } else {
+          EXPECT_EQ(bits_as<uint32_t>(got), bits_as<uint32_t>(want))
+              << "act " << int(act) << ", dy " << dy << ", y " << y << ": " << got << " vs " << want;
+        }
+      }
 }
 
 TEST(OpsForward, MatmulOverTwoPartsEqualsMatmulOfTheConcatenation) {

@@ -188,6 +188,16 @@ ZS_HD float select_bits(uint32_t mask, float a, float b) {
   return bits_as<float>((bits_as<uint32_t>(a) & mask) | (bits_as<uint32_t>(b) & ~mask));
 }
 
+// dy * act'(y), bit for bit, written as a mask select between dy and its scaled value: with
+// the factor as a ternary (act_grad_from_output), the compiler branches around the multiply
+// by 1 and the AVX2 loops stay scalar.
+ZS_HD float act_backward(float dy, float y, Act a) {
+  const uint32_t positive = y > 0.f ? ~0u : 0u;
+  if (a == Act::LeakyRelu) return select_bits(positive, dy, kLeakySlope * dy);
+  if (a == Act::Relu) return select_bits(positive, dy, 0.f * dy);
+  return dy;
+}
+
 // log(v) for a positive normal double, after fdlibm's e_log.c: v = 2^k m with m in
 // [sqrt(2)/2, sqrt(2)), f = m - 1 (exact), s = f / (2 + f), and
 // log(1 + f) = f - f^2/2 + s (f^2/2 + R(s^2)) with R fdlibm's minimax polynomial.

@@ -201,10 +201,10 @@ class CpuBackend final : public Backend {
           float* __restrict__ dr = &at(d_pre, r, 0);
           if (store_pre) {
 #pragma omp simd
-            for (int c = 0; c < cols; ++c) dr[c] = gr[c] * act_grad_from_output(yr[c], kAct);
+            for (int c = 0; c < cols; ++c) dr[c] = act_backward(gr[c], yr[c], kAct);
           } else {
 #pragma omp simd
-            for (int c = 0; c < cols; ++c) dr[c] += gr[c] * act_grad_from_output(yr[c], kAct);
+            for (int c = 0; c < cols; ++c) dr[c] += act_backward(gr[c], yr[c], kAct);
           }
         });
         return;
@@ -227,21 +227,21 @@ class CpuBackend final : public Backend {
             if (store_pre) {
 #pragma omp simd
               for (int c = 0; c < n; ++c) {
-                const float g = gr[c] * act_grad_from_output(yr[c], kAct);
+                const float g = act_backward(gr[c], yr[c], kAct);
                 dr[c] = g;
                 acc[c] += g;
               }
             } else {
 #pragma omp simd
               for (int c = 0; c < n; ++c) {
-                const float g = gr[c] * act_grad_from_output(yr[c], kAct);
+                const float g = act_backward(gr[c], yr[c], kAct);
                 dr[c] += g;
                 acc[c] += g;
               }
             }
           } else {
 #pragma omp simd
-            for (int c = 0; c < n; ++c) acc[c] += gr[c] * act_grad_from_output(yr[c], kAct);
+            for (int c = 0; c < n; ++c) acc[c] += act_backward(gr[c], yr[c], kAct);
           }
         }
         float* __restrict__ db = d_bias.data + c0;

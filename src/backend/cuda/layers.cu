@@ -59,7 +59,7 @@ __global__ void __launch_bounds__(kBiasCols* kBiasRowThreads)
   float sum = 0.f;
   if (c < y.cols) {
     for (int r = r_begin + threadIdx.y; r < r_end; r += kBiasRowThreads) {
-      const float g = dy(r, c) * act_grad_from_output(y(r, c), act);
+      const float g = act_backward(dy(r, c), y(r, c), act);
       if (!d_pre.empty()) {
         if (store_pre)
           d_pre(r, c) = g;
