@@ -292,12 +292,18 @@ ZS_HD float philox_normal(NoiseStream s, uint64_t element) {
 
 // Truncated standard normal: draws with |x| >= 2 are drawn again (TF's truncated_normal).
 // Each attempt yields two candidates; P(both rejected) ~ 0.2%, so the loop is short.
+// truncated_pick is one attempt's choice: a if inside (-2, 2), else b if inside, else 2, which
+// no accepted draw equals (the CPU loops' marker for "draw again").
+ZS_HD float truncated_pick(float a, float b) {
+  const uint32_t take_a = fabsf(a) < 2.f ? ~0u : 0u, take_b = fabsf(b) < 2.f ? ~0u : 0u;
+  return select_bits(take_a, a, select_bits(take_b, b, 2.f));
+}
 ZS_HD float philox_truncated_normal(NoiseStream s, uint64_t element) {
   for (uint32_t attempt = 0;; ++attempt) {
     float a, b;
     philox_normal_pair(s, element, attempt, &a, &b);
-    if (fabsf(a) < 2.f) return a;
-    if (fabsf(b) < 2.f) return b;
+    const float pick = truncated_pick(a, b);
+    if (pick != 2.f) return pick;
   }
 }
 

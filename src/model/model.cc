@@ -86,9 +86,8 @@ namespace {
 
 // host[i] = scale * philox_normal(stream, i). Compiled for baseline x86-64, x86-64-v3 (AVX2,
 // FMA) and x86-64-v4 (AVX-512), the best picked when the program loads: in the baseline build
-// the noise's explicit fmas are libm calls and nothing vectorises (27M draws, the published
-// model: 0.68 s there, 0.16 s at v3, 0.11 s at v4 on 2 Xeon cores). All compute the same bits
-// (elementwise.h).
+// the noise's explicit fmas are libm calls and nothing vectorises (bench/README.md, "Noise
+// fills"). All compute the same bits (elementwise.h).
 __attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4"))) void draw_scaled_normals(
     float* host, int64_t n, NoiseStream stream, float scale) {
 #pragma omp parallel for simd schedule(static)

@@ -273,7 +273,7 @@ class CpuBackend final : public Backend {
     });
   }
   // The first attempt of every element in one vectorised pass; the ~0.2% whose two candidates
-  // both fall outside (-2, 2) are marked with 2 (never a valid draw) and then drawn by the
+  // both fall outside (-2, 2) come out as truncated_pick's marker 2 and are then drawn by the
   // scalar function itself, which repeats attempt 0 and goes on.
   void do_fill_truncated_normal(Tensor t, NoiseStream s) override {
     const NoiseStream rs = resolve_stream(s);
@@ -285,8 +285,7 @@ class CpuBackend final : public Backend {
       for (int c = 0; c < cols; ++c) {
         float a, b;
         philox_normal_pair(rs, first + c, 0u, &a, &b);
-        const uint32_t take_a = fabsf(a) < 2.f ? ~0u : 0u, take_b = fabsf(b) < 2.f ? ~0u : 0u;
-        out[c] = select_bits(take_a, a, select_bits(take_b, b, 2.f));
+        out[c] = truncated_pick(a, b);
       }
       for (int c = 0; c < cols; ++c)
         if (out[c] == 2.f) out[c] = philox_truncated_normal(rs, first + c);
