@@ -204,6 +204,36 @@ void rmsprop_clip(benchmark::State& st, bool cuda, int n) {
   run(st, be, [&] { be.rmsprop_update(p, g, ms, h); }, F * n * 5.0);
 }
 
+// A weight's gradient x^T dy (m x n from k rows) applied by RMSProp: formed and applied in one
+// pass (weight_grad_rmsprop_update) or as the GEMM into a gradient buffer, then rmsprop_update.
+// Each call takes the next of three weights, whose parameters, gradients and mean squares
+// (three times 100 MB at 4096 x 2048) outgrow the caches, as a round's weights do between
+// two steps.
+void weight_grad_rmsprop(benchmark::State& st, bool cuda, int m, int n, int k, bool fused) {
+  Backend& be = backend(cuda);
+  Buffers b(be);
+  constexpr int kWeights = 3;
+  Tensor x = b.normal(k, m), dy = b.normal(k, n, 0.01f);
+  Tensor p[kWeights], g[kWeights], ms[kWeights];
+  for (int i = 0; i < kWeights; ++i) {
+    p[i] = b.normal(m, n, 0.02f);
+    g[i] = b.constant(m, n, 0.f);
+    ms[i] = b.constant(m, n, 1.f);
+  }
+  RmsPropHyper h{2e-4f};
+  int next = 0;
+  // p and ms read and written, x and dy read; the unfused path also writes and reads g.
+  run(st, be, [&] {
+    const int i = next++ % kWeights;
+    if (fused) {
+      be.weight_grad_rmsprop_update(x, dy, p[i], g[i], ms[i], h);
+    } else {
+      be.gemm(true, false, 1.f, x, dy, 0.f, g[i]);
+      be.rmsprop_update(p[i], g[i], ms[i], h);
+    }
+  }, F * (4.0 * m * n + double(k) * (m + n)), 2.0 * m * n * k);
+}
+
 void adam(benchmark::State& st, bool cuda, int n) {
   Backend& be = backend(cuda);
   Buffers b(be);
@@ -297,6 +327,15 @@ void register_all(bool cuda) {
   const int params = 20 << 20;  // ~ the generator + condition (~21M) or all networks (~27M)
   reg("rmsprop_clip", dims({params}), [=](benchmark::State& s) { rmsprop_clip(s, cuda, params); });
   reg("adam", dims({params}), [=](benchmark::State& s) { adam(s, cuda, params); });
+  // The generator's largest weight gradient (gen2 and gen3, from the G step's 2 x batch rows)
+  // and the critic's image part (3 x batch rows).
+  for (bool fused : {true, false}) {
+    const char* family = fused ? "weight_grad_rmsprop" : "gemm_then_rmsprop";
+    reg(family, dims({2 * kGf, kImage, 2 * kBatch}),
+        [=](benchmark::State& s) { weight_grad_rmsprop(s, cuda, 2 * kGf, kImage, 2 * kBatch, fused); });
+    reg(family, dims({kImage, kDf, 3 * kBatch}),
+        [=](benchmark::State& s) { weight_grad_rmsprop(s, cuda, kImage, kDf, 3 * kBatch, fused); });
+  }
   reg("gather_rows", dims({kBatch, kImage}), [=](benchmark::State& s) { gather(s, cuda, kBatch, kImage, 12000); });
   reg("gather_rows", dims({100 * kBatch, kImage}), [=](benchmark::State& s) { gather(s, cuda, 100 * kBatch, kImage, 12000); });
 

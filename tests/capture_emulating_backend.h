@@ -175,6 +175,10 @@ class CaptureEmulatingBackend final : public Backend {
                          const RmsPropHyper& h) override {
     op([=](Backend& b) { b.rmsprop_update(params, grads, mean_square, h); });
   }
+  void do_weight_grad_rmsprop_update(const Tensor& x, const Tensor& dy, Tensor params, Tensor grads,
+                                     Tensor mean_square, const RmsPropHyper& h) override {
+    op([=](Backend& b) { b.weight_grad_rmsprop_update(x, dy, params, grads, mean_square, h); });
+  }
   void do_adam_update(Tensor params, const Tensor& grads, Tensor m, Tensor v, Tensor beta_powers,
                       const AdamHyper& h) override {
     op([=](Backend& b) { b.adam_update(params, grads, m, v, beta_powers, h); });

@@ -823,6 +823,48 @@ std::vector<OpCase> op_cases() {
            },
            {1e-7, 1e-5}, {1e-7, 1e-5}});
     }
+  // -- RMSProp from a weight gradient's factors: the unfused path (small) and the CPU's tiled
+  // one (tiles of several rows with a shorter last tile; rows longer than a tile), x a strided
+  // view, two steps. What `grads` holds afterwards is unspecified: each run zeroes it.
+  struct ProductShape {
+    int m, n, k, ld_x;
+  };
+  for (ProductShape sh : {ProductShape{37, 29, 5, 40}, ProductShape{300, 1000, 64, 310}, ProductShape{3, 70000, 4, 0}})
+    for (float clip : {0.f, 0.01f}) {
+      constexpr int kProductSteps = 2;
+      add({"weight_grad_rmsprop_update",
+           std::to_string(sh.k) + "x" + std::to_string(sh.m) + " (ld " + std::to_string(std::max(sh.ld_x, sh.m)) +
+               ")^T * " + std::to_string(sh.k) + "x" + std::to_string(sh.n) + (clip > 0 ? " + clip" : ""),
+           [=](std::mt19937& rng) {
+             CaseData d{{normal(rng, sh.k, sh.m, sh.ld_x), normal(rng, sh.m, sh.n, 0, 0.02f),
+                         constant(sh.m, sh.n, 0.f), constant(sh.m, sh.n, 1.f)}};
+             for (int s = 0; s < kProductSteps; ++s) d.t.push_back(normal(rng, sh.k, sh.n, 0, 0.3f));
+             return d;
+           },
+           [=](Backend& be, const Args& a) {
+             RmsPropHyper h{2e-4f};
+             h.clip = clip;
+             for (int s = 0; s < kProductSteps; ++s)
+               be.weight_grad_rmsprop_update(a.t[0], a.t[4 + s], a.t[1], a.t[2], a.t[3], h);
+             be.fill(a.t[2], 0.f);
+           },
+           [=](RefData& r) {
+             RmsPropHyper h{2e-4f};
+             h.clip = clip;
+             RefTensor g = r.t[2];
+             for (int s = 0; s < kProductSteps; ++s) {
+               ref_gemm(true, false, 1.0, r.t[0], r.t[4 + s], 0.0, g, nullptr, Act::None);
+               for (int i = 0; i < sh.m; ++i)
+                 for (int j = 0; j < sh.n; ++j) {
+                   float p = r.t[1].f(i, j), ms = r.t[3].f(i, j);
+                   rmsprop_tf1_update(&p, g.f(i, j), &ms, h);
+                   r.t[1].at(i, j) = p;
+                   r.t[3].at(i, j) = ms;
+                 }
+             }
+           },
+           {1e-6, 1e-5}, {1e-6, 1e-5}});
+    }
   add({"adam_update", "10007, five steps",
        [](std::mt19937& rng) {
          HostTensor powers = host_tensor(1, 2);
@@ -1019,7 +1061,7 @@ TEST(BackendOpsCoverage, EveryOpHasACase) {
                        "l1_forward", "l1_backward", "mean_forward", "mean_backward",
                        "cosine_mean_forward", "cosine_mean_backward", "softplus_forward",
                        "softplus_backward", "combine_forward", "combine_backward",
-                       "rmsprop_update", "adam_update", "store_scalar", "topk_cosine"};
+                       "rmsprop_update", "weight_grad_rmsprop_update", "adam_update", "store_scalar", "topk_cosine"};
   for (const char* op : ops)
     EXPECT_TRUE(std::any_of(all_cases().begin(), all_cases().end(),
                             [&](const OpCase& c) { return c.op == op; }))
@@ -1081,6 +1123,8 @@ class InertBackend final : public Backend {
   ZS_REACHED(void do_combine_forward(const ScalarTerms&, Tensor))
   ZS_REACHED(void do_combine_backward(const ScalarTermGrads&, const Tensor&))
   ZS_REACHED(void do_rmsprop_update(Tensor, const Tensor&, Tensor, const RmsPropHyper&))
+  ZS_REACHED(void do_weight_grad_rmsprop_update(const Tensor&, const Tensor&, Tensor, Tensor, Tensor,
+                                                const RmsPropHyper&))
   ZS_REACHED(void do_adam_update(Tensor, const Tensor&, Tensor, Tensor, Tensor, const AdamHyper&))
   ZS_REACHED(void do_increment_counter(int64_t*))
   ZS_REACHED(void do_store_scalar(const Tensor&, Tensor, int64_t, const int64_t*, int64_t))
@@ -1239,6 +1283,12 @@ std::vector<BadCall> bad_calls() {
        [](Backend& be, S& s) { be.rmsprop_update(s.t(1, 10), s.t(1, 9), s.t(1, 10), RmsPropHyper{0.1f}); }},
       {"rmsprop_update", "contiguous", "strided parameters",
        [](Backend& be, S& s) { be.rmsprop_update(s.t(2, 5, 8), s.t(2, 5), s.t(2, 5), RmsPropHyper{0.1f}); }},
+      {"weight_grad_rmsprop_update", "6x4", "params rows not x's columns",
+       [](Backend& be, S& s) { be.weight_grad_rmsprop_update(s.t(3, 5), s.t(3, 4), s.t(6, 4), s.t(6, 4), s.t(6, 4), RmsPropHyper{0.1f}); }},
+      {"weight_grad_rmsprop_update", "5x3", "mean_square shape",
+       [](Backend& be, S& s) { be.weight_grad_rmsprop_update(s.t(3, 5), s.t(3, 4), s.t(5, 4), s.t(5, 4), s.t(5, 3), RmsPropHyper{0.1f}); }},
+      {"weight_grad_rmsprop_update", "contiguous", "strided grads",
+       [](Backend& be, S& s) { be.weight_grad_rmsprop_update(s.t(3, 5), s.t(3, 4), s.t(5, 4), s.t(5, 4, 8), s.t(5, 4), RmsPropHyper{0.1f}); }},
       {"adam_update", "1x3", "beta_powers of three",
        [](Backend& be, S& s) { be.adam_update(s.t(1, 10), s.t(1, 10), s.t(1, 10), s.t(1, 10), s.t(1, 3), AdamHyper{0.1f}); }},
       {"adam_update", "1x11", "m shape",

@@ -3,6 +3,8 @@
 // show the checker fails when a backward is wrong.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "test_support.h"
@@ -427,6 +429,72 @@ TEST(TapeGradientWrites, UnwrittenRegionsReadAsZero) {
       EXPECT_NEAR(w.grad.data[i * 5 + c], want, 1e-6) << "w " << i << "," << c;
     }
   for (int i = 0; i < 4; ++i) EXPECT_EQ(unused.grad.data[i], 0.f);
+}
+
+// With a region to defer within, backward leaves out exactly the weight gradients that are a
+// single product x^T dy and the only write to their bytes: w1 (one use) and both row blocks of
+// w3 (one two-part matmul), not w2 (two uses, so two writers), not w_out (outside the region),
+// and no bias or input gradient. Forming each deferred product afterwards gives the bits the
+// plain backward computes.
+TEST(TapeDeferredProducts, OnlySoleProductWritesInTheRegionAreLeftToTheCaller) {
+  testing::CpuContext ctx;
+  const int n = 5;
+  Tensor flat = ctx.zeros(1, 6 * 4 + 4 + 4 * 3 + 3 + 5 * 2);
+  int used = 0;
+  auto in_flat = [&](int rows, int cols) {
+    Tensor t(flat.data + used, rows, cols, Device::CPU);
+    used += rows * cols;
+    return t;
+  };
+  Var x = ctx.param(n, 6), a = ctx.param(n, 3), bq = ctx.param(n, 2);
+  Var w1{ctx.random(6, 4), in_flat(6, 4)}, b1{ctx.random(1, 4), in_flat(1, 4)};
+  Var w2{ctx.random(4, 3), in_flat(4, 3)}, b2{ctx.random(1, 3), in_flat(1, 3)};
+  Var w3{ctx.random(5, 2), in_flat(5, 2)};
+  Var w_out = ctx.param(3, 2);
+  ASSERT_EQ(used, flat.cols);
+  auto loss_of = [&]() {
+    Var h = ops::dense(ctx.tape, x, w1, b1, Act::LeakyRelu);
+    Var u = ops::dense(ctx.tape, h, w2, b2, Act::None);
+    Var u2 = ops::dense(ctx.tape, ops::slice_rows(h, 0, 2), w2, b2, Act::Relu);
+    Var v = ops::matmul(ctx.tape, {a, bq}, w3);
+    Var o = ops::matmul(ctx.tape, {u}, w_out);
+    return ops::combine(ctx.tape, {ops::mean(ctx.tape, u2), ops::mean(ctx.tape, v), ops::mean(ctx.tape, o)},
+                        {1.f, 2.f, 0.5f});
+  };
+  const std::vector<const Var*> all = {&x, &a, &bq, &w1, &b1, &w2, &b2, &w3, &w_out};
+  auto grads_of = [&]() {
+    std::vector<float> g;
+    for (const Var* p : all) {
+      const std::vector<float> h = host_copy(p->grad);
+      g.insert(g.end(), h.begin(), h.end());
+    }
+    return g;
+  };
+
+  ctx.tape.clear();
+  ctx.tape.backward(loss_of());
+  const std::vector<float> plain = grads_of();
+
+  for (const Var* p : all) fill_host(p->grad, std::nanf(""));
+  ctx.tape.clear();
+  std::vector<Tape::DeferredProduct> deferred;
+  ctx.tape.backward(loss_of(), {}, flat, &deferred);
+  ASSERT_EQ(deferred.size(), 3u);
+  const Tensor expected[] = {w1.grad, w3.grad.row_block(0, 3), w3.grad.row_block(3, 2)};
+  for (const Tensor& e : expected) {
+    const auto it = std::find_if(deferred.begin(), deferred.end(),
+                                 [&](const Tape::DeferredProduct& d) { return d.grad.data == e.data; });
+    ASSERT_NE(it, deferred.end()) << "the gradient at flat offset " << (e.data - flat.data) << " was not deferred";
+    EXPECT_EQ(it->grad.rows, e.rows);
+    EXPECT_EQ(it->grad.cols, e.cols);
+    for (float g : host_copy(e)) EXPECT_TRUE(std::isnan(g)) << "a deferred gradient was written";
+    ctx.be->gemm(true, false, 1.f, it->x, it->dy, 0.f, it->grad);
+  }
+  const std::vector<float> with_deferred = grads_of();
+  ASSERT_EQ(with_deferred.size(), plain.size());
+  for (size_t i = 0; i < plain.size(); ++i)
+    ASSERT_EQ(std::memcmp(&plain[i], &with_deferred[i], sizeof(float)), 0)
+        << "gradient element " << i << ": " << plain[i] << " plain, " << with_deferred[i] << " deferred";
 }
 
 }  // namespace

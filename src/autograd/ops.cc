@@ -39,7 +39,8 @@ void matmul_backward(Backend& be, const Node& n) {
       ++i;
     }
     if (w.needs_grad()) {
-      be.gemm(true, false, 1.f, x.value, n.out.grad, beta_of(n, i), w.grad.row_block(row, x.cols()));
+      if (!n.defers(i))  // else the tape's caller forms it (Tape::DeferredProduct)
+        be.gemm(true, false, 1.f, x.value, n.out.grad, beta_of(n, i), w.grad.row_block(row, x.cols()));
       ++i;
     }
     row += x.cols();
@@ -161,7 +162,7 @@ Var matmul_parts(Tape& tape, std::initializer_list<Var> parts, const Var& w, con
     for (size_t k = 0; k < parts.size(); ++k) {
       const Var& x = n.in[k];
       if (x.needs_grad()) n.add_write(x.grad, true);
-      if (w.needs_grad()) n.add_write(w.grad.row_block(row, x.cols()), true);
+      if (w.needs_grad()) n.add_product_write(w.grad.row_block(row, x.cols()), x.value, y.grad);
       row += x.cols();
     }
     n.out = y;

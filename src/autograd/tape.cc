@@ -112,11 +112,60 @@ void Tape::plan_writes(const Var& loss, const std::vector<Tensor>& defined) {
     if (coverage(t) != Cover::Full) prefill(t);
 }
 
+namespace {
+
+const float* end_of(const Tensor& t) {
+  return t.data + static_cast<int64_t>(t.rows - 1) * t.ld + t.cols;
+}
+// Whether two views' address ranges meet (a superset of their elements meeting).
+bool ranges_meet(const Tensor& a, const Tensor& b) {
+  if (a.numel() == 0 || b.numel() == 0) return false;
+  return a.data < end_of(b) && b.data < end_of(a);
+}
+
+}  // namespace
+
+// A write is deferred when it is a product the plan made an overwrite, lies in `within`, and
+// no other write and no node's output gradient (what backwards read) meets its bytes: then
+// the backward neither needs it nor would change it after the write.
+void Tape::plan_deferrals(const Tensor& within, std::vector<DeferredProduct>* deferred) {
+  deferred->clear();
+  for (Node& n : nodes_) n.deferred = 0;
+  if (within.numel() == 0) return;
+  ZS_CHECK(within.contiguous(), "backward: the region to defer gradients within must be contiguous");
+  for (Node& n : nodes_)
+    for (int i = 0; i < n.n_writes; ++i) {
+      const Tensor& w = n.writes[i];
+      if (!((n.is_product >> i) & 1u) || !n.overwrites(i) || !w.contiguous() || w.numel() == 0) continue;
+      if (w.data < within.data || end_of(w) > end_of(within)) continue;
+      bool alone = true;
+      for (const Node& o : nodes_) {
+        if (ranges_meet(w, o.out.grad)) alone = false;
+        for (int j = 0; j < o.n_writes && alone; ++j)
+          if ((&o != &n || j != i) && ranges_meet(w, o.writes[j])) alone = false;
+        if (!alone) break;
+      }
+      if (!alone) continue;
+      n.deferred |= 1u << i;
+      deferred->push_back(DeferredProduct{n.product_x[i], n.product_dy[i], w});
+    }
+}
+
 void Tape::backward(const Var& loss, const std::vector<Tensor>& defined) {
+  backward(loss, defined, Tensor(), nullptr);
+}
+
+void Tape::backward(const Var& loss, const std::vector<Tensor>& defined, const Tensor& within,
+                    std::vector<DeferredProduct>* deferred) {
   ZS_CHECK(loss.value.rows == 1 && loss.value.cols == 1, "backward from a ", loss.value.rows, "x",
            loss.value.cols, " tensor; a scalar loss is expected");
   ZS_CHECK(loss.needs_grad(), "backward from a loss that depends on nothing trainable");
   plan_writes(loss, defined);
+  if (deferred != nullptr) {
+    plan_deferrals(within, deferred);
+  } else {
+    for (Node& n : nodes_) n.deferred = 0;
+  }
   for (const Tensor& t : prefill_) backend_.fill(t, 0.f);
   backend_.fill(loss.grad, 1.f);
   for (auto it = nodes_.rbegin(); it != nodes_.rend(); ++it) it->backward(backend_, *it);

@@ -49,12 +49,25 @@ struct Node {
   int n_writes = 0;
   uint32_t can_overwrite = 0;
   uint32_t overwrite = 0;
+  // Writes that are a product x^T dy (a matmul's weight gradient), with their factors, and
+  // those the tape planned to hand to the caller instead of running (Tape::backward).
+  Tensor product_x[kMaxWrites], product_dy[kMaxWrites];
+  uint32_t is_product = 0;
+  uint32_t deferred = 0;
   bool overwrites(int i) const { return (overwrite >> i) & 1u; }
+  bool defers(int i) const { return (deferred >> i) & 1u; }
   GradWrite write_mode(int i) const { return overwrites(i) ? GradWrite::Overwrite : GradWrite::Accumulate; }
   void add_write(const Tensor& region, bool has_overwrite) {
     ZS_CHECK(n_writes < kMaxWrites, "a tape node writes more than ", kMaxWrites, " gradients");
     if (has_overwrite) can_overwrite |= 1u << n_writes;
     writes[n_writes++] = region;
+  }
+  // A write of region = x^T dy (+= or =).
+  void add_product_write(const Tensor& region, const Tensor& x, const Tensor& dy) {
+    product_x[n_writes] = x;
+    product_dy[n_writes] = dy;
+    is_product |= 1u << n_writes;
+    add_write(region, true);
   }
   Var in[kMaxTerms];
   int n_in = 0;
@@ -90,6 +103,19 @@ class Tape {
   // trained) holds its gradient even where no node wrote (zero there). Other gradient bytes no
   // node writes are left as they were.
   void backward(const Var& loss, const std::vector<Tensor>& defined = {});
+
+  // A gradient the backward left to its caller: grad = x^T dy, with x and dy as the backward
+  // left them (they stay valid until the arena's reset).
+  struct DeferredProduct {
+    Tensor x, dy, grad;
+  };
+  // backward(), except that every weight gradient lying in `within` (contiguous) that is a
+  // product x^T dy and the only write to its bytes in the whole program, so that nothing
+  // reads it before the backward ends, is not computed; it is listed in *deferred instead
+  // (cleared first; keep its capacity), for the optimizer to form and apply in one pass
+  // (Backend::weight_grad_rmsprop_update). Its bytes in `defined` hold no gradient afterwards.
+  void backward(const Var& loss, const std::vector<Tensor>& defined, const Tensor& within,
+                std::vector<DeferredProduct>* deferred);
   // Forgets the nodes (keeps capacity). Call with the arena's reset.
   void clear() { nodes_.clear(); }
   size_t size() const { return nodes_.size(); }
@@ -112,6 +138,7 @@ class Tape {
   // How much of `r` the regions written so far (written_) cover.
   Cover coverage(const Tensor& r);
   void plan_writes(const Var& loss, const std::vector<Tensor>& defined);
+  void plan_deferrals(const Tensor& within, std::vector<DeferredProduct>* deferred);
 
   Backend& backend_;
   Arena& arena_;

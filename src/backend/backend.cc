@@ -383,6 +383,23 @@ void Backend::rmsprop_update(Tensor params, const Tensor& grads, Tensor mean_squ
   do_rmsprop_update(params, grads, mean_square, h);
 }
 
+void Backend::weight_grad_rmsprop_update(const Tensor& x, const Tensor& dy, Tensor params,
+                                         Tensor grads, Tensor mean_square, const RmsPropHyper& h) {
+  const char* op = "weight_grad_rmsprop_update";
+  check_tensor(op, "x", x);
+  check_tensor(op, "dy", dy);
+  check_tensor(op, "params", params);
+  check_gemm(op, true, false, x, dy, params);
+  check_tensor(op, "grads", grads);
+  check_tensor(op, "mean_square", mean_square);
+  check_same_shape(op, "grads", grads, "params", params);
+  check_same_shape(op, "mean_square", mean_square, "params", params);
+  check_contiguous(op, "params", params);
+  check_contiguous(op, "grads", grads);
+  check_contiguous(op, "mean_square", mean_square);
+  do_weight_grad_rmsprop_update(x, dy, params, grads, mean_square, h);
+}
+
 void Backend::adam_update(Tensor params, const Tensor& grads, Tensor m, Tensor v,
                           Tensor beta_powers, const AdamHyper& h) {
   const char* op = "adam_update";

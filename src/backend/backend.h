@@ -134,6 +134,14 @@ class Backend {
   // RMSProp (TF1), with the critic's clip fused in when h.clip > 0.
   void rmsprop_update(Tensor params, const Tensor& grads, Tensor mean_square,
                       const RmsPropHyper& h);
+  // rmsprop_update for a dense layer's weight, its gradient given as the product x^T dy
+  // (x: K x M, dy: K x N, params: M x N), so that the gradient need not make a trip through
+  // memory between the GEMM that forms it and the update. `grads` (M x N) is scratch: by
+  // default the gradient is formed there (gemm, then rmsprop_update); the CPU backend forms it
+  // a few rows at a time in its cache and leaves `grads` untouched. Either way, read nothing
+  // from `grads` afterwards.
+  void weight_grad_rmsprop_update(const Tensor& x, const Tensor& dy, Tensor params, Tensor grads,
+                                  Tensor mean_square, const RmsPropHyper& h);
   // Adam (TF1). beta_powers is a 1x2 device tensor [beta1^t, beta2^t] read for lr_t and then
   // advanced by (beta1, beta2), as TF does after each apply.
   void adam_update(Tensor params, const Tensor& grads, Tensor m, Tensor v, Tensor beta_powers,
@@ -226,6 +234,13 @@ class Backend {
 
   virtual void do_rmsprop_update(Tensor params, const Tensor& grads, Tensor mean_square,
                                  const RmsPropHyper& h) = 0;
+  // By default do_gemm into grads, then do_rmsprop_update.
+  virtual void do_weight_grad_rmsprop_update(const Tensor& x, const Tensor& dy, Tensor params,
+                                             Tensor grads, Tensor mean_square,
+                                             const RmsPropHyper& h) {
+    do_gemm(true, false, 1.f, x, dy, 0.f, grads);
+    do_rmsprop_update(params, grads, mean_square, h);
+  }
   virtual void do_adam_update(Tensor params, const Tensor& grads, Tensor m, Tensor v,
                               Tensor beta_powers, const AdamHyper& h) = 0;
   virtual void do_increment_counter(int64_t* counter) = 0;

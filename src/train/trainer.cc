@@ -37,6 +37,7 @@ Trainer::Trainer(const Config& cfg, const Dataset& data, Backend& backend)
 
   arena_ = std::make_unique<Arena>(backend_, size_t(16) << 20);
   tape_ = std::make_unique<Tape>(backend_, *arena_);
+  deferred_.reserve(64);
   evaluator_ = std::make_unique<Evaluator>(backend_, *model_, data, buffers_->texts(), buffers_->images(),
                                            cfg.top_k, cfg.ap_divisor, cfg.seed);
 }
@@ -113,8 +114,7 @@ void Trainer::d_steps() {
     Var loss = critic_loss(*tape_, m.critic1, m.critic2, constant(real),
                            constant(fakes.value.row_block(k * b, b)), constant(wrong),
                            constant(texts.row_block(k * b, b)));
-    tape_->backward(loss, m.critic_group.gradients);
-    backend_.rmsprop_update(m.critic_group.params, m.critic_group.grads, m.critic_group.state1, hyper);
+    rmsprop_step(loss, m.critic_group, hyper);
     backend_.store_scalar(loss.value, buffers_->step_losses(), plan_.d_loss_slot(0, k), buffers_->counter(StepCounter::EIteration), nc);
     tape_->clear();
   }
@@ -136,10 +136,9 @@ void Trainer::g_step() {
   GeneratorInputs in{constant(real), constant(wrong), constant(texts), eps, z};
   GeneratorLoss loss = generator_loss(*tape_, m.condition, m.gen1, m.gen2, m.gen3,
                                       frozen(m.critic1), frozen(m.critic2), frozen(m.csem), in, weights_);
-  tape_->backward(loss.total, m.generator_group.gradients);
   RmsPropHyper hyper;
   hyper.lr = static_cast<float>(cfg_.generator_lr);
-  backend_.rmsprop_update(m.generator_group.params, m.generator_group.grads, m.generator_group.state1, hyper);
+  rmsprop_step(loss.total, m.generator_group, hyper);
   backend_.store_scalar(loss.total.value, buffers_->step_losses(), plan_.g_loss_slot(0), buffers_->counter(StepCounter::EIteration), 1);
   Tensor kl_mean = arena_->alloc(1, 1);
   ScalarTerms kl;
@@ -151,6 +150,31 @@ void Trainer::g_step() {
   backend_.store_scalar(kl_mean, buffers_->step_losses(), plan_.kl_slot(0), buffers_->counter(StepCounter::EIteration), 1);
   tape_->clear();
   arena_->reset();
+}
+
+void Trainer::rmsprop_step(const Var& loss, ParamGroup& group, const RmsPropHyper& hyper) {
+  tape_->backward(loss, group.gradients, group.grads, &deferred_);
+  std::sort(deferred_.begin(), deferred_.end(),
+            [](const Tape::DeferredProduct& a, const Tape::DeferredProduct& b) { return a.grad.data < b.grad.data; });
+  // Offsets into the flat group: a gradient's parameters and state sit where it sits in grads.
+  auto update_range = [&](int64_t begin, int64_t end) {
+    if (end > begin)
+      backend_.rmsprop_update(group.params.col_block(int(begin), int(end - begin)),
+                              group.grads.col_block(int(begin), int(end - begin)),
+                              group.state1.col_block(int(begin), int(end - begin)), hyper);
+  };
+  auto same_place = [](const Tensor& flat, int64_t offset, const Tensor& like) {
+    return Tensor(flat.data + offset, like.rows, like.cols, like.device);
+  };
+  int64_t done = 0;
+  for (const Tape::DeferredProduct& d : deferred_) {
+    const int64_t offset = d.grad.data - group.grads.data;
+    update_range(done, offset);
+    backend_.weight_grad_rmsprop_update(d.x, d.dy, same_place(group.params, offset, d.grad), d.grad,
+                                        same_place(group.state1, offset, d.grad), hyper);
+    done = offset + static_cast<int64_t>(d.grad.numel());
+  }
+  update_range(done, static_cast<int64_t>(group.grads.numel()));
 }
 
 void Trainer::e_iteration() {

@@ -5,13 +5,16 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <new>
 #include <type_traits>
 #include <sstream>
+#include <vector>
 
 #include "backend/backend.h"
 #include "cpu_backend.h"
@@ -32,7 +35,20 @@ constexpr size_t kParallelElements = 1 << 16;
 // than it saves below a few MFLOP, and many GEMMs at batch 32 are that small.
 constexpr double kParallelGemmFlops = 8e6;
 
+// weight_grad_rmsprop_update forms the gradient in tiles of about this many floats per thread
+// (256 KB: a tile stays in the core's L2 from the GEMM that writes it to the update reading it).
+constexpr size_t kGradTileFloats = 1 << 16;
+
 float scalar_of(const Tensor& t) { return t.data[0]; }
+
+// RMSProp over n contiguous elements: the loop both RMSProp paths run. The hyper-parameters
+// come by value and the arrays as restrict pointers: through a closure they could alias the
+// arrays, and were reloaded every element.
+void rmsprop_span(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ ms,
+                  size_t n, const RmsPropHyper h) {
+#pragma omp simd
+  for (size_t i = 0; i < n; ++i) rmsprop_tf1_update(&p[i], g[i], &ms[i], h);
+}
 
 // Runs f(i) for i in [0, n), in parallel only when n is large. A serial branch rather than an
 // OpenMP if() clause: libgomp allocates a team even for a region that runs on one thread, and a
@@ -399,22 +415,86 @@ class CpuBackend final : public Backend {
       if (grads.grad[i] != nullptr) grads.grad[i][0] += grads.weight[i] * g;
   }
 
-  // The hyper-parameters and array pointers are copied to locals inside each block: through
-  // the closure they could alias the arrays, and were reloaded every element.
   void do_rmsprop_update(Tensor params, const Tensor& grads, Tensor mean_square,
                          const RmsPropHyper& h) override {
-    float* const p_data = params.data;
-    const float* const g_data = grads.data;
-    float* const ms_data = mean_square.data;
+    float* const p = params.data;
+    const float* const g = grads.data;
+    float* const ms = mean_square.data;
     const RmsPropHyper hyper = h;
     parallel_blocks(params.numel(), [=](size_t begin, size_t end) {
-      float* __restrict__ p = p_data;
-      const float* __restrict__ g = g_data;
-      float* __restrict__ ms = ms_data;
-      const RmsPropHyper local = hyper;
-#pragma omp simd
-      for (size_t i = begin; i < end; ++i) rmsprop_tf1_update(&p[i], g[i], &ms[i], local);
+      rmsprop_span(p + begin, g + begin, ms + begin, end - begin, hyper);
     });
+  }
+  // The gradient a tile of rows at a time: each thread forms a few rows of x^T dy on a
+  // one-thread GEMM into its own buffer, which stays in its L2, and updates those rows of
+  // params and mean_square from it, so the gradient is never written to memory and read back
+  // (the unfused GEMM's output of a large weight goes to DRAM). dy (K x N) is read by every
+  // tile and stays cached. Small weights take the unfused path.
+  void do_weight_grad_rmsprop_update(const Tensor& x, const Tensor& dy, Tensor params,
+                                     Tensor grads, Tensor mean_square,
+                                     const RmsPropHyper& h) override {
+    const int m = params.rows, n = params.cols, k = x.rows;
+    if (params.numel() < 2 * kGradTileFloats || k == 0) {
+      Backend::do_weight_grad_rmsprop_update(x, dy, params, grads, mean_square, h);
+      return;
+    }
+    const int tile_rows = std::max(1, static_cast<int>(kGradTileFloats / static_cast<size_t>(n)));
+    const int tiles = (m + tile_rows - 1) / tile_rows;
+    const int last_rows = m - (tiles - 1) * tile_rows;
+    GemmCall call;
+    call.trans_a = true;
+    call.m = tile_rows;
+    call.n = n;
+    call.k = k;
+    call.lda = x.ld;
+    call.ldb = dy.ld;
+    call.beta = 0.f;
+    call.ldc = n;
+    const OnednnMatmul::SingleThreadGemm* gemm[2];
+    gemm[0] = &matmul_.single_thread_gemm(call);  // every tile but the last
+    call.m = last_rows;
+    gemm[1] = &matmul_.single_thread_gemm(call);
+    reserve_grad_tiles(static_cast<size_t>(tile_rows) * n,
+                       std::max(gemm[0]->scratch_bytes(), gemm[1]->scratch_bytes()));
+
+    const bool census = matmul_.census_running();
+    const auto start = census ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
+    const RmsPropHyper hyper = h;
+    bool failed = false;
+    std::string error;  // the first exception a thread caught (oneDNN), rethrown after the region
+#pragma omp parallel num_threads(threads_)
+    {
+      const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+      GradTile& mine = grad_tiles_[t];
+      try {
+        for (int i = t; i < tiles; i += nt) {
+          const bool last = i == tiles - 1;
+          const size_t r0 = static_cast<size_t>(i) * tile_rows;
+          const size_t elements = static_cast<size_t>(last ? last_rows : tile_rows) * n;
+          GemmCall c = call;
+          c.m = last ? last_rows : tile_rows;
+          c.a = x.data + r0;  // rows r0.. of x^T: columns r0.. of x
+          c.b = dy.data;
+          c.c = mine.gradient.get();
+          gemm[last]->run(c, mine.scratch.get());
+          rmsprop_span(params.data + r0 * n, mine.gradient.get(), mean_square.data + r0 * n,
+                       elements, hyper);
+        }
+      } catch (const std::exception& e) {
+#pragma omp critical(zscrgan_weight_grad_rmsprop)
+        if (!failed) {
+          failed = true;
+          error = e.what();
+        }
+      }
+    }
+    if (failed) fail("weight_grad_rmsprop_update: ", error);
+    if (census) {  // counted as the whole GEMM it replaces, so the floor holds that GEMM
+      call.m = m;
+      const double seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      matmul_.count_in_census(call, gemm_threads(2.0 * m * n * k), seconds);
+    }
   }
   void do_adam_update(Tensor params, const Tensor& grads, Tensor m, Tensor v, Tensor beta_powers,
                       const AdamHyper& h) override {
@@ -482,12 +562,35 @@ class CpuBackend final : public Backend {
     call.ldc = c.ld;
     call.bias = bias;
     call.act = act;
-    const double flops = 2.0 * m * n * k;
-    matmul_.run(call, flops < kParallelGemmFlops ? 1 : threads_);
+    matmul_.run(call, gemm_threads(2.0 * m * n * k));
+  }
+  int gemm_threads(double flops) const { return flops < kParallelGemmFlops ? 1 : threads_; }
+
+  // Grows each thread's gradient tile and oneDNN scratchpad to at least these sizes. Only a
+  // new, larger shape grows them (during a first round), so a steady-state step allocates nothing.
+  void reserve_grad_tiles(size_t floats, size_t scratch_bytes) {
+    if (grad_tiles_.size() < static_cast<size_t>(threads_)) grad_tiles_.resize(threads_);
+    for (GradTile& g : grad_tiles_) {
+      if (g.floats < floats) {
+        g.gradient.reset(new float[floats]);
+        g.floats = floats;
+      }
+      if (g.scratch_bytes < scratch_bytes) {
+        g.scratch.reset(new unsigned char[scratch_bytes]);
+        g.scratch_bytes = scratch_bytes;
+      }
+    }
   }
 
   const int threads_;  // OpenMP's thread count at start-up
   OnednnMatmul& matmul_;
+  struct GradTile {
+    std::unique_ptr<float[]> gradient;
+    size_t floats = 0;
+    std::unique_ptr<unsigned char[]> scratch;
+    size_t scratch_bytes = 0;
+  };
+  std::vector<GradTile> grad_tiles_;  // one per thread, for weight_grad_rmsprop_update
   static void row_dots(const Tensor& a, const Tensor& b, int r, float* saa, float* sbb, float* sab) {
     double aa = 0, bb = 0, ab = 0;
     for (int c = 0; c < a.cols; ++c) {

@@ -282,17 +282,23 @@ void OnednnMatmul::run(const GemmCall& c, int threads) {
   const auto t0 = impl_->census_on ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
   check(dnnl_primitive_execute(e.prim.get(), impl_->stream.get(), n, args), "matmul execute");
   check(dnnl_stream_wait(impl_->stream.get()), "stream wait");
-  if (impl_->census_on) {
-    ShapeCount& sc = impl_->census[key_of(c, threads)];
-    if (sc.count++ == 0) {
-      sc.shape = c;
-      sc.shape.a = sc.shape.b = sc.shape.bias = nullptr;
-      sc.shape.c = nullptr;
-      sc.has_bias = c.bias != nullptr;
-      sc.threads = threads;
-    }
-    sc.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (impl_->census_on)
+    count_in_census(c, threads, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+}
+
+bool OnednnMatmul::census_running() const { return impl_->census_on; }
+
+void OnednnMatmul::count_in_census(const GemmCall& c, int threads, double seconds) {
+  if (!impl_->census_on) return;
+  ShapeCount& sc = impl_->census[key_of(c, threads)];
+  if (sc.count++ == 0) {
+    sc.shape = c;
+    sc.shape.a = sc.shape.b = sc.shape.bias = nullptr;
+    sc.shape.c = nullptr;
+    sc.has_bias = c.bias != nullptr;
+    sc.threads = threads;
   }
+  sc.seconds += seconds;
 }
 
 void OnednnMatmul::start_census() {

@@ -81,6 +81,11 @@ class OnednnMatmul {
   };
   void start_census();
   std::vector<ShapeCount> stop_census();
+  bool census_running() const;
+  // Counts a GEMM of this shape on `threads` threads that took `seconds`, for work that runs
+  // the shape's GEMM in pieces (the CPU backend's weight_grad_rmsprop_update): the floor then
+  // holds the whole GEMM. Nothing happens while the census is off.
+  void count_in_census(const GemmCall& shape, int threads, double seconds);
 
   // Primitives created so far (the cache's size).
   size_t primitives() const;
