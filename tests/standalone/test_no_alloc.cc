@@ -93,10 +93,10 @@ Dataset small_dataset() {
   return make_synthetic_dataset(spec);
 }
 
-TEST(SteadyState, TrainingStepsAllocateNothing) {
+void expect_steady_state_steps_allocate_nothing(int gf_dim) {
   Config cfg;
   cfg.batch_size = 8;
-  cfg.gf_dim = 32;
+  cfg.gf_dim = gf_dim;
   cfg.df_dim = 16;
   cfg.embed_dim = 8;
   cfg.z_dim = 4;
@@ -125,6 +125,13 @@ TEST(SteadyState, TrainingStepsAllocateNothing) {
   EXPECT_EQ(steps.arena().backend_allocations(), backend_allocs) << "arena grew in steady state";
   steps.finish_round();
 }
+
+TEST(SteadyState, TrainingStepsAllocateNothing) { expect_steady_state_steps_allocate_nothing(32); }
+
+// gf_dim 256: the second generator layer's weight (256 x 512) is large enough for the CPU
+// backend's tiled weight_grad_rmsprop_update, whose per-thread tiles, scratchpads and oneDNN
+// handles are made in the warm-up round.
+TEST(SteadyState, TiledWeightGradientUpdatesAllocateNothing) { expect_steady_state_steps_allocate_nothing(256); }
 
 }  // namespace
 }  // namespace zscrgan

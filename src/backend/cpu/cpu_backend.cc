@@ -455,7 +455,7 @@ class CpuBackend final : public Backend {
     call.m = last_rows;
     gemm[1] = &matmul_.single_thread_gemm(call);
     reserve_grad_tiles(static_cast<size_t>(tile_rows) * n,
-                       std::max(gemm[0]->scratch_bytes(), gemm[1]->scratch_bytes()));
+                       std::max(gemm[0]->scratch_bytes(), gemm[1]->scratch_bytes()), gemm);
 
     const bool census = matmul_.census_running();
     const auto start = census ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
@@ -476,7 +476,7 @@ class CpuBackend final : public Backend {
           c.a = x.data + r0;  // rows r0.. of x^T: columns r0.. of x
           c.b = dy.data;
           c.c = mine.gradient.get();
-          gemm[last]->run(c, mine.scratch.get());
+          gemm[last]->run(c, mine.scratch.get(), mine.handles_for(gemm[last]));
           rmsprop_span(params.data + r0 * n, mine.gradient.get(), mean_square.data + r0 * n,
                        elements, hyper);
         }
@@ -566,11 +566,16 @@ class CpuBackend final : public Backend {
   }
   int gemm_threads(double flops) const { return flops < kParallelGemmFlops ? 1 : threads_; }
 
-  // Grows each thread's gradient tile and oneDNN scratchpad to at least these sizes. Only a
-  // new, larger shape grows them (during a first round), so a steady-state step allocates nothing.
-  void reserve_grad_tiles(size_t floats, size_t scratch_bytes) {
+  // Grows each thread's gradient tile and oneDNN scratchpad to at least these sizes and makes
+  // its handles to the two GEMMs. Only a new shape grows or adds them (during a first round),
+  // so a steady-state step allocates nothing.
+  void reserve_grad_tiles(size_t floats, size_t scratch_bytes,
+                          const OnednnMatmul::SingleThreadGemm* const (&gemms)[2]) {
     if (grad_tiles_.size() < static_cast<size_t>(threads_)) grad_tiles_.resize(threads_);
     for (GradTile& g : grad_tiles_) {
+      for (const OnednnMatmul::SingleThreadGemm* gemm : gemms)
+        if (g.find(gemm) == nullptr)
+          g.handles.push_back(std::make_unique<OnednnMatmul::SingleThreadGemm::Handles>(*gemm));
       if (g.floats < floats) {
         g.gradient.reset(new float[floats]);
         g.floats = floats;
@@ -589,6 +594,18 @@ class CpuBackend final : public Backend {
     size_t floats = 0;
     std::unique_ptr<unsigned char[]> scratch;
     size_t scratch_bytes = 0;
+    // One per GEMM shape this thread has run (a model has a few dozen weight shapes at most).
+    std::vector<std::unique_ptr<OnednnMatmul::SingleThreadGemm::Handles>> handles;
+    OnednnMatmul::SingleThreadGemm::Handles* find(const OnednnMatmul::SingleThreadGemm* gemm) {
+      for (auto& h : handles)
+        if (h->gemm() == gemm) return h.get();
+      return nullptr;
+    }
+    OnednnMatmul::SingleThreadGemm::Handles& handles_for(const OnednnMatmul::SingleThreadGemm* gemm) {
+      OnednnMatmul::SingleThreadGemm::Handles* h = find(gemm);
+      ZS_CHECK(h != nullptr, "weight_grad_rmsprop_update: no handles made for a GEMM shape");
+      return *h;
+    }
   };
   std::vector<GradTile> grad_tiles_;  // one per thread, for weight_grad_rmsprop_update
   static void row_dots(const Tensor& a, const Tensor& b, int r, float* saa, float* sbb, float* sab) {

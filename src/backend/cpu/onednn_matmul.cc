@@ -199,6 +199,47 @@ OnednnMatmul::SingleThreadGemm::~SingleThreadGemm() = default;
 
 size_t OnednnMatmul::SingleThreadGemm::scratch_bytes() const { return impl_->scratch_bytes; }
 
+struct OnednnMatmul::SingleThreadGemm::Handles::Impl {
+  dnnl::memory a, b, c, bias, scratch;
+  dnnl::stream stream;
+};
+
+OnednnMatmul::SingleThreadGemm::Handles::Handles(const SingleThreadGemm& gemm)
+    : impl_(std::make_unique<Impl>()), gemm_(&gemm) {
+  const SingleThreadGemm::Impl& p = *gemm.impl_;
+  impl_->a = dnnl::memory(p.pd.src_desc(), p.engine, DNNL_MEMORY_NONE);
+  impl_->b = dnnl::memory(p.pd.weights_desc(), p.engine, DNNL_MEMORY_NONE);
+  impl_->c = dnnl::memory(p.pd.dst_desc(), p.engine, DNNL_MEMORY_NONE);
+  if (p.bias) impl_->bias = dnnl::memory(p.pd.bias_desc(), p.engine, DNNL_MEMORY_NONE);
+  if (p.scratch_bytes > 0) impl_->scratch = dnnl::memory(p.pd.scratchpad_desc(), p.engine, DNNL_MEMORY_NONE);
+  impl_->stream = dnnl::stream(p.engine);
+}
+OnednnMatmul::SingleThreadGemm::Handles::~Handles() = default;
+
+void OnednnMatmul::SingleThreadGemm::run(const GemmCall& c, void* scratch, Handles& h) const {
+  ZS_CHECK(h.gemm_ == this, "oneDNN matmul: handles made for another shape");
+  const Impl& p = *impl_;
+  Handles::Impl& m = *h.impl_;
+  check(dnnl_memory_set_data_handle(m.a.get(), const_cast<float*>(c.a)), "set A");
+  check(dnnl_memory_set_data_handle(m.b.get(), const_cast<float*>(c.b)), "set B");
+  check(dnnl_memory_set_data_handle(m.c.get(), c.c), "set C");
+  dnnl_exec_arg_t args[5];
+  int n = 0;
+  args[n++] = {DNNL_ARG_SRC, m.a.get()};
+  args[n++] = {DNNL_ARG_WEIGHTS, m.b.get()};
+  args[n++] = {DNNL_ARG_DST, m.c.get()};
+  if (p.bias) {
+    check(dnnl_memory_set_data_handle(m.bias.get(), const_cast<float*>(c.bias)), "set bias");
+    args[n++] = {DNNL_ARG_BIAS, m.bias.get()};
+  }
+  if (p.scratch_bytes > 0) {
+    check(dnnl_memory_set_data_handle(m.scratch.get(), scratch), "set scratchpad");
+    args[n++] = {DNNL_ARG_SCRATCHPAD, m.scratch.get()};
+  }
+  check(dnnl_primitive_execute(p.prim.get(), m.stream.get(), n, args), "matmul execute");
+  check(dnnl_stream_wait(m.stream.get()), "stream wait");
+}
+
 void OnednnMatmul::SingleThreadGemm::run(const GemmCall& c, void* scratch) const {
   // Per call: its own memory objects and stream, so concurrent calls share nothing mutable.
   // Inside an OpenMP parallel region oneDNN runs the primitive on the calling thread; outside

@@ -52,6 +52,25 @@ class OnednnMatmul {
     // call: the shape this was made for, with its buffers. scratch: scratch_bytes() bytes.
     void run(const GemmCall& call, void* scratch) const;
 
+    // One thread's arguments to this GEMM (oneDNN memory objects and a stream), made once and
+    // pointed at each call's buffers: run() with them allocates nothing of ours, so it can be
+    // part of a training step. One Handles per thread; made before the threads start.
+    class Handles {
+     public:
+      explicit Handles(const SingleThreadGemm& gemm);
+      ~Handles();
+      Handles(const Handles&) = delete;
+      Handles& operator=(const Handles&) = delete;
+      const SingleThreadGemm* gemm() const { return gemm_; }
+
+     private:
+      friend class SingleThreadGemm;
+      struct Impl;
+      std::unique_ptr<Impl> impl_;
+      const SingleThreadGemm* gemm_;
+    };
+    void run(const GemmCall& call, void* scratch, Handles& handles) const;
+
    private:
     friend class OnednnMatmul;
     struct Impl;
