@@ -369,9 +369,8 @@ void Backend::combine_backward(const ScalarTermGrads& grads, const Tensor& d_out
 
 // ---- optimizers -------------------------------------------------------------------------------
 
-void Backend::rmsprop_update(Tensor params, const Tensor& grads, Tensor mean_square,
-                             const RmsPropHyper& h) {
-  const char* op = "rmsprop_update";
+void Backend::check_rmsprop(const char* op, const Tensor& params, const Tensor& grads,
+                            const Tensor& mean_square) const {
   check_tensor(op, "params", params);
   check_tensor(op, "grads", grads);
   check_tensor(op, "mean_square", mean_square);
@@ -380,6 +379,11 @@ void Backend::rmsprop_update(Tensor params, const Tensor& grads, Tensor mean_squ
   check_contiguous(op, "params", params);
   check_contiguous(op, "grads", grads);
   check_contiguous(op, "mean_square", mean_square);
+}
+
+void Backend::rmsprop_update(Tensor params, const Tensor& grads, Tensor mean_square,
+                             const RmsPropHyper& h) {
+  check_rmsprop("rmsprop_update", params, grads, mean_square);
   do_rmsprop_update(params, grads, mean_square, h);
 }
 
@@ -388,15 +392,8 @@ void Backend::weight_grad_rmsprop_update(const Tensor& x, const Tensor& dy, Tens
   const char* op = "weight_grad_rmsprop_update";
   check_tensor(op, "x", x);
   check_tensor(op, "dy", dy);
-  check_tensor(op, "params", params);
+  check_rmsprop(op, params, grads, mean_square);
   check_gemm(op, true, false, x, dy, params);
-  check_tensor(op, "grads", grads);
-  check_tensor(op, "mean_square", mean_square);
-  check_same_shape(op, "grads", grads, "params", params);
-  check_same_shape(op, "mean_square", mean_square, "params", params);
-  check_contiguous(op, "params", params);
-  check_contiguous(op, "grads", grads);
-  check_contiguous(op, "mean_square", mean_square);
   do_weight_grad_rmsprop_update(x, dy, params, grads, mean_square, h);
 }
 

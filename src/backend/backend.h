@@ -256,6 +256,9 @@ class Backend {
   void check_tensor(const char* op, const char* name, const Tensor& t) const;
   // The same for an optional tensor (a gradient): nothing to check when it is empty.
   void check_optional(const char* op, const char* name, const Tensor& t) const;
+  // params, grads and mean_square: well-formed, one shape, contiguous.
+  void check_rmsprop(const char* op, const Tensor& params, const Tensor& grads,
+                     const Tensor& mean_square) const;
   bool check_pair_loss_backward(const char* op, const Tensor& a, const Tensor& b,
                                 const Tensor& d_out, const Tensor& da, const Tensor& db,
                                 const char* const names[4]) const;

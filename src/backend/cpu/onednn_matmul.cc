@@ -100,6 +100,41 @@ const char* isa_name(dnnl_cpu_isa_t isa) {
 
 }  // namespace
 
+// A primitive's argument memory objects, made once (bias and scratch only when it has them).
+struct ArgumentMemories {
+  dnnl::memory a, b, c, bias, scratch;
+
+  ArgumentMemories() = default;
+  ArgumentMemories(const dnnl::matmul::primitive_desc& pd, const dnnl::engine& engine, bool with_bias) {
+    a = dnnl::memory(pd.src_desc(), engine, DNNL_MEMORY_NONE);
+    b = dnnl::memory(pd.weights_desc(), engine, DNNL_MEMORY_NONE);
+    c = dnnl::memory(pd.dst_desc(), engine, DNNL_MEMORY_NONE);
+    if (with_bias) bias = dnnl::memory(pd.bias_desc(), engine, DNNL_MEMORY_NONE);
+    if (pd.scratchpad_desc().get_size() > 0) scratch = dnnl::memory(pd.scratchpad_desc(), engine, DNNL_MEMORY_NONE);
+  }
+
+  // Points them at a call's buffers and lists them as execute arguments; returns how many.
+  // Through the C API: executing builds no std::unordered_map of arguments on our side.
+  int bind(const GemmCall& call, void* scratchpad, dnnl_exec_arg_t (&args)[5]) const {
+    int n = 0;
+    check(dnnl_memory_set_data_handle(a.get(), const_cast<float*>(call.a)), "set A");
+    check(dnnl_memory_set_data_handle(b.get(), const_cast<float*>(call.b)), "set B");
+    check(dnnl_memory_set_data_handle(c.get(), call.c), "set C");
+    args[n++] = {DNNL_ARG_SRC, a.get()};
+    args[n++] = {DNNL_ARG_WEIGHTS, b.get()};
+    args[n++] = {DNNL_ARG_DST, c.get()};
+    if (call.bias) {
+      check(dnnl_memory_set_data_handle(bias.get(), const_cast<float*>(call.bias)), "set bias");
+      args[n++] = {DNNL_ARG_BIAS, bias.get()};
+    }
+    if (scratch) {
+      check(dnnl_memory_set_data_handle(scratch.get(), scratchpad), "set scratchpad");
+      args[n++] = {DNNL_ARG_SCRATCHPAD, scratch.get()};
+    }
+    return n;
+  }
+};
+
 struct OnednnMatmul::Impl {
   dnnl::engine engine{dnnl::engine::kind::cpu, 0};
   dnnl::stream stream{engine};
@@ -107,8 +142,7 @@ struct OnednnMatmul::Impl {
   struct Entry {
     dnnl::matmul::primitive_desc pd;
     dnnl::matmul prim;
-    // Memory objects made once; each run points them at the call's buffers.
-    dnnl::memory a, b, c, bias, scratch;
+    ArgumentMemories memories;  // each run points them at the call's buffers
     size_t scratch_bytes = 0;
   };
   std::unordered_map<Key, Entry, KeyHash> cache;
@@ -161,16 +195,9 @@ struct OnednnMatmul::Impl {
     using dnnl::memory;
     Entry e;
     make_primitive(c, e.pd, e.prim);
-    const memory::desc a_md = e.pd.src_desc(), b_md = e.pd.weights_desc(), c_md = e.pd.dst_desc();
-    const memory::desc bias_md = c.bias ? e.pd.bias_desc() : memory::desc();
-    e.a = memory(a_md, engine, DNNL_MEMORY_NONE);
-    e.b = memory(b_md, engine, DNNL_MEMORY_NONE);
-    e.c = memory(c_md, engine, DNNL_MEMORY_NONE);
-    if (c.bias) e.bias = memory(bias_md, engine, DNNL_MEMORY_NONE);
-    const memory::desc s_md = e.pd.scratchpad_desc();
-    e.scratch_bytes = s_md.get_size();
+    e.memories = ArgumentMemories(e.pd, engine, c.bias != nullptr);
+    e.scratch_bytes = e.pd.scratchpad_desc().get_size();
     if (e.scratch_bytes > 0) {
-      e.scratch = memory(s_md, engine, DNNL_MEMORY_NONE);
       if (e.scratch_bytes > scratch_capacity) {
         std::free(scratch);
         const size_t bytes = (e.scratch_bytes + 4095) / 4096 * 4096;
@@ -200,18 +227,14 @@ OnednnMatmul::SingleThreadGemm::~SingleThreadGemm() = default;
 size_t OnednnMatmul::SingleThreadGemm::scratch_bytes() const { return impl_->scratch_bytes; }
 
 struct OnednnMatmul::SingleThreadGemm::Handles::Impl {
-  dnnl::memory a, b, c, bias, scratch;
+  ArgumentMemories memories;
   dnnl::stream stream;
 };
 
 OnednnMatmul::SingleThreadGemm::Handles::Handles(const SingleThreadGemm& gemm)
     : impl_(std::make_unique<Impl>()), gemm_(&gemm) {
   const SingleThreadGemm::Impl& p = *gemm.impl_;
-  impl_->a = dnnl::memory(p.pd.src_desc(), p.engine, DNNL_MEMORY_NONE);
-  impl_->b = dnnl::memory(p.pd.weights_desc(), p.engine, DNNL_MEMORY_NONE);
-  impl_->c = dnnl::memory(p.pd.dst_desc(), p.engine, DNNL_MEMORY_NONE);
-  if (p.bias) impl_->bias = dnnl::memory(p.pd.bias_desc(), p.engine, DNNL_MEMORY_NONE);
-  if (p.scratch_bytes > 0) impl_->scratch = dnnl::memory(p.pd.scratchpad_desc(), p.engine, DNNL_MEMORY_NONE);
+  impl_->memories = ArgumentMemories(p.pd, p.engine, p.bias);
   impl_->stream = dnnl::stream(p.engine);
 }
 OnednnMatmul::SingleThreadGemm::Handles::~Handles() = default;
@@ -220,22 +243,8 @@ void OnednnMatmul::SingleThreadGemm::run(const GemmCall& c, void* scratch, Handl
   ZS_CHECK(h.gemm_ == this, "oneDNN matmul: handles made for another shape");
   const Impl& p = *impl_;
   Handles::Impl& m = *h.impl_;
-  check(dnnl_memory_set_data_handle(m.a.get(), const_cast<float*>(c.a)), "set A");
-  check(dnnl_memory_set_data_handle(m.b.get(), const_cast<float*>(c.b)), "set B");
-  check(dnnl_memory_set_data_handle(m.c.get(), c.c), "set C");
   dnnl_exec_arg_t args[5];
-  int n = 0;
-  args[n++] = {DNNL_ARG_SRC, m.a.get()};
-  args[n++] = {DNNL_ARG_WEIGHTS, m.b.get()};
-  args[n++] = {DNNL_ARG_DST, m.c.get()};
-  if (p.bias) {
-    check(dnnl_memory_set_data_handle(m.bias.get(), const_cast<float*>(c.bias)), "set bias");
-    args[n++] = {DNNL_ARG_BIAS, m.bias.get()};
-  }
-  if (p.scratch_bytes > 0) {
-    check(dnnl_memory_set_data_handle(m.scratch.get(), scratch), "set scratchpad");
-    args[n++] = {DNNL_ARG_SCRATCHPAD, m.scratch.get()};
-  }
+  const int n = m.memories.bind(c, scratch, args);
   check(dnnl_primitive_execute(p.prim.get(), m.stream.get(), n, args), "matmul execute");
   check(dnnl_stream_wait(m.stream.get()), "stream wait");
 }
@@ -303,23 +312,8 @@ void OnednnMatmul::run(const GemmCall& c, int threads) {
   if (threads <= 0) threads = omp_get_max_threads();
   ThreadCount tc(threads);
   Impl::Entry& e = impl_->entry(c, threads);
-  // The C API: executing through it builds no std::unordered_map of arguments on our side.
-  check(dnnl_memory_set_data_handle(e.a.get(), const_cast<float*>(c.a)), "set A");
-  check(dnnl_memory_set_data_handle(e.b.get(), const_cast<float*>(c.b)), "set B");
-  check(dnnl_memory_set_data_handle(e.c.get(), c.c), "set C");
   dnnl_exec_arg_t args[5];
-  int n = 0;
-  args[n++] = {DNNL_ARG_SRC, e.a.get()};
-  args[n++] = {DNNL_ARG_WEIGHTS, e.b.get()};
-  args[n++] = {DNNL_ARG_DST, e.c.get()};
-  if (c.bias) {
-    check(dnnl_memory_set_data_handle(e.bias.get(), const_cast<float*>(c.bias)), "set bias");
-    args[n++] = {DNNL_ARG_BIAS, e.bias.get()};
-  }
-  if (e.scratch_bytes > 0) {
-    check(dnnl_memory_set_data_handle(e.scratch.get(), impl_->scratch), "set scratchpad");
-    args[n++] = {DNNL_ARG_SCRATCHPAD, e.scratch.get()};
-  }
+  const int n = e.memories.bind(c, impl_->scratch, args);
   const auto t0 = impl_->census_on ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
   check(dnnl_primitive_execute(e.prim.get(), impl_->stream.get(), n, args), "matmul execute");
   check(dnnl_stream_wait(impl_->stream.get()), "stream wait");
