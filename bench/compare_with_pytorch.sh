@@ -24,7 +24,9 @@
 #   --torch-active    also time PyTorch with OMP_WAIT_POLICY=ACTIVE (CPU only)
 # Environment: PYTHON, a Python with PyPI's torch (default ./.venv/bin/python if present; install:
 # python3 -m venv .venv && .venv/bin/python -m pip install -r tools/torch_peer/requirements.txt);
-# DEBIAN_PYTHON (default /usr/bin/python3; install its torch: apt-get install python3-torch).
+# DEBIAN_PYTHON (default /usr/bin/python3; install its torch: apt-get install python3-torch
+# libopenblas0-openmp: without an OpenBLAS, Debian's libblas.so.3 is the reference BLAS and the
+# peer runs several times slower than it can).
 # At least one of them must have torch.
 set -euo pipefail
 
@@ -84,7 +86,7 @@ for py in "$pypi_python" "$debian_python"; do
     echo "compare_with_pytorch: note: $py has no torch (skipped)" >&2; fi
 done
 [ ${#pythons[@]} -gt 0 ] ||
-  die "no Python with torch: python3 -m venv .venv && .venv/bin/python -m pip install -r tools/torch_peer/requirements.txt, or apt-get install python3-torch (for /usr/bin/python3)"
+  die "no Python with torch: python3 -m venv .venv && .venv/bin/python -m pip install -r tools/torch_peer/requirements.txt, or apt-get install python3-torch libopenblas0-openmp (for /usr/bin/python3)"
 # A JSON-reading Python for this script: any of them.
 jpy="${pythons[0]}"
 torch_version() { "$1" -c 'import warnings; warnings.simplefilter("ignore"); import torch; print(torch.__version__)' 2>/dev/null; }
