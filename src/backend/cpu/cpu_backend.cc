@@ -470,7 +470,6 @@ class CpuBackend final : public Backend {
         for (int i = t; i < tiles; i += nt) {
           const bool last = i == tiles - 1;
           const size_t r0 = static_cast<size_t>(i) * tile_rows;
-          const size_t elements = static_cast<size_t>(last ? last_rows : tile_rows) * n;
           GemmCall c = call;
           c.m = last ? last_rows : tile_rows;
           c.a = x.data + r0;  // rows r0.. of x^T: columns r0.. of x
@@ -478,7 +477,7 @@ class CpuBackend final : public Backend {
           c.c = mine.gradient.get();
           gemm[last]->run(c, mine.scratch.get(), mine.handles_for(gemm[last]));
           rmsprop_span(params.data + r0 * n, mine.gradient.get(), mean_square.data + r0 * n,
-                       elements, hyper);
+                       static_cast<size_t>(c.m) * n, hyper);
         }
       } catch (const std::exception& e) {
 #pragma omp critical(zscrgan_weight_grad_rmsprop)

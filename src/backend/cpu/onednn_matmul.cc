@@ -250,36 +250,11 @@ void OnednnMatmul::SingleThreadGemm::run(const GemmCall& c, void* scratch, Handl
 }
 
 void OnednnMatmul::SingleThreadGemm::run(const GemmCall& c, void* scratch) const {
-  // Per call: its own memory objects and stream, so concurrent calls share nothing mutable.
-  // Inside an OpenMP parallel region oneDNN runs the primitive on the calling thread; outside
-  // one it has the one thread it was made for.
-  const Impl& p = *impl_;
-  struct Handles {
-    dnnl_memory_t mems[5] = {};
-    int count = 0;
-    dnnl_stream_t stream = nullptr;
-    ~Handles() {
-      for (int i = 0; i < count; ++i) dnnl_memory_destroy(mems[i]);
-      if (stream) dnnl_stream_destroy(stream);
-    }
-  } h;
-  auto mem = [&](const dnnl::memory::desc& md, const void* ptr, const char* what) {
-    dnnl_memory_t m = nullptr;
-    check(dnnl_memory_create(&m, &md.data, p.engine.get(), const_cast<void*>(ptr)), what);
-    h.mems[h.count++] = m;
-    return m;
-  };
-  dnnl_exec_arg_t args[5];
-  int n = 0;
-  args[n++] = {DNNL_ARG_SRC, mem(p.pd.src_desc(), c.a, "create A")};
-  args[n++] = {DNNL_ARG_WEIGHTS, mem(p.pd.weights_desc(), c.b, "create B")};
-  args[n++] = {DNNL_ARG_DST, mem(p.pd.dst_desc(), c.c, "create C")};
-  if (p.bias) args[n++] = {DNNL_ARG_BIAS, mem(p.pd.bias_desc(), c.bias, "create bias")};
-  if (p.scratch_bytes > 0)
-    args[n++] = {DNNL_ARG_SCRATCHPAD, mem(p.pd.scratchpad_desc(), scratch, "create scratchpad")};
-  check(dnnl_stream_create(&h.stream, p.engine.get(), dnnl_stream_default_flags), "stream create");
-  check(dnnl_primitive_execute(p.prim.get(), h.stream, n, args), "matmul execute");
-  check(dnnl_stream_wait(h.stream), "stream wait");
+  // Per call: its own handles, so concurrent calls share nothing mutable. Inside an OpenMP
+  // parallel region oneDNN runs the primitive on the calling thread; outside one it has the
+  // one thread it was made for.
+  Handles h(*this);
+  run(c, scratch, h);
 }
 
 const OnednnMatmul::SingleThreadGemm& OnednnMatmul::single_thread_gemm(const GemmCall& shape) {

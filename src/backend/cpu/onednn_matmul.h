@@ -50,6 +50,7 @@ class OnednnMatmul {
     SingleThreadGemm& operator=(const SingleThreadGemm&) = delete;
     size_t scratch_bytes() const;
     // call: the shape this was made for, with its buffers. scratch: scratch_bytes() bytes.
+    // Makes its oneDNN handles for the call (they allocate); see Handles below.
     void run(const GemmCall& call, void* scratch) const;
 
     // One thread's arguments to this GEMM (oneDNN memory objects and a stream), made once and
