@@ -31,9 +31,11 @@ namespace {
 // Element-wise loops parallelise only above this many elements: at batch 32 most tensors are
 // small enough that waking a second thread costs more than it saves.
 constexpr size_t kParallelElements = 1 << 16;
-// GEMMs below this many FLOPs run on one thread: waking the second OpenMP thread costs more
-// than it saves below a few MFLOP, and many GEMMs at batch 32 are that small.
-constexpr double kParallelGemmFlops = 8e6;
+// GEMMs below this many FLOPs run on one thread: below about 1 MFLOP the fork and join cost
+// as much as the second thread saves. (Under libgomp's default waiting the threads spin
+// between regions; a sleeping thread's wake-up would cost more, and under
+// OMP_WAIT_POLICY=PASSIVE 8 MFLOP was the break-even. bench/README.md, "Small GEMMs".)
+constexpr double kParallelGemmFlops = 1e6;
 
 // weight_grad_rmsprop_update forms the gradient in tiles of about this many floats per thread
 // (256 KB: a tile stays in the core's L2 from the GEMM that writes it to the update reading it).
