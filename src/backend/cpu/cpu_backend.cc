@@ -33,8 +33,8 @@ namespace {
 constexpr size_t kParallelElements = 1 << 16;
 // GEMMs below this many FLOPs run on one thread: below about 1 MFLOP the fork and join cost
 // as much as the second thread saves. (Under libgomp's default waiting the threads spin
-// between regions; a sleeping thread's wake-up would cost more, and under
-// OMP_WAIT_POLICY=PASSIVE 8 MFLOP was the break-even. bench/README.md, "Small GEMMs".)
+// between regions; under OMP_WAIT_POLICY=PASSIVE every region waits for a sleeping thread and
+// the break-even is several MFLOP. bench/README.md, "Small GEMMs".)
 constexpr double kParallelGemmFlops = 1e6;
 
 // weight_grad_rmsprop_update forms the gradient in tiles of about this many floats per thread
