@@ -326,6 +326,9 @@ void register_all(bool cuda) {
   }
   const int params = 20 << 20;  // ~ the generator + condition (~21M) or all networks (~27M)
   reg("rmsprop_clip", dims({params}), [=](benchmark::State& s) { rmsprop_clip(s, cuda, params); });
+  // And at a size whose arrays (768 KB) stay in two cores' L2 between calls: the loop's own
+  // rate, against which the size above shows what memory costs it.
+  reg("rmsprop_clip", dims({1 << 16}), [=](benchmark::State& s) { rmsprop_clip(s, cuda, 1 << 16); });
   reg("adam", dims({params}), [=](benchmark::State& s) { adam(s, cuda, params); });
   // The generator's largest weight gradient (gen2 and gen3, from the G step's 2 x batch rows)
   // and the critic's image part (3 x batch rows).
