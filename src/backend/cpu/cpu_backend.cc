@@ -37,9 +37,9 @@ constexpr size_t kParallelElements = 1 << 16;
 // the break-even is several MFLOP. bench/README.md, "Small GEMMs".)
 constexpr double kParallelGemmFlops = 1e6;
 
-// weight_grad_rmsprop_update forms the gradient in tiles of about this many floats per thread
-// (256 KB: a tile stays in the core's L2 from the GEMM that writes it to the update reading it).
-constexpr size_t kGradTileFloats = 1 << 16;
+// weight_grad_rmsprop_update takes its blocked path from this many parameters; a smaller
+// weight's gradient stays in the caches between the unfused path's GEMM and update.
+constexpr size_t kBlockedUpdateMinParams = 1 << 17;
 
 float scalar_of(const Tensor& t) { return t.data[0]; }
 
@@ -50,6 +50,84 @@ void rmsprop_span(float* __restrict__ p, const float* __restrict__ g, float* __r
                   size_t n, const RmsPropHyper h) {
 #pragma omp simd
   for (size_t i = 0; i < n; ++i) rmsprop_tf1_update(&p[i], g[i], &ms[i], h);
+}
+
+// The weight gradient x^T dy of weight_grad_rmsprop_update, formed a register block at a time
+// and handed to rmsprop_span from there, so the gradient never leaves the core. A block is
+// kBlockRows x kBlockCols of the gradient: per step of k, kBlockRows broadcast elements of x
+// times kBlockVectors vectors of dy, summed in k order with one multiply-add each. Both factors
+// are packed first (pack_x_block, pack_dy_panel), so the loads are sequential and the rows of
+// x and dy, a power of two of 4 KB apart, do not collide in L1. The accumulators and dy's
+// vectors fill the level's vector registers: 16 on AVX2 and below, 32 on AVX-512.
+#if ZSCRGAN_CPU_ISA_VARIANT == 2
+constexpr int kLanes = 16, kBlockRows = 8;
+#elif ZSCRGAN_CPU_ISA_VARIANT == 1
+constexpr int kLanes = 8, kBlockRows = 4;
+#else
+constexpr int kLanes = 4, kBlockRows = 4;
+#endif
+constexpr int kBlockVectors = 3;
+constexpr int kBlockCols = kLanes * kBlockVectors;
+typedef float Lanes __attribute__((vector_size(kLanes * sizeof(float))));
+typedef float UnalignedLanes __attribute__((vector_size(kLanes * sizeof(float)), aligned(4), may_alias));
+// The cache lines of params and mean_square one block updates, at most: two arrays, kBlockRows
+// rows, each row's kBlockCols floats on at most this many lines.
+constexpr int kCacheLine = 64;
+constexpr int kBlockLines = 2 * kBlockRows * ((kBlockCols * int(sizeof(float)) - 1) / kCacheLine + 2);
+
+// dy's columns [j0, j0 + kBlockCols) for every k, as k rows of kBlockCols (zero past n).
+void pack_dy_panel(const Tensor& dy, int j0, float* panel) {
+  const int cols = std::min(kBlockCols, dy.cols - j0);
+  for (int kk = 0; kk < dy.rows; ++kk) {
+    const float* src = dy.data + static_cast<size_t>(kk) * dy.ld + j0;
+    float* dst = panel + static_cast<size_t>(kk) * kBlockCols;
+    int c = 0;
+    for (; c < cols; ++c) dst[c] = src[c];
+    for (; c < kBlockCols; ++c) dst[c] = 0.f;
+  }
+}
+
+// x's columns [i0, i0 + kBlockRows) for every k, as k rows of kBlockRows (zero past x's end).
+void pack_x_block(const Tensor& x, int i0, float* block) {
+  const int rows = std::min(kBlockRows, x.cols - i0);
+  for (int kk = 0; kk < x.rows; ++kk) {
+    const float* src = x.data + static_cast<size_t>(kk) * x.ld + i0;
+    float* dst = block + static_cast<size_t>(kk) * kBlockRows;
+    int r = 0;
+    for (; r < rows; ++r) dst[r] = src[r];
+    for (; r < kBlockRows; ++r) dst[r] = 0.f;
+  }
+}
+
+// out (kBlockRows x kBlockCols, row-major) = x_block^T dy_panel over k steps. Along the way it
+// prefetches the lines the next block will update, one a step: fetched all at once they queue
+// behind each other, and left to the hardware they arrive after the update needs them (its
+// prefetchers stop at each 4 KB page, one row of a 1024-wide weight).
+void weight_grad_block(const float* __restrict__ x_block, const float* __restrict__ dy_panel, int k,
+                       const char* const* next_lines, int next_count, float* __restrict__ out) {
+  Lanes acc[kBlockRows][kBlockVectors];
+  for (int r = 0; r < kBlockRows; ++r)
+    for (int v = 0; v < kBlockVectors; ++v) acc[r][v] = Lanes{};
+  for (int kk = 0; kk < k; ++kk) {
+    if (kk < next_count) __builtin_prefetch(next_lines[kk], 1);
+    const UnalignedLanes* dy_row = reinterpret_cast<const UnalignedLanes*>(dy_panel + static_cast<size_t>(kk) * kBlockCols);
+    Lanes b[kBlockVectors];
+    for (int v = 0; v < kBlockVectors; ++v) b[v] = dy_row[v];
+    const float* a = x_block + static_cast<size_t>(kk) * kBlockRows;
+    for (int r = 0; r < kBlockRows; ++r)
+      for (int v = 0; v < kBlockVectors; ++v) acc[r][v] += a[r] * b[v];
+  }
+  for (int i = k; i < next_count; ++i) __builtin_prefetch(next_lines[i], 1);
+  std::memcpy(out, acc, sizeof acc);
+}
+
+// Appends to lines the cache lines of [first, first + count) floats.
+int cache_lines_of(const float* first, int count, const char** lines) {
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(first) / kCacheLine;
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(first + count) - 1) / kCacheLine;
+  int n = 0;
+  for (uintptr_t line = begin; line <= end; ++line) lines[n++] = reinterpret_cast<const char*>(line * kCacheLine);
+  return n;
 }
 
 // Runs f(i) for i in [0, n), in parallel only when n is large. A serial branch rather than an
@@ -427,71 +505,81 @@ class CpuBackend final : public Backend {
       rmsprop_span(p + begin, g + begin, ms + begin, end - begin, hyper);
     });
   }
-  // The gradient a tile of rows at a time: each thread forms a few rows of x^T dy on a
-  // one-thread GEMM into its own buffer, which stays in its L2, and updates those rows of
-  // params and mean_square from it, so the gradient is never written to memory and read back
-  // (the unfused GEMM's output of a large weight goes to DRAM). dy (K x N) is read by every
-  // tile and stays cached. Small weights take the unfused path.
+  // The gradient never goes to memory: each thread forms register blocks of x^T dy
+  // (weight_grad_block) and applies RMSProp to those elements of params and mean_square from
+  // there, while the lines of the next block are being prefetched, so the update's 16 bytes per
+  // parameter stream in behind the multiply-adds instead of after them. dy is packed once by
+  // both threads; each thread takes a contiguous range of blocks, row block by row block.
+  // (oneDNN's one-thread GEMMs on L2-sized tiles, then RMSProp over each tile, took 1.3-1.9x as
+  // long on 2 AMD EPYC cores: bench/README.md.) Small weights take the unfused path.
   void do_weight_grad_rmsprop_update(const Tensor& x, const Tensor& dy, Tensor params,
                                      Tensor grads, Tensor mean_square,
                                      const RmsPropHyper& h) override {
     const int m = params.rows, n = params.cols, k = x.rows;
-    if (params.numel() < 2 * kGradTileFloats || k == 0) {
+    if (params.numel() < kBlockedUpdateMinParams || k == 0) {
       Backend::do_weight_grad_rmsprop_update(x, dy, params, grads, mean_square, h);
       return;
     }
-    const int tile_rows = std::max(1, static_cast<int>(kGradTileFloats / static_cast<size_t>(n)));
-    const int tiles = (m + tile_rows - 1) / tile_rows;
-    const int last_rows = m - (tiles - 1) * tile_rows;
-    GemmCall call;
-    call.trans_a = true;
-    call.m = tile_rows;
-    call.n = n;
-    call.k = k;
-    call.lda = x.ld;
-    call.ldb = dy.ld;
-    call.beta = 0.f;
-    call.ldc = n;
-    const OnednnMatmul::SingleThreadGemm* gemm[2];
-    gemm[0] = &matmul_.single_thread_gemm(call);  // every tile but the last
-    call.m = last_rows;
-    gemm[1] = &matmul_.single_thread_gemm(call);
-    reserve_grad_tiles(static_cast<size_t>(tile_rows) * n,
-                       std::max(gemm[0]->scratch_bytes(), gemm[1]->scratch_bytes()), gemm);
+    const int panels = (n + kBlockCols - 1) / kBlockCols, row_blocks = (m + kBlockRows - 1) / kBlockRows;
+    const int blocks = panels * row_blocks;
+    const size_t panel_floats = static_cast<size_t>(k) * kBlockCols;
+    const size_t x_block_floats = static_cast<size_t>(k) * kBlockRows;
+    const size_t floats = panel_floats * panels + x_block_floats * threads_;
+    if (update_scratch_floats_ < floats) {  // grows in the first round only
+      update_scratch_.reset(new float[floats]);
+      update_scratch_floats_ = floats;
+    }
+    float* const packed_dy = update_scratch_.get();
 
     const bool census = matmul_.census_running();
     const auto start = census ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
     const RmsPropHyper hyper = h;
-    bool failed = false;
-    std::string error;  // the first exception a thread caught (oneDNN), rethrown after the region
 #pragma omp parallel num_threads(threads_)
     {
       const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-      GradTile& mine = grad_tiles_[t];
-      try {
-        for (int i = t; i < tiles; i += nt) {
-          const bool last = i == tiles - 1;
-          const size_t r0 = static_cast<size_t>(i) * tile_rows;
-          GemmCall c = call;
-          c.m = last ? last_rows : tile_rows;
-          c.a = x.data + r0;  // rows r0.. of x^T: columns r0.. of x
-          c.b = dy.data;
-          c.c = mine.gradient.get();
-          gemm[last]->run(c, mine.scratch.get(), mine.handles_for(gemm[last]));
-          rmsprop_span(params.data + r0 * n, mine.gradient.get(), mean_square.data + r0 * n,
-                       static_cast<size_t>(c.m) * n, hyper);
+      for (int p = t; p < panels; p += nt) pack_dy_panel(dy, p * kBlockCols, packed_dy + p * panel_floats);
+#pragma omp barrier
+      float* const x_block = packed_dy + panel_floats * panels + x_block_floats * t;
+      alignas(64) float out[kBlockRows * kBlockCols];
+      const char* next_lines[kBlockLines];
+      const int per = (blocks + nt - 1) / nt;
+      const int first = std::min(blocks, t * per), last = std::min(blocks, first + per);
+      struct Block {
+        int i0, j0, rows, cols;  // its first row and column of params, and how many
+      };
+      auto block = [&](int b) {
+        const int i0 = b / panels * kBlockRows, j0 = b % panels * kBlockCols;
+        return Block{i0, j0, std::min(kBlockRows, m - i0), std::min(kBlockCols, n - j0)};
+      };
+      for (int b = first; b < last; ++b) {
+        const Block here = block(b);
+        if (b == first || here.j0 == 0) pack_x_block(x, here.i0, x_block);
+        int next_count = 0;  // the lines of params and mean_square the next block updates
+        if (b + 1 < last) {
+          const Block next = block(b + 1);
+          for (int r = 0; r < next.rows; ++r) {
+            const size_t at = static_cast<size_t>(next.i0 + r) * n + next.j0;
+            next_count += cache_lines_of(params.data + at, next.cols, next_lines + next_count);
+            next_count += cache_lines_of(mean_square.data + at, next.cols, next_lines + next_count);
+          }
         }
-      } catch (const std::exception& e) {
-#pragma omp critical(zscrgan_weight_grad_rmsprop)
-        if (!failed) {
-          failed = true;
-          error = e.what();
+        weight_grad_block(x_block, packed_dy + b % panels * panel_floats, k, next_lines, next_count, out);
+        for (int r = 0; r < here.rows; ++r) {
+          const size_t at = static_cast<size_t>(here.i0 + r) * n + here.j0;
+          rmsprop_span(params.data + at, out + r * kBlockCols, mean_square.data + at, here.cols, hyper);
         }
       }
     }
-    if (failed) fail("weight_grad_rmsprop_update: ", error);
-    if (census) {  // counted as the whole GEMM it replaces, so the floor holds that GEMM
+    if (census) {  // counted as the GEMM it replaces, so the floor holds that GEMM on oneDNN
+      GemmCall call;
+      call.trans_a = true;
       call.m = m;
+      call.n = n;
+      call.k = k;
+      call.lda = x.ld;
+      call.ldb = dy.ld;
+      call.beta = 0.f;
+      call.ldc = n;
       const double seconds =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       matmul_.count_in_census(call, gemm_threads(2.0 * m * n * k), seconds);
@@ -570,45 +658,11 @@ class CpuBackend final : public Backend {
   // Grows each thread's gradient tile and oneDNN scratchpad to at least these sizes and makes
   // its handles to the two GEMMs. Only a new shape grows or adds them (during a first round),
   // so a steady-state step allocates nothing.
-  void reserve_grad_tiles(size_t floats, size_t scratch_bytes,
-                          const OnednnMatmul::SingleThreadGemm* const (&gemms)[2]) {
-    if (grad_tiles_.size() < static_cast<size_t>(threads_)) grad_tiles_.resize(threads_);
-    for (GradTile& g : grad_tiles_) {
-      for (const OnednnMatmul::SingleThreadGemm* gemm : gemms)
-        if (g.find(gemm) == nullptr)
-          g.handles.push_back(std::make_unique<OnednnMatmul::SingleThreadGemm::Handles>(*gemm));
-      if (g.floats < floats) {
-        g.gradient.reset(new float[floats]);
-        g.floats = floats;
-      }
-      if (g.scratch_bytes < scratch_bytes) {
-        g.scratch.reset(new unsigned char[scratch_bytes]);
-        g.scratch_bytes = scratch_bytes;
-      }
-    }
-  }
-
   const int threads_;  // OpenMP's thread count at start-up
   OnednnMatmul& matmul_;
-  struct GradTile {
-    std::unique_ptr<float[]> gradient;
-    size_t floats = 0;
-    std::unique_ptr<unsigned char[]> scratch;
-    size_t scratch_bytes = 0;
-    // One per GEMM shape this thread has run (a model has a few dozen weight shapes at most).
-    std::vector<std::unique_ptr<OnednnMatmul::SingleThreadGemm::Handles>> handles;
-    OnednnMatmul::SingleThreadGemm::Handles* find(const OnednnMatmul::SingleThreadGemm* gemm) {
-      for (auto& h : handles)
-        if (h->gemm() == gemm) return h.get();
-      return nullptr;
-    }
-    OnednnMatmul::SingleThreadGemm::Handles& handles_for(const OnednnMatmul::SingleThreadGemm* gemm) {
-      OnednnMatmul::SingleThreadGemm::Handles* h = find(gemm);
-      ZS_CHECK(h != nullptr, "weight_grad_rmsprop_update: no handles made for a GEMM shape");
-      return *h;
-    }
-  };
-  std::vector<GradTile> grad_tiles_;  // one per thread, for weight_grad_rmsprop_update
+  // weight_grad_rmsprop_update's packed dy, then one packed block of x per thread.
+  std::unique_ptr<float[]> update_scratch_;
+  size_t update_scratch_floats_ = 0;
   static void row_dots(const Tensor& a, const Tensor& b, int r, float* saa, float* sbb, float* sab) {
     double aa = 0, bb = 0, ab = 0;
     for (int c = 0; c < a.cols; ++c) {
