@@ -338,6 +338,8 @@ void register_all(bool cuda) {
         [=](benchmark::State& s) { weight_grad_rmsprop(s, cuda, 2 * kGf, kImage, 2 * kBatch, fused); });
     reg(family, dims({kImage, kDf, 3 * kBatch}),
         [=](benchmark::State& s) { weight_grad_rmsprop(s, cuda, kImage, kDf, 3 * kBatch, fused); });
+    reg(family, dims({kText, kDf, kBatch}),
+        [=](benchmark::State& s) { weight_grad_rmsprop(s, cuda, kText, kDf, kBatch, fused); });
   }
   reg("gather_rows", dims({kBatch, kImage}), [=](benchmark::State& s) { gather(s, cuda, kBatch, kImage, 12000); });
   reg("gather_rows", dims({100 * kBatch, kImage}), [=](benchmark::State& s) { gather(s, cuda, 100 * kBatch, kImage, 12000); });

@@ -823,13 +823,14 @@ std::vector<OpCase> op_cases() {
            },
            {1e-7, 1e-5}, {1e-7, 1e-5}});
     }
-  // -- RMSProp from a weight gradient's factors: the unfused path (small) and the CPU's tiled
-  // one (tiles of several rows with a shorter last tile; rows longer than a tile), x a strided
-  // view, two steps. What `grads` holds afterwards is unspecified: each run zeroes it.
+  // -- RMSProp from a weight gradient's factors: the unfused path (small) and the CPU's blocked
+  // one (a short last row block and column panel; a weight with fewer rows than a block and
+  // fewer steps of k than lines to prefetch), x a strided view, two steps. What `grads` holds
+  // afterwards is unspecified: each run zeroes it.
   struct ProductShape {
     int m, n, k, ld_x;
   };
-  for (ProductShape sh : {ProductShape{37, 29, 5, 40}, ProductShape{300, 1000, 64, 310}, ProductShape{3, 70000, 4, 0}})
+  for (ProductShape sh : {ProductShape{37, 29, 5, 40}, ProductShape{301, 1000, 64, 310}, ProductShape{3, 70000, 4, 0}})
     for (float clip : {0.f, 0.01f}) {
       constexpr int kProductSteps = 2;
       add({"weight_grad_rmsprop_update",

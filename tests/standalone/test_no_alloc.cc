@@ -129,9 +129,9 @@ void expect_steady_state_steps_allocate_nothing(int gf_dim) {
 TEST(SteadyState, TrainingStepsAllocateNothing) { expect_steady_state_steps_allocate_nothing(32); }
 
 // gf_dim 256: the second generator layer's weight (256 x 512) is large enough for the CPU
-// backend's tiled weight_grad_rmsprop_update, whose per-thread tiles, scratchpads and oneDNN
-// handles are made in the warm-up round.
-TEST(SteadyState, TiledWeightGradientUpdatesAllocateNothing) { expect_steady_state_steps_allocate_nothing(256); }
+// backend's blocked weight_grad_rmsprop_update, whose buffer of packed factors is made in the
+// warm-up round.
+TEST(SteadyState, BlockedWeightGradientUpdatesAllocateNothing) { expect_steady_state_steps_allocate_nothing(256); }
 
 }  // namespace
 }  // namespace zscrgan

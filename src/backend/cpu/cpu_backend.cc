@@ -510,8 +510,9 @@ class CpuBackend final : public Backend {
   // there, while the lines of the next block are being prefetched, so the update's 16 bytes per
   // parameter stream in behind the multiply-adds instead of after them. dy is packed once by
   // both threads; each thread takes a contiguous range of blocks, row block by row block.
-  // (oneDNN's one-thread GEMMs on L2-sized tiles, then RMSProp over each tile, took 1.3-1.9x as
-  // long on 2 AMD EPYC cores: bench/README.md.) Small weights take the unfused path.
+  // This replaced one-thread oneDNN GEMMs on L2-sized tiles, each followed by RMSProp over the
+  // tile, which left the update's traffic after the multiply-adds (bench/README.md, "Weight
+  // gradient and RMSProp in register blocks"). Small weights take the unfused path.
   void do_weight_grad_rmsprop_update(const Tensor& x, const Tensor& dy, Tensor params,
                                      Tensor grads, Tensor mean_square,
                                      const RmsPropHyper& h) override {

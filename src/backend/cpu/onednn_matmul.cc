@@ -226,35 +226,17 @@ OnednnMatmul::SingleThreadGemm::~SingleThreadGemm() = default;
 
 size_t OnednnMatmul::SingleThreadGemm::scratch_bytes() const { return impl_->scratch_bytes; }
 
-struct OnednnMatmul::SingleThreadGemm::Handles::Impl {
-  ArgumentMemories memories;
-  dnnl::stream stream;
-};
-
-OnednnMatmul::SingleThreadGemm::Handles::Handles(const SingleThreadGemm& gemm)
-    : impl_(std::make_unique<Impl>()), gemm_(&gemm) {
-  const SingleThreadGemm::Impl& p = *gemm.impl_;
-  impl_->memories = ArgumentMemories(p.pd, p.engine, p.bias);
-  impl_->stream = dnnl::stream(p.engine);
-}
-OnednnMatmul::SingleThreadGemm::Handles::~Handles() = default;
-
-void OnednnMatmul::SingleThreadGemm::run(const GemmCall& c, void* scratch, Handles& h) const {
-  ZS_CHECK(h.gemm_ == this, "oneDNN matmul: handles made for another shape");
-  const Impl& p = *impl_;
-  Handles::Impl& m = *h.impl_;
-  dnnl_exec_arg_t args[5];
-  const int n = m.memories.bind(c, scratch, args);
-  check(dnnl_primitive_execute(p.prim.get(), m.stream.get(), n, args), "matmul execute");
-  check(dnnl_stream_wait(m.stream.get()), "stream wait");
-}
-
 void OnednnMatmul::SingleThreadGemm::run(const GemmCall& c, void* scratch) const {
-  // Per call: its own handles, so concurrent calls share nothing mutable. Inside an OpenMP
-  // parallel region oneDNN runs the primitive on the calling thread; outside one it has the
-  // one thread it was made for.
-  Handles h(*this);
-  run(c, scratch, h);
+  // Per call: its own argument handles and stream, so concurrent calls share nothing mutable.
+  // Inside an OpenMP parallel region oneDNN runs the primitive on the calling thread; outside
+  // one it has the one thread it was made for.
+  const Impl& p = *impl_;
+  ArgumentMemories memories(p.pd, p.engine, p.bias);
+  dnnl::stream stream(p.engine);
+  dnnl_exec_arg_t args[5];
+  const int n = memories.bind(c, scratch, args);
+  check(dnnl_primitive_execute(p.prim.get(), stream.get(), n, args), "matmul execute");
+  check(dnnl_stream_wait(stream.get()), "stream wait");
 }
 
 const OnednnMatmul::SingleThreadGemm& OnednnMatmul::single_thread_gemm(const GemmCall& shape) {

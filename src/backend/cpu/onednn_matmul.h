@@ -50,27 +50,8 @@ class OnednnMatmul {
     SingleThreadGemm& operator=(const SingleThreadGemm&) = delete;
     size_t scratch_bytes() const;
     // call: the shape this was made for, with its buffers. scratch: scratch_bytes() bytes.
-    // Makes its oneDNN handles for the call (they allocate); see Handles below.
+    // Makes its oneDNN argument handles for the call (they allocate).
     void run(const GemmCall& call, void* scratch) const;
-
-    // One thread's arguments to this GEMM (oneDNN memory objects and a stream), made once and
-    // pointed at each call's buffers: run() with them allocates nothing of ours, so it can be
-    // part of a training step. One Handles per thread; made before the threads start.
-    class Handles {
-     public:
-      explicit Handles(const SingleThreadGemm& gemm);
-      ~Handles();
-      Handles(const Handles&) = delete;
-      Handles& operator=(const Handles&) = delete;
-      const SingleThreadGemm* gemm() const { return gemm_; }
-
-     private:
-      friend class SingleThreadGemm;
-      struct Impl;
-      std::unique_ptr<Impl> impl_;
-      const SingleThreadGemm* gemm_;
-    };
-    void run(const GemmCall& call, void* scratch, Handles& handles) const;
 
    private:
     friend class OnednnMatmul;
@@ -102,9 +83,10 @@ class OnednnMatmul {
   void start_census();
   std::vector<ShapeCount> stop_census();
   bool census_running() const;
-  // Counts a GEMM of this shape on `threads` threads that took `seconds`, for work that runs
-  // the shape's GEMM in pieces (the CPU backend's weight_grad_rmsprop_update): the floor then
-  // holds the whole GEMM. Nothing happens while the census is off.
+  // Counts a GEMM of this shape on `threads` threads that took `seconds`, for work that forms
+  // the shape's product without run() (the CPU backend's weight_grad_rmsprop_update, in
+  // register blocks): the floor then holds that GEMM on oneDNN. Nothing happens while the
+  // census is off.
   void count_in_census(const GemmCall& shape, int threads, double seconds);
 
   // Primitives created so far (the cache's size).
