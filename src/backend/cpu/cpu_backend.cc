@@ -55,9 +55,9 @@ void rmsprop_span(float* __restrict__ p, const float* __restrict__ g, float* __r
 // The weight gradient x^T dy of weight_grad_rmsprop_update, formed a register block at a time
 // and handed to rmsprop_span from there, so the gradient never leaves the core. A block is
 // kBlockRows x kBlockCols of the gradient: per step of k, kBlockRows broadcast elements of x
-// times kBlockVectors vectors of dy, summed in k order with one multiply-add each. Both factors
-// are packed first (pack_x_block, pack_dy_panel), so the loads are sequential and the rows of
-// x and dy, a power of two of 4 KB apart, do not collide in L1. The accumulators and dy's
+// times kBlockVectors vectors of dy, summed in k order (one FMA each where the level has FMA).
+// Both factors are packed first (pack_columns), so the loads are sequential and the rows of x
+// and dy, often a multiple of 4 KB apart, do not collide in L1's sets. The accumulators and dy's
 // vectors fill the level's vector registers: 16 on AVX2 and below, 32 on AVX-512.
 #if ZSCRGAN_CPU_ISA_VARIANT == 2
 constexpr int kLanes = 16, kBlockRows = 8;
@@ -70,39 +70,29 @@ constexpr int kBlockVectors = 3;
 constexpr int kBlockCols = kLanes * kBlockVectors;
 typedef float Lanes __attribute__((vector_size(kLanes * sizeof(float))));
 typedef float UnalignedLanes __attribute__((vector_size(kLanes * sizeof(float)), aligned(4), may_alias));
-// The cache lines of params and mean_square one block updates, at most: two arrays, kBlockRows
-// rows, each row's kBlockCols floats on at most this many lines.
 constexpr int kCacheLine = 64;
+// The cache lines of params and mean_square one block updates, at most: two arrays, kBlockRows
+// rows, each row's kBlockCols floats on at most (bytes - 1) / kCacheLine + 2 lines.
 constexpr int kBlockLines = 2 * kBlockRows * ((kBlockCols * int(sizeof(float)) - 1) / kCacheLine + 2);
 
-// dy's columns [j0, j0 + kBlockCols) for every k, as k rows of kBlockCols (zero past n).
-void pack_dy_panel(const Tensor& dy, int j0, float* panel) {
-  const int cols = std::min(kBlockCols, dy.cols - j0);
-  for (int kk = 0; kk < dy.rows; ++kk) {
-    const float* src = dy.data + static_cast<size_t>(kk) * dy.ld + j0;
-    float* dst = panel + static_cast<size_t>(kk) * kBlockCols;
+// Columns [c0, c0 + width) of every row of t, as t.rows rows of width (zero past t's last
+// column): a panel of dy (width kBlockCols) or a block of x (width kBlockRows).
+void pack_columns(const Tensor& t, int c0, int width, float* packed) {
+  const int cols = std::min(width, t.cols - c0);
+  for (int r = 0; r < t.rows; ++r) {
+    const float* src = t.data + static_cast<size_t>(r) * t.ld + c0;
+    float* dst = packed + static_cast<size_t>(r) * width;
     int c = 0;
     for (; c < cols; ++c) dst[c] = src[c];
-    for (; c < kBlockCols; ++c) dst[c] = 0.f;
-  }
-}
-
-// x's columns [i0, i0 + kBlockRows) for every k, as k rows of kBlockRows (zero past x's end).
-void pack_x_block(const Tensor& x, int i0, float* block) {
-  const int rows = std::min(kBlockRows, x.cols - i0);
-  for (int kk = 0; kk < x.rows; ++kk) {
-    const float* src = x.data + static_cast<size_t>(kk) * x.ld + i0;
-    float* dst = block + static_cast<size_t>(kk) * kBlockRows;
-    int r = 0;
-    for (; r < rows; ++r) dst[r] = src[r];
-    for (; r < kBlockRows; ++r) dst[r] = 0.f;
+    for (; c < width; ++c) dst[c] = 0.f;
   }
 }
 
 // out (kBlockRows x kBlockCols, row-major) = x_block^T dy_panel over k steps. Along the way it
-// prefetches the lines the next block will update, one a step: fetched all at once they queue
-// behind each other, and left to the hardware they arrive after the update needs them (its
-// prefetchers stop at each 4 KB page, one row of a 1024-wide weight).
+// prefetches next_lines, the lines the next block will update, one a step (any left over after
+// the last step), so they arrive while this block computes. The hardware's prefetchers alone
+// leave the op slower (bench/README.md): they stop at each 4 KB page, one row of a 1024-wide
+// weight.
 void weight_grad_block(const float* __restrict__ x_block, const float* __restrict__ dy_panel, int k,
                        const char* const* next_lines, int next_count, float* __restrict__ out) {
   Lanes acc[kBlockRows][kBlockVectors];
@@ -538,7 +528,7 @@ class CpuBackend final : public Backend {
 #pragma omp parallel num_threads(threads_)
     {
       const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-      for (int p = t; p < panels; p += nt) pack_dy_panel(dy, p * kBlockCols, packed_dy + p * panel_floats);
+      for (int p = t; p < panels; p += nt) pack_columns(dy, p * kBlockCols, kBlockCols, packed_dy + p * panel_floats);
 #pragma omp barrier
       float* const x_block = packed_dy + panel_floats * panels + x_block_floats * t;
       alignas(64) float out[kBlockRows * kBlockCols];
@@ -554,7 +544,7 @@ class CpuBackend final : public Backend {
       };
       for (int b = first; b < last; ++b) {
         const Block here = block(b);
-        if (b == first || here.j0 == 0) pack_x_block(x, here.i0, x_block);
+        if (b == first || here.j0 == 0) pack_columns(x, here.i0, kBlockRows, x_block);
         int next_count = 0;  // the lines of params and mean_square the next block updates
         if (b + 1 < last) {
           const Block next = block(b + 1);
