@@ -16,6 +16,8 @@
 // Run: ./build/bench_kernels [--benchmark_filter=cuda] [--benchmark_format=json]
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdint>
 #include <functional>
@@ -206,16 +208,17 @@ void rmsprop_clip(benchmark::State& st, bool cuda, int n) {
 
 // A weight's gradient x^T dy (m x n from k rows) applied by RMSProp: formed and applied in one
 // pass (weight_grad_rmsprop_update) or as the GEMM into a gradient buffer, then rmsprop_update.
-// Each call takes the next of three weights, whose parameters, gradients and mean squares
-// (three times 100 MB at 4096 x 2048) outgrow the caches, as a round's weights do between
-// two steps.
+// Each call takes the next of several weights, whose parameters, gradients and mean squares
+// (at least 3 weights and 256 MB in all: 3 x 100 MB at 4096 x 2048, 21 x 12 MB at
+// 1024 x 1024) outgrow the caches, as a round's weights do between two steps.
 void weight_grad_rmsprop(benchmark::State& st, bool cuda, int m, int n, int k, bool fused) {
   Backend& be = backend(cuda);
   Buffers b(be);
-  constexpr int kWeights = 3;
+  const double weight_bytes = 3.0 * sizeof(float) * m * n;
+  const int weights = std::max(3, static_cast<int>(std::ceil(256e6 / weight_bytes)));
   Tensor x = b.normal(k, m), dy = b.normal(k, n, 0.01f);
-  Tensor p[kWeights], g[kWeights], ms[kWeights];
-  for (int i = 0; i < kWeights; ++i) {
+  std::vector<Tensor> p(weights), g(weights), ms(weights);
+  for (int i = 0; i < weights; ++i) {
     p[i] = b.normal(m, n, 0.02f);
     g[i] = b.constant(m, n, 0.f);
     ms[i] = b.constant(m, n, 1.f);
@@ -224,7 +227,7 @@ void weight_grad_rmsprop(benchmark::State& st, bool cuda, int m, int n, int k, b
   int next = 0;
   // p and ms read and written, x and dy read; the unfused path also writes and reads g.
   run(st, be, [&] {
-    const int i = next++ % kWeights;
+    const int i = next++ % weights;
     if (fused) {
       be.weight_grad_rmsprop_update(x, dy, p[i], g[i], ms[i], h);
     } else {
