@@ -333,8 +333,8 @@ void register_all(bool cuda) {
   // rate, against which the size above shows what memory costs it.
   reg("rmsprop_clip", dims({1 << 16}), [=](benchmark::State& s) { rmsprop_clip(s, cuda, 1 << 16); });
   reg("adam", dims({params}), [=](benchmark::State& s) { adam(s, cuda, params); });
-  // The generator's largest weight gradient (gen2 and gen3, from the G step's 2 x batch rows)
-  // and the critic's image part (3 x batch rows).
+  // The generator's largest weight gradient (gen2 and gen3, from the G step's 2 x batch rows),
+  // the critic's image part (3 x batch rows) and its text part (the batch's texts, once).
   for (bool fused : {true, false}) {
     const char* family = fused ? "weight_grad_rmsprop" : "gemm_then_rmsprop";
     reg(family, dims({2 * kGf, kImage, 2 * kBatch}),
