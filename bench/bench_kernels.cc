@@ -256,6 +256,17 @@ void gather(benchmark::State& st, bool cuda, int rows, int cols, int table_rows)
   run(st, be, [&] { be.gather_rows(dst, table, IndexSpan{d_idx, rows}); }, F * rows * cols * 2.0);
 }
 
+// dst = src (copy) or dst += alpha src (axpy): the tape's concatenations and the gradients
+// they hand back.
+void copy_or_axpy(benchmark::State& st, bool cuda, int rows, int cols, bool axpy) {
+  Backend& be = backend(cuda);
+  Buffers b(be);
+  Tensor src = b.normal(rows, cols), dst = b.constant(rows, cols, 0.f);
+  // src read, dst written (axpy: and read).
+  run(st, be, [&] { axpy ? be.axpy(dst, 0.5f, src) : be.copy(dst, src); },
+      F * rows * cols * (axpy ? 3.0 : 2.0));
+}
+
 // C (m x n) = op(A) op(B), op(A) m x k. Bytes: A, B and C once (at batch 32 the weight
 // dominates: the GEMM is a weight read).
 void gemm(benchmark::State& st, bool cuda, bool ta, bool tb, int m, int n, int k, bool tf32) {
@@ -346,6 +357,12 @@ void register_all(bool cuda) {
   }
   reg("gather_rows", dims({kBatch, kImage}), [=](benchmark::State& s) { gather(s, cuda, kBatch, kImage, 12000); });
   reg("gather_rows", dims({100 * kBatch, kImage}), [=](benchmark::State& s) { gather(s, cuda, 100 * kBatch, kImage, 12000); });
+
+  // A batch of images into the critic's stacked rows; the stacked critic's gradient.
+  for (auto [r, c] : {std::pair{kBatch, kImage}, std::pair{3 * kBatch, kDf}}) {
+    reg("copy", dims({r, c}), [=](benchmark::State& s) { copy_or_axpy(s, cuda, r, c, false); });
+    reg("axpy", dims({r, c}), [=](benchmark::State& s) { copy_or_axpy(s, cuda, r, c, true); });
+  }
 
   struct Gemm {
     const char* what;

@@ -21,6 +21,27 @@
 
 namespace zscrgan {
 
+// ---- Bit-level helpers ------------------------------------------------------------------
+// The bits of a value as another type of the same size (std::bit_cast, C++20); memcpy compiles
+// to a register move on the host and in CUDA device code alike.
+template <typename To, typename From>
+ZS_HD To bits_as(From x) {
+  static_assert(sizeof(To) == sizeof(From), "bits_as: the sizes differ");
+  To out;
+  memcpy(&out, &x, sizeof out);
+  return out;
+}
+
+// a where mask is all ones, b where it is zero. Written as a ternary on the values, the
+// compiler may move the computation of the one not taken into a branch of its own, and the
+// CPU loop around it then no longer vectorises; masks made as `cond ? ~0 : 0` vectorise.
+ZS_HD double select_bits(uint64_t mask, double a, double b) {
+  return bits_as<double>((bits_as<uint64_t>(a) & mask) | (bits_as<uint64_t>(b) & ~mask));
+}
+ZS_HD float select_bits(uint32_t mask, float a, float b) {
+  return bits_as<float>((bits_as<uint32_t>(a) & mask) | (bits_as<uint32_t>(b) & ~mask));
+}
+
 constexpr float kLeakySlope = 0.2f;
 
 enum class Act : int { None = 0, LeakyRelu = 1, Relu = 2 };
@@ -44,22 +65,81 @@ ZS_HD float act_grad_from_output(float y, Act a) {
   return 1.f;
 }
 
+// dy * act'(y), bit for bit, written as a mask select between dy and its scaled value: with
+// the factor as a ternary (act_grad_from_output), the compiler branches around the multiply
+// by 1 and the AVX2 loops stay scalar.
+ZS_HD float act_backward(float dy, float y, Act a) {
+  const uint32_t positive = y > 0.f ? ~0u : 0u;
+  if (a == Act::LeakyRelu) return select_bits(positive, dy, kLeakySlope * dy);
+  if (a == Act::Relu) return select_bits(positive, dy, 0.f * dy);
+  return dy;
+}
+
 // d|x|/dx with TF's sign(0) = 0.
 ZS_HD float sign_tf(float x) { return x > 0.f ? 1.f : (x < 0.f ? -1.f : 0.f); }
+
+// ---- exp of a float, written out in double ------------------------------------------------
+// Not libm's expf, for the reason given at the Box-Muller functions below: libm's expf, its
+// vector versions and CUDA's differ in their last bits, and a libm call keeps a CPU loop
+// scalar. Every product that feeds a sum is an explicit fma. x = n ln2 + r with |r| <= ln2/2
+// (n = round(x log2 e), through the 1.5 * 2^52 shifter, which leaves n in the low bits);
+// exp(r) by its Taylor series to degree 11 (remainder below 1e-14 relative); 2^n written into
+// a double's exponent bits; one rounding to float at the end. So this is the correctly
+// rounded exp but within about 1e-14 of a rounding boundary, where it is one ulp off
+// (tests/test_ops_forward.cc holds it to libm's double exp).
+ZS_HD float portable_expf(float x) {
+  // Past these exp(x) rounds to infinity (e^89 > FLT_MAX) or to zero (e^-104 < 2^-150);
+  // clamping keeps 2^n a normal double. NaN fails both comparisons and stays NaN.
+  double v = static_cast<double>(x);
+  v = select_bits(v > 89.0 ? ~0ull : 0ull, 89.0, v);
+  v = select_bits(v < -104.0 ? ~0ull : 0ull, -104.0, v);
+  constexpr double kShifter = 6755399441055744.0;  // 1.5 * 2^52
+  constexpr double kLog2e = 1.4426950408889634074;
+  constexpr double kLn2Hi = 6.93147180369123816490e-01;  // ln 2 in two parts, as in box_muller_log
+  constexpr double kLn2Lo = 1.90821492927058770002e-10;
+  const double shifted = fma(v, kLog2e, kShifter);
+  const double n = shifted - kShifter;  // exact
+  const double r = fma(-n, kLn2Lo, fma(-n, kLn2Hi, v));
+  double p = 1.0 / 39916800.0;  // 1/11!
+  p = fma(p, r, 1.0 / 3628800.0);
+  p = fma(p, r, 1.0 / 362880.0);
+  p = fma(p, r, 1.0 / 40320.0);
+  p = fma(p, r, 1.0 / 5040.0);
+  p = fma(p, r, 1.0 / 720.0);
+  p = fma(p, r, 1.0 / 120.0);
+  p = fma(p, r, 1.0 / 24.0);
+  p = fma(p, r, 1.0 / 6.0);
+  p = fma(p, r, 0.5);
+  p = fma(p, r, 1.0);
+  p = fma(p, r, 1.0);
+  // shifted's bits minus the shifter's are n (two's complement); n + 1023 is 2^n's exponent.
+  const uint64_t n_bits = bits_as<uint64_t>(shifted) - bits_as<uint64_t>(kShifter);
+  const double two_to_n = bits_as<double>((n_bits + 1023u) << 52);
+  return static_cast<float>(p * two_to_n);  // exact product (a power of two), then one rounding
+}
+
+// The exp the shared formulas below call unless told otherwise. (The CPU backend's baseline
+// level, x86-64 without FMA, passes libm's instead: there each fma() is a libm call, and
+// portable_expf costs about 10x libm's expf; that level rounds differently anyway.)
+struct PortableExp {
+  ZS_HD float operator()(float x) const { return portable_expf(x); }
+};
 
 // ---- The published KL term, per element (mu, log_sigma) -------------------------------
 // m = (mu + ls) / 2;  K(a, s) = -s + 0.5 (-1 + exp(2s) + a^2);  f = (K(mu, m) + K(ls, m)) / 2.
 // kl = mean of f over all B x E elements.
-ZS_HD float kl_element(float mu, float ls) {
+template <typename Exp = PortableExp>
+ZS_HD float kl_element(float mu, float ls, Exp exp = Exp()) {
   const float m = 0.5f * (mu + ls);
-  const float e2m = expf(2.f * m);
+  const float e2m = exp(2.f * m);
   const float k_mu = -m + 0.5f * (-1.f + e2m + mu * mu);
   const float k_ls = -m + 0.5f * (-1.f + e2m + ls * ls);
   return 0.5f * (k_mu + k_ls);
 }
 // df/dmu = mu/2 + (exp(2m) - 1)/2, df/dls = ls/2 + (exp(2m) - 1)/2.
-ZS_HD void kl_element_grad(float mu, float ls, float* d_mu, float* d_ls) {
-  const float shared = 0.5f * (expf(mu + ls) - 1.f);
+template <typename Exp = PortableExp>
+ZS_HD void kl_element_grad(float mu, float ls, float* d_mu, float* d_ls, Exp exp = Exp()) {
+  const float shared = 0.5f * (exp(mu + ls) - 1.f);
   *d_mu = 0.5f * mu + shared;
   *d_ls = 0.5f * ls + shared;
 }
@@ -168,36 +248,6 @@ ZS_HD double philox_uniform_open(uint32_t x) {  // (0, 1), never 0 or 1
 // leaving a compiler's contraction of a * b + c nothing to change; division and sqrt are
 // correctly rounded everywhere. Accurate to a few double ulps (tests/test_ops_forward.cc holds
 // them to libm), far below the float the noise is rounded to.
-// The bits of a value as another type of the same size (std::bit_cast, C++20); memcpy compiles
-// to a register move on the host and in CUDA device code alike.
-template <typename To, typename From>
-ZS_HD To bits_as(From x) {
-  static_assert(sizeof(To) == sizeof(From), "bits_as: the sizes differ");
-  To out;
-  memcpy(&out, &x, sizeof out);
-  return out;
-}
-
-// a where mask is all ones, b where it is zero. Written as a ternary on the values, the
-// compiler may move the computation of the one not taken into a branch of its own, and the
-// CPU loop around it then no longer vectorises; masks made as `cond ? ~0 : 0` vectorise.
-ZS_HD double select_bits(uint64_t mask, double a, double b) {
-  return bits_as<double>((bits_as<uint64_t>(a) & mask) | (bits_as<uint64_t>(b) & ~mask));
-}
-ZS_HD float select_bits(uint32_t mask, float a, float b) {
-  return bits_as<float>((bits_as<uint32_t>(a) & mask) | (bits_as<uint32_t>(b) & ~mask));
-}
-
-// dy * act'(y), bit for bit, written as a mask select between dy and its scaled value: with
-// the factor as a ternary (act_grad_from_output), the compiler branches around the multiply
-// by 1 and the AVX2 loops stay scalar.
-ZS_HD float act_backward(float dy, float y, Act a) {
-  const uint32_t positive = y > 0.f ? ~0u : 0u;
-  if (a == Act::LeakyRelu) return select_bits(positive, dy, kLeakySlope * dy);
-  if (a == Act::Relu) return select_bits(positive, dy, 0.f * dy);
-  return dy;
-}
-
 // log(v) for a positive normal double, after fdlibm's e_log.c: v = 2^k m with m in
 // [sqrt(2)/2, sqrt(2)), f = m - 1 (exact), s = f / (2 + f), and
 // log(1 + f) = f - f^2/2 + s (f^2/2 + R(s^2)) with R fdlibm's minimax polynomial.

@@ -121,6 +121,17 @@ int cache_lines_of(const float* first, int count, const char** lines) {
   return n;
 }
 
+// The exp of the loops: portable_expf, which vectorises and gives the bits CUDA gives, except
+// at the baseline level, where its fma() calls would make it ~10x libm's expf (elementwise.h).
+struct LibmExp {
+  float operator()(float x) const { return std::exp(x); }
+};
+#if ZSCRGAN_CPU_ISA_VARIANT == 0
+using LoopExp = LibmExp;
+#else
+using LoopExp = PortableExp;
+#endif
+
 // Runs f(i) for i in [0, n), in parallel only when n is large. A serial branch rather than an
 // OpenMP if() clause: libgomp allocates a team even for a region that runs on one thread, and a
 // training step must not allocate.
@@ -379,38 +390,74 @@ class CpuBackend final : public Backend {
     });
   }
 
+  // Row loops, which vectorise at every level but baseline (LoopExp).
   void do_reparam_forward(const Tensor& h, const Tensor& eps, Tensor c) override {
     const int e = c.cols;
-    for_each_element(c, [&](int r, int j) {
-      at(c, r, j) = at(h, r, j) + std::exp(at(h, r, e + j)) * at(eps, r, j);
+    rows_of(c, [&](int r) {
+      const float* __restrict__ mu = &at(h, r, 0);
+      const float* __restrict__ log_sigma = &at(h, r, e);
+      const float* __restrict__ noise = &at(eps, r, 0);
+      float* __restrict__ out = &at(c, r, 0);
+#pragma omp simd
+      for (int j = 0; j < e; ++j) out[j] = mu[j] + LoopExp()(log_sigma[j]) * noise[j];
     });
   }
   void do_reparam_backward(const Tensor& h, const Tensor& eps, const Tensor& dc, Tensor dh) override {
     const int e = dc.cols;
-    for_each_element(dc, [&](int r, int j) {
-      const float g = at(dc, r, j);
-      at(dh, r, j) += g;
-      at(dh, r, e + j) += g * std::exp(at(h, r, e + j)) * at(eps, r, j);
+    rows_of(dc, [&](int r) {
+      const float* __restrict__ log_sigma = &at(h, r, e);
+      const float* __restrict__ noise = &at(eps, r, 0);
+      const float* __restrict__ g = &at(dc, r, 0);
+      float* __restrict__ d_mu = &at(dh, r, 0);
+      float* __restrict__ d_log_sigma = &at(dh, r, e);
+#pragma omp simd
+      for (int j = 0; j < e; ++j) {
+        d_mu[j] += g[j];
+        d_log_sigma[j] += g[j] * LoopExp()(log_sigma[j]) * noise[j];
+      }
     });
   }
 
+  // The mean in double over kKlLanes partial sums (element j of a row into lane j % kKlLanes),
+  // added in a fixed order at the end: the same bits at every vector width, with the terms
+  // formed a chunk at a time by a loop that vectorises (as above).
   void do_kl_forward(const Tensor& h, Tensor out) override {
+    constexpr int kKlLanes = 8, kChunk = 256;
     const int e = h.cols / 2;
-    double s = 0;
+    double lanes[kKlLanes] = {};
+    float terms[kChunk];
     for (int r = 0; r < h.rows; ++r)
-      for (int j = 0; j < e; ++j) s += kl_element(at(h, r, j), at(h, r, e + j));
+      for (int j0 = 0; j0 < e; j0 += kChunk) {
+        const int n = std::min(kChunk, e - j0);
+        const float* __restrict__ mu = &at(h, r, j0);
+        const float* __restrict__ log_sigma = &at(h, r, e + j0);
+#pragma omp simd
+        for (int j = 0; j < n; ++j) terms[j] = kl_element(mu[j], log_sigma[j], LoopExp());
+        int j = 0;
+        for (; j + kKlLanes <= n; j += kKlLanes)
+          for (int l = 0; l < kKlLanes; ++l) lanes[l] += terms[j + l];
+        for (; j < n; ++j) lanes[j % kKlLanes] += terms[j];
+      }
+    const double s = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
+                     ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
     out.data[0] = static_cast<float>(s / (static_cast<double>(h.rows) * e));
   }
   void do_kl_backward(const Tensor& h, const Tensor& d_out, Tensor dh) override {
     const int e = h.cols / 2;
     const float scale = scalar_of(d_out) / (static_cast<float>(h.rows) * e);
-    for (int r = 0; r < h.rows; ++r)
+    rows_of(h, [&](int r) {
+      const float* __restrict__ mu = &at(h, r, 0);
+      const float* __restrict__ log_sigma = &at(h, r, e);
+      float* __restrict__ d_mu = &at(dh, r, 0);
+      float* __restrict__ d_log_sigma = &at(dh, r, e);
+#pragma omp simd
       for (int j = 0; j < e; ++j) {
         float dmu, dls;
-        kl_element_grad(at(h, r, j), at(h, r, e + j), &dmu, &dls);
-        at(dh, r, j) += scale * dmu;
-        at(dh, r, e + j) += scale * dls;
+        kl_element_grad(mu[j], log_sigma[j], &dmu, &dls, LoopExp());
+        d_mu[j] += scale * dmu;
+        d_log_sigma[j] += scale * dls;
       }
+    });
   }
 
   void do_l1_forward(const Tensor& x, const Tensor& v, Tensor out) override {

@@ -92,14 +92,14 @@ __global__ void bias_grad_finish_kernel(const float* __restrict__ partials, int 
 }
 
 __global__ void reparam_forward_kernel(Mat h, Mat eps, Mat c, int e) {
-  ZS_FOR_ROWS(r, c.rows) ZS_FOR_COLS(j, c.cols) c(r, j) = h(r, j) + expf(h(r, e + j)) * eps(r, j);
+  ZS_FOR_ROWS(r, c.rows) ZS_FOR_COLS(j, c.cols) c(r, j) = h(r, j) + portable_expf(h(r, e + j)) * eps(r, j);
 }
 
 __global__ void reparam_backward_kernel(Mat h, Mat eps, Mat dc, Mat dh, int e) {
   ZS_FOR_ROWS(r, dc.rows) ZS_FOR_COLS(j, dc.cols) {
     const float g = dc(r, j);
     dh(r, j) += g;
-    dh(r, e + j) += g * expf(h(r, e + j)) * eps(r, j);
+    dh(r, e + j) += g * portable_expf(h(r, e + j)) * eps(r, j);
   }
 }
 
