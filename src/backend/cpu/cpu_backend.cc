@@ -610,18 +610,10 @@ class CpuBackend final : public Backend {
       }
     }
     if (census) {  // counted as the GEMM it replaces, so the floor holds that GEMM on oneDNN
-      GemmCall call;
-      call.trans_a = true;
-      call.m = m;
-      call.n = n;
-      call.k = k;
-      call.lda = x.ld;
-      call.ldb = dy.ld;
-      call.beta = 0.f;
-      call.ldc = n;
       const double seconds =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      matmul_.count_in_census(call, gemm_threads(2.0 * m * n * k), seconds);
+      matmul_.count_in_census(gemm_call(true, false, 1.f, x, dy, 0.f, grads, nullptr, Act::None),
+                              gemm_threads(2.0 * m * n * k), seconds);
     }
   }
   void do_adam_update(Tensor params, const Tensor& grads, Tensor m, Tensor v, Tensor beta_powers,
@@ -674,12 +666,17 @@ class CpuBackend final : public Backend {
       });
       return;
     }
+    matmul_.run(gemm_call(ta, tb, alpha, a, b, beta, c, bias, act), gemm_threads(2.0 * m * n * k));
+  }
+  // C = act(alpha op(A) op(B) + bias + beta C) as oneDNN's call describes it.
+  static GemmCall gemm_call(bool ta, bool tb, float alpha, const Tensor& a, const Tensor& b,
+                            float beta, const Tensor& c, const float* bias, Act act) {
     GemmCall call;
     call.trans_a = ta;
     call.trans_b = tb;
-    call.m = m;
-    call.n = n;
-    call.k = k;
+    call.m = ta ? a.cols : a.rows;
+    call.n = tb ? b.rows : b.cols;
+    call.k = ta ? a.rows : a.cols;
     call.alpha = alpha;
     call.a = a.data;
     call.lda = a.ld;
@@ -690,13 +687,10 @@ class CpuBackend final : public Backend {
     call.ldc = c.ld;
     call.bias = bias;
     call.act = act;
-    matmul_.run(call, gemm_threads(2.0 * m * n * k));
+    return call;
   }
   int gemm_threads(double flops) const { return flops < kParallelGemmFlops ? 1 : threads_; }
 
-  // Grows each thread's gradient tile and oneDNN scratchpad to at least these sizes and makes
-  // its handles to the two GEMMs. Only a new shape grows or adds them (during a first round),
-  // so a steady-state step allocates nothing.
   const int threads_;  // OpenMP's thread count at start-up
   OnednnMatmul& matmul_;
   // weight_grad_rmsprop_update's packed dy, then one packed block of x per thread.
