@@ -6,11 +6,13 @@
 
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "oneapi/dnnl/dnnl.h"
 #include "backend/backend.h"
 #include "backend/cpu/cpu_backend.h"
 #include "core/error.h"
+#include "onednn_matmul.h"
 
 namespace zscrgan {
 namespace {
@@ -124,6 +126,39 @@ TEST(CpuBackendInfo, ALevelThisCpuLacksIsOneLineNamingWhatIsMissing) {
             std::string::npos) << e;
   EXPECT_EQ(e.find('\n'), std::string::npos) << e;
   EXPECT_THROW(make_cpu_backend(lacking), Error);
+}
+
+// bench_round_floor sets each round's census against the others' entry by entry, so a census
+// lists its shapes in one order whatever order the calls came in.
+TEST(CpuBackendInfo, GemmCensusListsShapesInOneOrderWhateverTheCallOrder) {
+  OnednnMatmul& mm = onednn_matmul();
+  std::vector<float> a(6 * 4, 0.5f), b(4 * 3, 0.25f), c(6 * 3, 0.f);
+  auto call = [&](int m) {
+    GemmCall g;
+    g.m = m;
+    g.n = 3;
+    g.k = 4;
+    g.a = a.data();
+    g.lda = 4;
+    g.b = b.data();
+    g.ldb = 3;
+    g.c = c.data();
+    g.ldc = 3;
+    mm.run(g, 1);
+  };
+  auto census_of = [&](const std::vector<int>& order) {
+    mm.start_census();
+    for (int m : order) call(m);
+    std::vector<int> listed;
+    for (const OnednnMatmul::ShapeCount& sc : mm.stop_census()) {
+      EXPECT_EQ(sc.count, 1) << "m " << sc.shape.m;
+      listed.push_back(sc.shape.m);
+    }
+    return listed;
+  };
+  const std::vector<int> expected = {1, 2, 3, 4, 5, 6};
+  EXPECT_EQ(census_of({6, 5, 4, 3, 2, 1}), expected);
+  EXPECT_EQ(census_of({3, 1, 6, 2, 5, 4}), expected);
 }
 
 }  // namespace

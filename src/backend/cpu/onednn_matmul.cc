@@ -2,11 +2,13 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <sstream>
+#include <tuple>
 #include <unordered_map>
 
 #include "oneapi/dnnl/dnnl.h"
@@ -29,6 +31,10 @@ struct Key {
            ldb == o.ldb && ldc == o.ldc && std::memcmp(&alpha, &o.alpha, sizeof alpha) == 0 &&
            std::memcmp(&beta, &o.beta, sizeof beta) == 0 && bias == o.bias && act == o.act &&
            threads == o.threads;
+  }
+  bool operator<(const Key& o) const {
+    return std::tie(ta, tb, m, n, k, lda, ldb, ldc, alpha, beta, bias, act, threads) <
+           std::tie(o.ta, o.tb, o.m, o.n, o.k, o.lda, o.ldb, o.ldc, o.alpha, o.beta, o.bias, o.act, o.threads);
   }
 };
 
@@ -300,8 +306,10 @@ void OnednnMatmul::start_census() {
 
 std::vector<OnednnMatmul::ShapeCount> OnednnMatmul::stop_census() {
   impl_->census_on = false;
+  std::vector<std::pair<Key, ShapeCount>> sorted(impl_->census.begin(), impl_->census.end());
+  std::sort(sorted.begin(), sorted.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
   std::vector<ShapeCount> out;
-  for (const auto& kv : impl_->census) out.push_back(kv.second);
+  for (const auto& kv : sorted) out.push_back(kv.second);
   impl_->census.clear();
   return out;
 }

@@ -73,6 +73,8 @@ class OnednnMatmul {
 
   // The census: while on, every run() counts its call's shape (the call's pointers are not
   // kept) and the seconds its executions took. For benchmarks: the census allocates.
+  // stop_census lists the shapes in one fixed order (by shape and threads), so censuses of the
+  // same calls line up entry by entry.
   struct ShapeCount {
     GemmCall shape;  // pointers null
     bool has_bias = false;
