@@ -206,35 +206,45 @@ void rmsprop_clip(benchmark::State& st, bool cuda, int n) {
   run(st, be, [&] { be.rmsprop_update(p, g, ms, h); }, F * n * 5.0);
 }
 
-// A weight's gradient x^T dy (m x n from k rows) applied by RMSProp: formed and applied in one
-// pass (weight_grad_rmsprop_update) or as the GEMM into a gradient buffer, then rmsprop_update.
-// Each call takes the next of several weights, whose parameters, gradients and mean squares
-// (at least 3 weights and 256 MB in all: 3 x 100 MB at 4096 x 2048, 21 x 12 MB at
-// 1024 x 1024) outgrow the caches, as a round's weights do between two steps.
-void weight_grad_rmsprop(benchmark::State& st, bool cuda, int m, int n, int k, bool fused) {
+// A weight's gradient x^T dy (m x n from k rows) applied by RMSProp or Adam: formed and
+// applied in one pass (weight_grad_rmsprop_update, weight_grad_adam_update) or as the GEMM into
+// a gradient buffer, then rmsprop_update or adam_update. Each call takes the next of several
+// weights, whose parameters, gradients and optimizer state (at least 3 weights and 256 MB in
+// all: 3 x 100 MB at 4096 x 2048 with RMSProp, 21 x 12 MB at 1024 x 1024) outgrow the caches,
+// as a round's weights do between two steps.
+void weight_grad_update(benchmark::State& st, bool cuda, int m, int n, int k, bool adam, bool fused) {
   Backend& be = backend(cuda);
   Buffers b(be);
-  const double weight_bytes = 3.0 * sizeof(float) * m * n;
+  const int arrays = adam ? 4 : 3;  // params, grads, then ms or m and v
+  const double weight_bytes = double(arrays) * sizeof(float) * m * n;
   const int weights = std::max(3, static_cast<int>(std::ceil(256e6 / weight_bytes)));
-  Tensor x = b.normal(k, m), dy = b.normal(k, n, 0.01f);
-  std::vector<Tensor> p(weights), g(weights), ms(weights);
+  Tensor x = b.normal(k, m), dy = b.normal(k, n, 0.01f), powers = b.constant(1, 2, 0.5f);
+  std::vector<Tensor> p(weights), g(weights), s1(weights), s2(weights);
   for (int i = 0; i < weights; ++i) {
     p[i] = b.normal(m, n, 0.02f);
     g[i] = b.constant(m, n, 0.f);
-    ms[i] = b.constant(m, n, 1.f);
+    s1[i] = b.constant(m, n, adam ? 0.f : 1.f);
+    if (adam) s2[i] = b.constant(m, n, 0.f);
   }
-  RmsPropHyper h{2e-4f};
+  const RmsPropHyper rms{2e-4f};
+  AdamHyper ad{0.002f};
+  ad.advance_beta_powers = false;  // the powers stay away from 0 and 1 however long it runs
   int next = 0;
-  // p and ms read and written, x and dy read; the unfused path also writes and reads g.
+  // p and the state read and written, x and dy read; the unfused path also writes and reads g.
   run(st, be, [&] {
     const int i = next++ % weights;
-    if (fused) {
-      be.weight_grad_rmsprop_update(x, dy, p[i], g[i], ms[i], h);
+    if (fused && adam) {
+      be.weight_grad_adam_update(x, dy, p[i], g[i], s1[i], s2[i], powers, ad);
+    } else if (fused) {
+      be.weight_grad_rmsprop_update(x, dy, p[i], g[i], s1[i], rms);
     } else {
       be.gemm(true, false, 1.f, x, dy, 0.f, g[i]);
-      be.rmsprop_update(p[i], g[i], ms[i], h);
+      if (adam)
+        be.adam_update(p[i], g[i], s1[i], s2[i], powers, ad);
+      else
+        be.rmsprop_update(p[i], g[i], s1[i], rms);
     }
-  }, F * (4.0 * m * n + double(k) * (m + n)), 2.0 * m * n * k);
+  }, F * (2.0 * (arrays - 1) * m * n + double(k) * (m + n)), 2.0 * m * n * k);
 }
 
 void adam(benchmark::State& st, bool cuda, int n) {
@@ -344,16 +354,19 @@ void register_all(bool cuda) {
   // rate, against which the size above shows what memory costs it.
   reg("rmsprop_clip", dims({1 << 16}), [=](benchmark::State& s) { rmsprop_clip(s, cuda, 1 << 16); });
   reg("adam", dims({params}), [=](benchmark::State& s) { adam(s, cuda, params); });
-  // The generator's largest weight gradient (gen2 and gen3, from the G step's 2 x batch rows),
-  // the critic's image part (3 x batch rows) and its text part (the batch's texts, once).
+  // By RMSProp: the generator's largest weight gradient (gen2 and gen3, from the G step's
+  // 2 x batch rows), the critic's image part (3 x batch rows) and its text part (the batch's
+  // texts, once). By Adam: CSEM's weight (the M-step's x and x_wrong, 2 x batch rows).
   for (bool fused : {true, false}) {
     const char* family = fused ? "weight_grad_rmsprop" : "gemm_then_rmsprop";
     reg(family, dims({2 * kGf, kImage, 2 * kBatch}),
-        [=](benchmark::State& s) { weight_grad_rmsprop(s, cuda, 2 * kGf, kImage, 2 * kBatch, fused); });
+        [=](benchmark::State& s) { weight_grad_update(s, cuda, 2 * kGf, kImage, 2 * kBatch, false, fused); });
     reg(family, dims({kImage, kDf, 3 * kBatch}),
-        [=](benchmark::State& s) { weight_grad_rmsprop(s, cuda, kImage, kDf, 3 * kBatch, fused); });
+        [=](benchmark::State& s) { weight_grad_update(s, cuda, kImage, kDf, 3 * kBatch, false, fused); });
     reg(family, dims({kText, kDf, kBatch}),
-        [=](benchmark::State& s) { weight_grad_rmsprop(s, cuda, kText, kDf, kBatch, fused); });
+        [=](benchmark::State& s) { weight_grad_update(s, cuda, kText, kDf, kBatch, false, fused); });
+    reg(fused ? "weight_grad_adam" : "gemm_then_adam", dims({kImage, kEmbed, 2 * kBatch}),
+        [=](benchmark::State& s) { weight_grad_update(s, cuda, kImage, kEmbed, 2 * kBatch, true, fused); });
   }
   reg("gather_rows", dims({kBatch, kImage}), [=](benchmark::State& s) { gather(s, cuda, kBatch, kImage, 12000); });
   reg("gather_rows", dims({100 * kBatch, kImage}), [=](benchmark::State& s) { gather(s, cuda, 100 * kBatch, kImage, 12000); });

@@ -183,6 +183,10 @@ class CaptureEmulatingBackend final : public Backend {
                       const AdamHyper& h) override {
     op([=](Backend& b) { b.adam_update(params, grads, m, v, beta_powers, h); });
   }
+  void do_weight_grad_adam_update(const Tensor& x, const Tensor& dy, Tensor params, Tensor grads,
+                                  Tensor m, Tensor v, Tensor beta_powers, const AdamHyper& h) override {
+    op([=](Backend& b) { b.weight_grad_adam_update(x, dy, params, grads, m, v, beta_powers, h); });
+  }
   void do_increment_counter(int64_t* counter) override {
     op([=](Backend& b) { b.increment_counter(counter); });
   }

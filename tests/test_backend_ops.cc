@@ -830,7 +830,8 @@ std::vector<OpCase> op_cases() {
   struct ProductShape {
     int m, n, k, ld_x;
   };
-  for (ProductShape sh : {ProductShape{37, 29, 5, 40}, ProductShape{301, 1000, 64, 310}, ProductShape{3, 70000, 4, 0}})
+  const ProductShape product_shapes[] = {{37, 29, 5, 40}, {301, 1000, 64, 310}, {3, 70000, 4, 0}};
+  for (ProductShape sh : product_shapes)
     for (float clip : {0.f, 0.01f}) {
       constexpr int kProductSteps = 2;
       add({"weight_grad_rmsprop_update",
@@ -894,6 +895,72 @@ std::vector<OpCase> op_cases() {
          }
        },
        {1e-7, 1e-5}, {1e-9, 1e-5}});
+  add({"adam_update", "10007, powers left as they are",
+       [](std::mt19937& rng) {
+         HostTensor powers = host_tensor(1, 2);
+         powers.data = {0.25f, 0.998f};
+         return CaseData{{normal(rng, 1, 10007, 0, 0.02f), normal(rng, 1, 10007, 0, 0.1f),
+                          constant(1, 10007, 0.5f), powers, normal(rng, 1, 10007, 0, 0.5f)}};
+       },
+       [](Backend& be, const Args& a) {
+         AdamHyper h{0.002f};
+         h.advance_beta_powers = false;
+         be.adam_update(a.t[0], a.t[4], a.t[1], a.t[2], a.t[3], h);
+       },
+       [](RefData& r) {
+         const AdamHyper h{0.002f};
+         const float lr_t = adam_tf1_lr_t(h, r.t[3].f(0, 0), r.t[3].f(0, 1));
+         for (int i = 0; i < 10007; ++i) {
+           float p = r.t[0].f(0, i), m = r.t[1].f(0, i), v = r.t[2].f(0, i);
+           adam_tf1_update(&p, r.t[4].f(0, i), &m, &v, lr_t, h);
+           r.t[0].at(0, i) = p;
+           r.t[1].at(0, i) = m;
+           r.t[2].at(0, i) = v;
+         }
+       },
+       {1e-7, 1e-5}, {1e-9, 1e-5}});
+  // -- Adam from a weight gradient's factors, on the shapes of the RMSProp cases above: a step
+  // that leaves the beta powers, then one that advances them, as a group's step does.
+  for (ProductShape sh : product_shapes) {
+    add({"weight_grad_adam_update",
+         std::to_string(sh.k) + "x" + std::to_string(sh.m) + " (ld " + std::to_string(std::max(sh.ld_x, sh.m)) +
+             ")^T * " + std::to_string(sh.k) + "x" + std::to_string(sh.n),
+         [=](std::mt19937& rng) {
+           HostTensor powers = host_tensor(1, 2);
+           powers.data = {0.25f, 0.998f};
+           return CaseData{{normal(rng, sh.k, sh.m, sh.ld_x), normal(rng, sh.m, sh.n, 0, 0.02f),
+                            constant(sh.m, sh.n, 0.f), normal(rng, sh.m, sh.n, 0, 0.1f),
+                            constant(sh.m, sh.n, 0.5f), powers, normal(rng, sh.k, sh.n, 0, 0.3f),
+                            normal(rng, sh.k, sh.n, 0, 0.3f)}};
+         },
+         [=](Backend& be, const Args& a) {
+           for (int s = 0; s < 2; ++s) {
+             AdamHyper h{0.002f};
+             h.advance_beta_powers = s == 1;
+             be.weight_grad_adam_update(a.t[0], a.t[6 + s], a.t[1], a.t[2], a.t[3], a.t[4], a.t[5], h);
+           }
+           be.fill(a.t[2], 0.f);
+         },
+         [=](RefData& r) {
+           const AdamHyper h{0.002f};
+           RefTensor g = r.t[2];
+           for (int s = 0; s < 2; ++s) {
+             const float lr_t = adam_tf1_lr_t(h, r.t[5].f(0, 0), r.t[5].f(0, 1));
+             ref_gemm(true, false, 1.0, r.t[0], r.t[6 + s], 0.0, g, nullptr, Act::None);
+             for (int i = 0; i < sh.m; ++i)
+               for (int j = 0; j < sh.n; ++j) {
+                 float p = r.t[1].f(i, j), m = r.t[3].f(i, j), v = r.t[4].f(i, j);
+                 adam_tf1_update(&p, g.f(i, j), &m, &v, lr_t, h);
+                 r.t[1].at(i, j) = p;
+                 r.t[3].at(i, j) = m;
+                 r.t[4].at(i, j) = v;
+               }
+           }
+           r.t[5].at(0, 0) = r.t[5].f(0, 0) * h.beta1;
+           r.t[5].at(0, 1) = r.t[5].f(0, 1) * h.beta2;
+         },
+         {1e-6, 1e-5}, {1e-6, 1e-5}});
+  }
 
   // -- counters and stored scalars
   add({"store_scalar", "by counter and by slot, after increment_counter x3",
@@ -1062,7 +1129,8 @@ TEST(BackendOpsCoverage, EveryOpHasACase) {
                        "l1_forward", "l1_backward", "mean_forward", "mean_backward",
                        "cosine_mean_forward", "cosine_mean_backward", "softplus_forward",
                        "softplus_backward", "combine_forward", "combine_backward",
-                       "rmsprop_update", "weight_grad_rmsprop_update", "adam_update", "store_scalar", "topk_cosine"};
+                       "rmsprop_update", "weight_grad_rmsprop_update", "adam_update", "weight_grad_adam_update",
+                       "store_scalar", "topk_cosine"};
   for (const char* op : ops)
     EXPECT_TRUE(std::any_of(all_cases().begin(), all_cases().end(),
                             [&](const OpCase& c) { return c.op == op; }))
@@ -1127,6 +1195,8 @@ class InertBackend final : public Backend {
   ZS_REACHED(void do_weight_grad_rmsprop_update(const Tensor&, const Tensor&, Tensor, Tensor, Tensor,
                                                 const RmsPropHyper&))
   ZS_REACHED(void do_adam_update(Tensor, const Tensor&, Tensor, Tensor, Tensor, const AdamHyper&))
+  ZS_REACHED(void do_weight_grad_adam_update(const Tensor&, const Tensor&, Tensor, Tensor, Tensor, Tensor,
+                                             Tensor, const AdamHyper&))
   ZS_REACHED(void do_increment_counter(int64_t*))
   ZS_REACHED(void do_store_scalar(const Tensor&, Tensor, int64_t, const int64_t*, int64_t))
   ZS_REACHED(void do_topk_cosine(const Tensor&, const Tensor&, int, int64_t, int64_t*, float*))
@@ -1297,6 +1367,18 @@ std::vector<BadCall> bad_calls() {
       {"adam_update", "", "v on the other device",
        [](Backend& be, S& s) {
          be.adam_update(s.t(1, 10), s.t(1, 10), s.t(1, 10), S::elsewhere(s.t(1, 10)), s.t(1, 2), AdamHyper{0.1f});
+       }},
+      {"weight_grad_adam_update", "6x4", "params rows not x's columns",
+       [](Backend& be, S& s) {
+         be.weight_grad_adam_update(s.t(3, 5), s.t(3, 4), s.t(6, 4), s.t(6, 4), s.t(6, 4), s.t(6, 4), s.t(1, 2), AdamHyper{0.1f});
+       }},
+      {"weight_grad_adam_update", "5x3", "v shape",
+       [](Backend& be, S& s) {
+         be.weight_grad_adam_update(s.t(3, 5), s.t(3, 4), s.t(5, 4), s.t(5, 4), s.t(5, 4), s.t(5, 3), s.t(1, 2), AdamHyper{0.1f});
+       }},
+      {"weight_grad_adam_update", "1x3", "beta_powers of three",
+       [](Backend& be, S& s) {
+         be.weight_grad_adam_update(s.t(3, 5), s.t(3, 4), s.t(5, 4), s.t(5, 4), s.t(5, 4), s.t(5, 4), s.t(1, 3), AdamHyper{0.1f});
        }},
       {"increment_counter", "", "no counter", [](Backend& be, S&) { be.increment_counter(nullptr); }},
       {"store_scalar", "slot 4 of 4", "slot past the end",

@@ -113,7 +113,8 @@ class Tape {
   // product x^T dy and the only write to its bytes in the whole program, so that nothing
   // reads it before the backward ends, is not computed; it is listed in *deferred instead
   // (cleared first; keep its capacity), for the optimizer to form and apply in one pass
-  // (Backend::weight_grad_rmsprop_update). Its bytes in `defined` hold no gradient afterwards.
+  // (Backend::weight_grad_rmsprop_update, weight_grad_adam_update). Its bytes in `defined` hold
+  // no gradient afterwards.
   void backward(const Var& loss, const std::vector<Tensor>& defined, const Tensor& within,
                 std::vector<DeferredProduct>* deferred);
   // Forgets the nodes (keeps capacity). Call with the arena's reset.

@@ -397,9 +397,8 @@ void Backend::weight_grad_rmsprop_update(const Tensor& x, const Tensor& dy, Tens
   do_weight_grad_rmsprop_update(x, dy, params, grads, mean_square, h);
 }
 
-void Backend::adam_update(Tensor params, const Tensor& grads, Tensor m, Tensor v,
-                          Tensor beta_powers, const AdamHyper& h) {
-  const char* op = "adam_update";
+void Backend::check_adam(const char* op, const Tensor& params, const Tensor& grads,
+                         const Tensor& m, const Tensor& v, const Tensor& beta_powers) const {
   check_tensor(op, "params", params);
   check_tensor(op, "grads", grads);
   check_tensor(op, "m", m);
@@ -414,7 +413,23 @@ void Backend::adam_update(Tensor params, const Tensor& grads, Tensor m, Tensor v
   check_contiguous(op, "v", v);
   if (beta_powers.numel() != 2 || !beta_powers.contiguous())
     fail(op, ": beta_powers is ", shape(beta_powers), ", expected two contiguous floats (1x2)");
+}
+
+void Backend::adam_update(Tensor params, const Tensor& grads, Tensor m, Tensor v,
+                          Tensor beta_powers, const AdamHyper& h) {
+  check_adam("adam_update", params, grads, m, v, beta_powers);
   do_adam_update(params, grads, m, v, beta_powers, h);
+}
+
+void Backend::weight_grad_adam_update(const Tensor& x, const Tensor& dy, Tensor params,
+                                      Tensor grads, Tensor m, Tensor v, Tensor beta_powers,
+                                      const AdamHyper& h) {
+  const char* op = "weight_grad_adam_update";
+  check_tensor(op, "x", x);
+  check_tensor(op, "dy", dy);
+  check_adam(op, params, grads, m, v, beta_powers);
+  check_gemm(op, true, false, x, dy, params);
+  do_weight_grad_adam_update(x, dy, params, grads, m, v, beta_powers, h);
 }
 
 // ---- counters ---------------------------------------------------------------------------------

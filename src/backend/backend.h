@@ -142,10 +142,14 @@ class Backend {
   // from `grads` afterwards.
   void weight_grad_rmsprop_update(const Tensor& x, const Tensor& dy, Tensor params, Tensor grads,
                                   Tensor mean_square, const RmsPropHyper& h);
-  // Adam (TF1). beta_powers is a 1x2 device tensor [beta1^t, beta2^t] read for lr_t and then
-  // advanced by (beta1, beta2), as TF does after each apply.
+  // Adam (TF1). beta_powers is a 1x2 device tensor [beta1^t, beta2^t] read for lr_t and then,
+  // when h.advance_beta_powers, advanced by (beta1, beta2), as TF does after each apply.
   void adam_update(Tensor params, const Tensor& grads, Tensor m, Tensor v, Tensor beta_powers,
                    const AdamHyper& h);
+  // adam_update for a dense layer's weight, its gradient given as the product x^T dy, as in
+  // weight_grad_rmsprop_update (`grads` is scratch: read nothing from it afterwards).
+  void weight_grad_adam_update(const Tensor& x, const Tensor& dy, Tensor params, Tensor grads,
+                               Tensor m, Tensor v, Tensor beta_powers, const AdamHyper& h);
 
   // A device int64 counter += 1 (advances replayed steps; see NoiseStream / IndexSpan).
   void increment_counter(int64_t* counter);
@@ -243,6 +247,13 @@ class Backend {
   }
   virtual void do_adam_update(Tensor params, const Tensor& grads, Tensor m, Tensor v,
                               Tensor beta_powers, const AdamHyper& h) = 0;
+  // By default do_gemm into grads, then do_adam_update.
+  virtual void do_weight_grad_adam_update(const Tensor& x, const Tensor& dy, Tensor params,
+                                          Tensor grads, Tensor m, Tensor v, Tensor beta_powers,
+                                          const AdamHyper& h) {
+    do_gemm(true, false, 1.f, x, dy, 0.f, grads);
+    do_adam_update(params, grads, m, v, beta_powers, h);
+  }
   virtual void do_increment_counter(int64_t* counter) = 0;
   virtual void do_store_scalar(const Tensor& value, Tensor slots, int64_t base,
                                const int64_t* counter, int64_t stride) = 0;
@@ -259,6 +270,9 @@ class Backend {
   // params, grads and mean_square: well-formed, one shape, contiguous.
   void check_rmsprop(const char* op, const Tensor& params, const Tensor& grads,
                      const Tensor& mean_square) const;
+  // params, grads, m and v: well-formed, one shape, contiguous; beta_powers two floats.
+  void check_adam(const char* op, const Tensor& params, const Tensor& grads, const Tensor& m,
+                  const Tensor& v, const Tensor& beta_powers) const;
   bool check_pair_loss_backward(const char* op, const Tensor& a, const Tensor& b,
                                 const Tensor& d_out, const Tensor& da, const Tensor& db,
                                 const char* const names[4]) const;

@@ -169,6 +169,9 @@ struct AdamHyper {
   float beta1 = 0.5f;
   float beta2 = 0.999f;
   float eps = 1e-8f;
+  // Advance the powers after this update. A step whose group takes several updates (ranges,
+  // weights formed from their factors) advances them in its last one only.
+  bool advance_beta_powers = true;
 };
 ZS_HD float adam_tf1_lr_t(const AdamHyper& h, float beta1_power, float beta2_power) {
   return h.lr * sqrtf(1.f - beta2_power) / (1.f - beta1_power);

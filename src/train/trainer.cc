@@ -152,29 +152,74 @@ void Trainer::g_step() {
   arena_->reset();
 }
 
+namespace {
+
+// A group's update in the group's order, after a backward that deferred some of its weight
+// gradients: range(begin, end, last) for each stretch of plain gradients (offsets into the
+// flat group), product(d, offset, last) for each deferred one. `last` marks the final call,
+// the one that ends the step (Adam advances its beta powers there).
+template <typename Range, typename Product>
+void update_group(const ParamGroup& group, std::vector<Tape::DeferredProduct>& deferred,
+                  Range&& range, Product&& product) {
+  std::sort(deferred.begin(), deferred.end(),
+            [](const Tape::DeferredProduct& a, const Tape::DeferredProduct& b) { return a.grad.data < b.grad.data; });
+  const int64_t total = static_cast<int64_t>(group.grads.numel());
+  int64_t done = 0;
+  for (size_t i = 0; i < deferred.size(); ++i) {
+    const int64_t offset = deferred[i].grad.data - group.grads.data;
+    if (offset > done) range(done, offset, false);
+    done = offset + static_cast<int64_t>(deferred[i].grad.numel());
+    product(deferred[i], offset, i + 1 == deferred.size() && done == total);
+  }
+  if (total > done) range(done, total, true);
+}
+
+// The tensor of `like`'s shape at `offset` in a flat group array (a gradient's parameters and
+// optimizer state sit where it sits in grads).
+Tensor same_place(const Tensor& flat, int64_t offset, const Tensor& like) {
+  return Tensor(flat.data + offset, like.rows, like.cols, like.device);
+}
+
+Tensor flat_range(const Tensor& flat, int64_t begin, int64_t end) {
+  return flat.col_block(static_cast<int>(begin), static_cast<int>(end - begin));
+}
+
+}  // namespace
+
 void Trainer::rmsprop_step(const Var& loss, ParamGroup& group, const RmsPropHyper& hyper) {
   tape_->backward(loss, group.gradients, group.grads, &deferred_);
-  std::sort(deferred_.begin(), deferred_.end(),
-            [](const Tape::DeferredProduct& a, const Tape::DeferredProduct& b) { return a.grad.data < b.grad.data; });
-  // Offsets into the flat group: a gradient's parameters and state sit where it sits in grads.
-  auto update_range = [&](int64_t begin, int64_t end) {
-    if (end > begin)
-      backend_.rmsprop_update(group.params.col_block(int(begin), int(end - begin)),
-                              group.grads.col_block(int(begin), int(end - begin)),
-                              group.state1.col_block(int(begin), int(end - begin)), hyper);
+  update_group(
+      group, deferred_,
+      [&](int64_t begin, int64_t end, bool) {
+        backend_.rmsprop_update(flat_range(group.params, begin, end), flat_range(group.grads, begin, end),
+                                flat_range(group.state1, begin, end), hyper);
+      },
+      [&](const Tape::DeferredProduct& d, int64_t offset, bool) {
+        backend_.weight_grad_rmsprop_update(d.x, d.dy, same_place(group.params, offset, d.grad), d.grad,
+                                            same_place(group.state1, offset, d.grad), hyper);
+      });
+}
+
+void Trainer::adam_step(const Var& loss, ParamGroup& group, const AdamHyper& hyper) {
+  tape_->backward(loss, group.gradients, group.grads, &deferred_);
+  auto step_part = [&](bool last) {
+    AdamHyper h = hyper;
+    h.advance_beta_powers = last;
+    return h;
   };
-  auto same_place = [](const Tensor& flat, int64_t offset, const Tensor& like) {
-    return Tensor(flat.data + offset, like.rows, like.cols, like.device);
-  };
-  int64_t done = 0;
-  for (const Tape::DeferredProduct& d : deferred_) {
-    const int64_t offset = d.grad.data - group.grads.data;
-    update_range(done, offset);
-    backend_.weight_grad_rmsprop_update(d.x, d.dy, same_place(group.params, offset, d.grad), d.grad,
-                                        same_place(group.state1, offset, d.grad), hyper);
-    done = offset + static_cast<int64_t>(d.grad.numel());
-  }
-  update_range(done, static_cast<int64_t>(group.grads.numel()));
+  update_group(
+      group, deferred_,
+      [&](int64_t begin, int64_t end, bool last) {
+        backend_.adam_update(flat_range(group.params, begin, end), flat_range(group.grads, begin, end),
+                             flat_range(group.state1, begin, end), flat_range(group.state2, begin, end),
+                             group.beta_powers, step_part(last));
+      },
+      [&](const Tape::DeferredProduct& d, int64_t offset, bool last) {
+        backend_.weight_grad_adam_update(d.x, d.dy, same_place(group.params, offset, d.grad), d.grad,
+                                         same_place(group.state1, offset, d.grad),
+                                         same_place(group.state2, offset, d.grad), group.beta_powers,
+                                         step_part(last));
+      });
 }
 
 void Trainer::e_iteration() {
@@ -196,11 +241,9 @@ void Trainer::csem_step() {
   backend_.gather_rows(xw, chunk_fakes_.value, wrong_rows);
   backend_.gather_rows(c1, chunk_conditions_, rows);
   Var loss = csem_loss(*tape_, m.csem, constant(x), constant(xw), constant(c1));
-  tape_->backward(loss, m.csem_group.gradients);
   AdamHyper hyper;
   hyper.lr = static_cast<float>(cfg_.CSEM_lr);
-  backend_.adam_update(m.csem_group.params, m.csem_group.grads, m.csem_group.state1,
-                       m.csem_group.state2, m.csem_group.beta_powers, hyper);
+  adam_step(loss, m.csem_group, hyper);
   backend_.store_scalar(loss.value, buffers_->step_losses(), plan_.csem_loss_slot(0),
                         buffers_->counter(StepCounter::CsemStep), 1);
   backend_.increment_counter(buffers_->counter(StepCounter::CsemStep));

@@ -104,9 +104,11 @@ class Trainer {
   NoiseStream e_noise(int fill) const;
   Tensor gather(const Tensor& table, IndexSpan idx);
   void csem_step();
-  // The step's backward for an RMSProp group, then its update: the weight gradients the tape
-  // deferred go to weight_grad_rmsprop_update, the rest of the group to rmsprop_update.
+  // The step's backward for a group, then its update: the weight gradients the tape deferred
+  // go to weight_grad_rmsprop_update / weight_grad_adam_update, the rest of the group to
+  // rmsprop_update / adam_update (Adam's beta powers advance in the step's last call).
   void rmsprop_step(const Var& loss, ParamGroup& group, const RmsPropHyper& hyper);
+  void adam_step(const Var& loss, ParamGroup& group, const AdamHyper& hyper);
   void reset_counter(StepCounter counter);
   void upload_counters(int64_t e_iteration, int64_t csem_step);
 
@@ -119,7 +121,7 @@ class Trainer {
   std::unique_ptr<RoundBuffers> buffers_;
   std::unique_ptr<Arena> arena_;
   std::unique_ptr<Tape> tape_;
-  std::vector<Tape::DeferredProduct> deferred_;  // rmsprop_step's, capacity kept
+  std::vector<Tape::DeferredProduct> deferred_;  // rmsprop_step's and adam_step's, capacity kept
   std::unique_ptr<Evaluator> evaluator_;
   std::unique_ptr<Captured> captured_;
   bool use_capture_ = false;

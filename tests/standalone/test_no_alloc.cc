@@ -82,28 +82,28 @@ void free(void* p) { __libc_free(p); }
 namespace zscrgan {
 namespace {
 
-Dataset small_dataset() {
+Dataset small_dataset(int image_dim) {
   SyntheticSpec spec;
   spec.seen_classes = 8;
   spec.unseen_classes = 4;
   spec.images_per_class = 6;
   spec.texts_per_class = 1;
   spec.text_dim = 10;
-  spec.image_dim = 24;
+  spec.image_dim = image_dim;
   return make_synthetic_dataset(spec);
 }
 
-void expect_steady_state_steps_allocate_nothing(int gf_dim) {
+void expect_steady_state_steps_allocate_nothing(int gf_dim, int image_dim, int embed_dim) {
   Config cfg;
   cfg.batch_size = 8;
   cfg.gf_dim = gf_dim;
   cfg.df_dim = 16;
-  cfg.embed_dim = 8;
+  cfg.embed_dim = embed_dim;
   cfg.z_dim = 4;
   cfg.e_step_iters = 6;
   cfg.m_step_iters = 12;
   cfg.top_k = 5;
-  const Dataset d = small_dataset();
+  const Dataset d = small_dataset(image_dim);
   auto be = make_cpu_backend();
   Trainer t(cfg, d, *be);
   t.train_round();  // warm-up: the arena settles at its high-water size
@@ -126,12 +126,14 @@ void expect_steady_state_steps_allocate_nothing(int gf_dim) {
   steps.finish_round();
 }
 
-TEST(SteadyState, TrainingStepsAllocateNothing) { expect_steady_state_steps_allocate_nothing(32); }
+TEST(SteadyState, TrainingStepsAllocateNothing) { expect_steady_state_steps_allocate_nothing(32, 24, 8); }
 
-// gf_dim 256: the second generator layer's weight (256 x 512) is large enough for the CPU
-// backend's blocked weight_grad_rmsprop_update, whose buffer of packed factors is made in the
-// warm-up round.
-TEST(SteadyState, BlockedWeightGradientUpdatesAllocateNothing) { expect_steady_state_steps_allocate_nothing(256); }
+// Weights large enough for the CPU backend's blocked weight-gradient updates, whose buffer of
+// packed factors is made in the warm-up round: the last generator layer (512 x 512, RMSProp)
+// and CSEM (512 x 256, Adam).
+TEST(SteadyState, BlockedWeightGradientUpdatesAllocateNothing) {
+  expect_steady_state_steps_allocate_nothing(256, 512, 256);
+}
 
 }  // namespace
 }  // namespace zscrgan

@@ -38,23 +38,34 @@ constexpr size_t kParallelElements = 1 << 16;
 // the break-even is several MFLOP. bench/README.md, "Small GEMMs".)
 constexpr double kParallelGemmFlops = 1e6;
 
-// weight_grad_rmsprop_update takes its blocked path from this many parameters; a smaller
-// weight's gradient stays in the caches between the unfused path's GEMM and update.
+// weight_grad_rmsprop_update and weight_grad_adam_update take their blocked path from this
+// many parameters; a smaller weight's gradient stays in the caches between the unfused path's
+// GEMM and update.
 constexpr size_t kBlockedUpdateMinParams = 1 << 17;
 
 float scalar_of(const Tensor& t) { return t.data[0]; }
 
-// RMSProp over n contiguous elements: the loop both RMSProp paths run. The hyper-parameters
-// come by value and the arrays as restrict pointers: through a closure they could alias the
-// arrays, and were reloaded every element.
+// RMSProp and Adam over n contiguous elements: the loops both paths of each optimizer run.
+// The hyper-parameters come by value and the arrays as restrict pointers: through a closure
+// they could alias the arrays, and were reloaded every element.
 void rmsprop_span(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ ms,
                   size_t n, const RmsPropHyper h) {
 #pragma omp simd
   for (size_t i = 0; i < n; ++i) rmsprop_tf1_update(&p[i], g[i], &ms[i], h);
 }
+void adam_span(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ m,
+               float* __restrict__ v, size_t n, const float lr_t, const AdamHyper h) {
+#pragma omp simd
+  for (size_t i = 0; i < n; ++i) adam_tf1_update(&p[i], g[i], &m[i], &v[i], lr_t, h);
+}
+void advance_beta_powers(Tensor beta_powers, const AdamHyper& h) {
+  if (!h.advance_beta_powers) return;
+  beta_powers.data[0] *= h.beta1;
+  beta_powers.data[1] *= h.beta2;
+}
 
-// The weight gradient x^T dy of weight_grad_rmsprop_update, formed a register block at a time
-// and handed to rmsprop_span from there, so the gradient never leaves the core. A block is
+// The weight gradient x^T dy of the weight-gradient updates, formed a register block at a time
+// and handed to the optimizer's span from there, so the gradient never leaves the core. A block is
 // kBlockRows x kBlockCols of the gradient: per step of k, kBlockRows broadcast elements of x
 // times kBlockVectors vectors of dy, summed in k order (one FMA each where the level has FMA).
 // Both factors are packed first (pack_columns), so the loads are sequential and the rows of x
@@ -72,9 +83,11 @@ constexpr int kBlockCols = kLanes * kBlockVectors;
 typedef float Lanes __attribute__((vector_size(kLanes * sizeof(float))));
 typedef float UnalignedLanes __attribute__((vector_size(kLanes * sizeof(float)), aligned(4), may_alias));
 constexpr int kCacheLine = 64;
-// The cache lines of params and mean_square one block updates, at most: two arrays, kBlockRows
-// rows, each row's kBlockCols floats on at most (bytes - 1) / kCacheLine + 2 lines.
-constexpr int kBlockLines = 2 * kBlockRows * ((kBlockCols * int(sizeof(float)) - 1) / kCacheLine + 2);
+// The cache lines one block updates, at most: kMaxUpdated arrays (Adam's params, m and v),
+// kBlockRows rows, each row's kBlockCols floats on at most (bytes - 1) / kCacheLine + 2 lines.
+constexpr int kMaxUpdated = 3;
+constexpr int kBlockLines =
+    kMaxUpdated * kBlockRows * ((kBlockCols * int(sizeof(float)) - 1) / kCacheLine + 2);
 
 // Columns [c0, c0 + width) of every row of t, as t.rows rows of width (zero past t's last
 // column): a panel of dy (width kBlockCols) or a block of x (width kBlockRows).
@@ -543,98 +556,51 @@ class CpuBackend final : public Backend {
       rmsprop_span(p + begin, g + begin, ms + begin, end - begin, hyper);
     });
   }
-  // The gradient never goes to memory: each thread forms register blocks of x^T dy
-  // (weight_grad_block) and applies RMSProp to those elements of params and mean_square from
-  // there, while the lines of the next block are being prefetched, so the update's 16 bytes per
-  // parameter stream in behind the multiply-adds instead of after them. dy is packed once by
-  // both threads; each thread takes a contiguous range of blocks, row block by row block.
-  // This replaced one-thread oneDNN GEMMs on L2-sized tiles, each followed by RMSProp over the
-  // tile, which left the update's traffic after the multiply-adds (bench/README.md, "Weight
-  // gradient and RMSProp in register blocks"). Small weights take the unfused path.
   void do_weight_grad_rmsprop_update(const Tensor& x, const Tensor& dy, Tensor params,
                                      Tensor grads, Tensor mean_square,
                                      const RmsPropHyper& h) override {
-    const int m = params.rows, n = params.cols, k = x.rows;
-    if (params.numel() < kBlockedUpdateMinParams || k == 0) {
+    if (!blocked_update(params, x)) {
       Backend::do_weight_grad_rmsprop_update(x, dy, params, grads, mean_square, h);
       return;
     }
-    const int panels = (n + kBlockCols - 1) / kBlockCols, row_blocks = (m + kBlockRows - 1) / kBlockRows;
-    const int blocks = panels * row_blocks;
-    const size_t panel_floats = static_cast<size_t>(k) * kBlockCols;
-    const size_t x_block_floats = static_cast<size_t>(k) * kBlockRows;
-    const size_t floats = panel_floats * panels + x_block_floats * threads_;
-    if (update_scratch_floats_ < floats) {  // grows in the first round only
-      update_scratch_.reset(new float[floats]);
-      update_scratch_floats_ = floats;
-    }
-    float* const packed_dy = update_scratch_.get();
-
-    const bool census = matmul_.census_running();
-    const auto start = census ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
+    float* const p = params.data;
+    float* const ms = mean_square.data;
     const RmsPropHyper hyper = h;
-#pragma omp parallel num_threads(threads_)
-    {
-      const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-      for (int p = t; p < panels; p += nt) pack_columns(dy, p * kBlockCols, kBlockCols, packed_dy + p * panel_floats);
-#pragma omp barrier
-      float* const x_block = packed_dy + panel_floats * panels + x_block_floats * t;
-      alignas(64) float out[kBlockRows * kBlockCols];
-      const char* next_lines[kBlockLines];
-      const int per = (blocks + nt - 1) / nt;
-      const int first = std::min(blocks, t * per), last = std::min(blocks, first + per);
-      struct Block {
-        int i0, j0, rows, cols;  // its first row and column of params, and how many
-      };
-      auto block = [&](int b) {
-        const int i0 = b / panels * kBlockRows, j0 = b % panels * kBlockCols;
-        return Block{i0, j0, std::min(kBlockRows, m - i0), std::min(kBlockCols, n - j0)};
-      };
-      for (int b = first; b < last; ++b) {
-        const Block here = block(b);
-        if (b == first || here.j0 == 0) pack_columns(x, here.i0, kBlockRows, x_block);
-        int next_count = 0;  // the lines of params and mean_square the next block updates
-        if (b + 1 < last) {
-          const Block next = block(b + 1);
-          for (int r = 0; r < next.rows; ++r) {
-            const size_t at = static_cast<size_t>(next.i0 + r) * n + next.j0;
-            next_count += cache_lines_of(params.data + at, next.cols, next_lines + next_count);
-            next_count += cache_lines_of(mean_square.data + at, next.cols, next_lines + next_count);
-          }
-        }
-        weight_grad_block(x_block, packed_dy + b % panels * panel_floats, k, next_lines, next_count, out);
-        for (int r = 0; r < here.rows; ++r) {
-          const size_t at = static_cast<size_t>(here.i0 + r) * n + here.j0;
-          rmsprop_span(params.data + at, out + r * kBlockCols, mean_square.data + at, here.cols, hyper);
-        }
-      }
-    }
-    if (census) {  // counted as the GEMM it replaces, so the floor holds that GEMM on oneDNN
-      const double seconds =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      matmul_.count_in_census(gemm_call(true, false, 1.f, x, dy, 0.f, grads, nullptr, Act::None),
-                              gemm_threads(2.0 * m * n * k), seconds);
-    }
+    float* const updated[] = {p, ms};
+    update_from_product(x, dy, grads, updated, [=](size_t at, const float* g, int cols) {
+      rmsprop_span(p + at, g, ms + at, cols, hyper);
+    });
   }
   void do_adam_update(Tensor params, const Tensor& grads, Tensor m, Tensor v, Tensor beta_powers,
                       const AdamHyper& h) override {
     const float lr_t = adam_tf1_lr_t(h, beta_powers.data[0], beta_powers.data[1]);
-    float* const p_data = params.data;
-    const float* const g_data = grads.data;
-    float* const m_data = m.data;
-    float* const v_data = v.data;
+    float* const p = params.data;
+    const float* const g = grads.data;
+    float* const mm = m.data;
+    float* const vv = v.data;
     const AdamHyper hyper = h;
     parallel_blocks(params.numel(), [=](size_t begin, size_t end) {
-      float* __restrict__ p = p_data;
-      const float* __restrict__ g = g_data;
-      float* __restrict__ mm = m_data;
-      float* __restrict__ vv = v_data;
-      const AdamHyper local = hyper;
-#pragma omp simd
-      for (size_t i = begin; i < end; ++i) adam_tf1_update(&p[i], g[i], &mm[i], &vv[i], lr_t, local);
+      adam_span(p + begin, g + begin, mm + begin, vv + begin, end - begin, lr_t, hyper);
     });
-    beta_powers.data[0] *= h.beta1;
-    beta_powers.data[1] *= h.beta2;
+    advance_beta_powers(beta_powers, h);
+  }
+  void do_weight_grad_adam_update(const Tensor& x, const Tensor& dy, Tensor params, Tensor grads,
+                                  Tensor m, Tensor v, Tensor beta_powers,
+                                  const AdamHyper& h) override {
+    if (!blocked_update(params, x)) {
+      Backend::do_weight_grad_adam_update(x, dy, params, grads, m, v, beta_powers, h);
+      return;
+    }
+    const float lr_t = adam_tf1_lr_t(h, beta_powers.data[0], beta_powers.data[1]);
+    float* const p = params.data;
+    float* const mm = m.data;
+    float* const vv = v.data;
+    const AdamHyper hyper = h;
+    float* const updated[] = {p, mm, vv};
+    update_from_product(x, dy, grads, updated, [=](size_t at, const float* g, int cols) {
+      adam_span(p + at, g, mm + at, vv + at, cols, lr_t, hyper);
+    });
+    advance_beta_powers(beta_powers, h);
   }
 
   void do_increment_counter(int64_t* counter) override { ++*counter; }
@@ -654,6 +620,79 @@ class CpuBackend final : public Backend {
   }
 
  private:
+  // Whether a weight's update from x^T dy takes the blocked path (update_from_product).
+  static bool blocked_update(const Tensor& params, const Tensor& x) {
+    return params.numel() >= kBlockedUpdateMinParams && x.rows > 0;
+  }
+  // The blocked path of the weight-gradient updates, where the gradient never goes to memory:
+  // each thread forms register blocks of x^T dy (weight_grad_block) and hands each row of a
+  // block to span(at, g, cols), the optimizer's loop over the weight's elements
+  // [at, at + cols), while the lines of the next block in the `updated` arrays (the
+  // parameters and optimizer state, laid out as the weight) are being prefetched. So the
+  // update's traffic streams in behind the multiply-adds instead of after them. dy is packed
+  // once by both threads; each thread takes a contiguous range of blocks, row block by row
+  // block. This replaced one-thread oneDNN GEMMs on L2-sized tiles, each followed by the update
+  // of the tile, which left its traffic after the multiply-adds (bench/README.md, "Weight
+  // gradient and RMSProp in register blocks"). `grads` is only the shape of the product.
+  template <int NUpdated, typename Span>
+  void update_from_product(const Tensor& x, const Tensor& dy, const Tensor& grads,
+                           float* const (&updated)[NUpdated], Span span) {
+    static_assert(NUpdated <= kMaxUpdated, "next_lines holds the lines of kMaxUpdated arrays");
+    const int m = grads.rows, n = grads.cols, k = x.rows;
+    const int panels = (n + kBlockCols - 1) / kBlockCols, row_blocks = (m + kBlockRows - 1) / kBlockRows;
+    const int blocks = panels * row_blocks;
+    const size_t panel_floats = static_cast<size_t>(k) * kBlockCols;
+    const size_t x_block_floats = static_cast<size_t>(k) * kBlockRows;
+    const size_t floats = panel_floats * panels + x_block_floats * threads_;
+    if (update_scratch_floats_ < floats) {  // grows in the first round only
+      update_scratch_.reset(new float[floats]);
+      update_scratch_floats_ = floats;
+    }
+    float* const packed_dy = update_scratch_.get();
+
+    const bool census = matmul_.census_running();
+    const auto start = census ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
+#pragma omp parallel num_threads(threads_)
+    {
+      const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+      for (int p = t; p < panels; p += nt) pack_columns(dy, p * kBlockCols, kBlockCols, packed_dy + p * panel_floats);
+#pragma omp barrier
+      float* const x_block = packed_dy + panel_floats * panels + x_block_floats * t;
+      alignas(64) float out[kBlockRows * kBlockCols];
+      const char* next_lines[kBlockLines];
+      const int per = (blocks + nt - 1) / nt;
+      const int first = std::min(blocks, t * per), last = std::min(blocks, first + per);
+      struct Block {
+        int i0, j0, rows, cols;  // its first row and column of the weight, and how many
+      };
+      auto block = [&](int b) {
+        const int i0 = b / panels * kBlockRows, j0 = b % panels * kBlockCols;
+        return Block{i0, j0, std::min(kBlockRows, m - i0), std::min(kBlockCols, n - j0)};
+      };
+      for (int b = first; b < last; ++b) {
+        const Block here = block(b);
+        if (b == first || here.j0 == 0) pack_columns(x, here.i0, kBlockRows, x_block);
+        int next_count = 0;  // the lines of the updated arrays the next block updates
+        if (b + 1 < last) {
+          const Block next = block(b + 1);
+          for (int r = 0; r < next.rows; ++r) {
+            const size_t at = static_cast<size_t>(next.i0 + r) * n + next.j0;
+            for (int a = 0; a < NUpdated; ++a)
+              next_count += cache_lines_of(updated[a] + at, next.cols, next_lines + next_count);
+          }
+        }
+        weight_grad_block(x_block, packed_dy + b % panels * panel_floats, k, next_lines, next_count, out);
+        for (int r = 0; r < here.rows; ++r)
+          span(static_cast<size_t>(here.i0 + r) * n + here.j0, out + r * kBlockCols, here.cols);
+      }
+    }
+    if (census) {  // counted as the GEMM it replaces, so the floor holds that GEMM on oneDNN
+      const double seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      matmul_.count_in_census(gemm_call(true, false, 1.f, x, dy, 0.f, grads, nullptr, Act::None),
+                              gemm_threads(2.0 * m * n * k), seconds);
+    }
+  }
   // C = act(alpha op(A) op(B) + bias + beta C); bias may be null.
   void run_gemm(bool ta, bool tb, float alpha, const Tensor& a, const Tensor& b, float beta,
                 Tensor c, const float* bias, Act act) {
@@ -693,7 +732,7 @@ class CpuBackend final : public Backend {
 
   const int threads_;  // OpenMP's thread count at start-up
   OnednnMatmul& matmul_;
-  // weight_grad_rmsprop_update's packed dy, then one packed block of x per thread.
+  // update_from_product's packed dy, then one packed block of x per thread.
   std::unique_ptr<float[]> update_scratch_;
   size_t update_scratch_floats_ = 0;
   static void row_dots(const Tensor& a, const Tensor& b, int r, float* saa, float* sbb, float* sab) {

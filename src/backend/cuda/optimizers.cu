@@ -100,8 +100,10 @@ void launch_adam_update(const KernelContext& ctx, float* params, const float* gr
                                                                  beta_powers, h);
     ZS_LAUNCH_CHECK();
   }
-  adam_advance_powers_kernel<<<1, 1, 0, ctx.stream>>>(beta_powers, h.beta1, h.beta2);
-  ZS_LAUNCH_CHECK();
+  if (h.advance_beta_powers) {
+    adam_advance_powers_kernel<<<1, 1, 0, ctx.stream>>>(beta_powers, h.beta1, h.beta2);
+    ZS_LAUNCH_CHECK();
+  }
 }
 
 }  // namespace zscrgan::cuda_detail
