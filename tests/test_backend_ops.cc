@@ -829,8 +829,13 @@ std::vector<OpCase> op_cases() {
   // afterwards is unspecified: each run zeroes it.
   struct ProductShape {
     int m, n, k, ld_x;
+    constexpr size_t params() const { return size_t(m) * n; }
   };
-  const ProductShape product_shapes[] = {{37, 29, 5, 40}, {301, 1000, 64, 310}, {3, 70000, 4, 0}};
+  static constexpr ProductShape product_shapes[] = {{37, 29, 5, 40}, {301, 3500, 64, 310}, {3, 350000, 4, 0}};
+  static_assert(product_shapes[0].params() < kCpuBlockedUpdateMinParams &&
+                    product_shapes[1].params() >= kCpuBlockedUpdateMinParams &&
+                    product_shapes[2].params() >= kCpuBlockedUpdateMinParams,
+                "the first shape takes the CPU's unfused path, the other two its blocked one");
   for (ProductShape sh : product_shapes)
     for (float clip : {0.f, 0.01f}) {
       constexpr int kProductSteps = 2;
@@ -959,7 +964,8 @@ std::vector<OpCase> op_cases() {
            r.t[5].at(0, 0) = r.t[5].f(0, 0) * h.beta1;
            r.t[5].at(0, 1) = r.t[5].f(0, 1) * h.beta2;
          },
-         {1e-6, 1e-5}, {1e-6, 1e-5}});
+         // m follows the gradient (|g| up to ~10, a float sum of k products) at half weight.
+         {1e-5, 1e-5}, {1e-5, 1e-5}});
   }
 
   // -- counters and stored scalars

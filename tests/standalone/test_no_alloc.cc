@@ -129,10 +129,13 @@ void expect_steady_state_steps_allocate_nothing(int gf_dim, int image_dim, int e
 TEST(SteadyState, TrainingStepsAllocateNothing) { expect_steady_state_steps_allocate_nothing(32, 24, 8); }
 
 // Weights large enough for the CPU backend's blocked weight-gradient updates, whose buffer of
-// packed factors is made in the warm-up round: the last generator layer (512 x 512, RMSProp)
-// and CSEM (512 x 256, Adam).
+// packed factors is made in the warm-up round: the second generator layer (1024 x 2048,
+// RMSProp) and CSEM (1024 x 1024, Adam).
 TEST(SteadyState, BlockedWeightGradientUpdatesAllocateNothing) {
-  expect_steady_state_steps_allocate_nothing(256, 512, 256);
+  static_assert(size_t(1024) * 2048 >= kCpuBlockedUpdateMinParams &&
+                    size_t(1024) * 1024 >= kCpuBlockedUpdateMinParams,
+                "both weights take the blocked path");
+  expect_steady_state_steps_allocate_nothing(1024, 1024, 1024);
 }
 
 }  // namespace

@@ -38,11 +38,6 @@ constexpr size_t kParallelElements = 1 << 16;
 // the break-even is several MFLOP. bench/README.md, "Small GEMMs".)
 constexpr double kParallelGemmFlops = 1e6;
 
-// weight_grad_rmsprop_update and weight_grad_adam_update take their blocked path from this
-// many parameters; a smaller weight's gradient stays in the caches between the unfused path's
-// GEMM and update.
-constexpr size_t kBlockedUpdateMinParams = 1 << 17;
-
 float scalar_of(const Tensor& t) { return t.data[0]; }
 
 // RMSProp and Adam over n contiguous elements: the loops both paths of each optimizer run.
@@ -622,7 +617,7 @@ class CpuBackend final : public Backend {
  private:
   // Whether a weight's update from x^T dy takes the blocked path (update_from_product).
   static bool blocked_update(const Tensor& params, const Tensor& x) {
-    return params.numel() >= kBlockedUpdateMinParams && x.rows > 0;
+    return params.numel() >= kCpuBlockedUpdateMinParams && x.rows > 0;
   }
   // The blocked path of the weight-gradient updates, where the gradient never goes to memory:
   // each thread forms register blocks of x^T dy (weight_grad_block) and hands each row of a

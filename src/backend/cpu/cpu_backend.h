@@ -2,6 +2,7 @@
 #ifndef ZSCRGAN_CPU_BACKEND_H
 #define ZSCRGAN_CPU_BACKEND_H
 
+#include <cstddef>
 #include <memory>
 
 #include "backend/backend.h"
@@ -22,6 +23,13 @@ bool cpu_isa_supported(CpuIsa isa);
 // (baseline, avx2 or avx512; an unknown value or a level this CPU lacks is an Error naming
 // it), otherwise the best level this CPU supports.
 CpuIsa cpu_isa_selected();
+
+// weight_grad_rmsprop_update and weight_grad_adam_update form the product and apply the
+// update in one blocked pass from this many parameters of the weight; smaller weights take
+// the GEMM, then the update. A small model's weights and optimizer state stay in the caches
+// from one step to the next, and there the two calls are faster (bench/README.md, "Which
+// weights take the blocked path").
+constexpr size_t kCpuBlockedUpdateMinParams = size_t(1) << 20;
 
 std::unique_ptr<Backend> make_cpu_backend();  // at cpu_isa_selected()
 std::unique_ptr<Backend> make_cpu_backend(CpuIsa isa);  // an Error when the CPU lacks the level
