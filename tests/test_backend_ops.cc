@@ -410,18 +410,25 @@ std::vector<OpCase> op_cases() {
          {0, 0}, {0, 0}});
 
   // -- GEMMs: all four transposes, strided, with and without beta; one-row and one-column
-  // operands; the published size; an empty inner dimension.
+  // operands; the published size; an empty inner dimension. `fused`: also as gemm_bias_act.
   struct Gemm {
     int m, n, k, lda, ldb, ldc;
     float beta;
+    bool fused;
   };
   std::vector<Gemm> gemms;
-  for (float beta : {0.f, 0.3f}) gemms.push_back({37, 129, 65, 80, 131, 140, beta});
+  for (float beta : {0.f, 0.3f}) gemms.push_back({37, 129, 65, 80, 131, 140, beta, beta != 0.f});
   for (Gemm g : {Gemm{1, 129, 65}, Gemm{37, 1, 65}, Gemm{37, 129, 1}, Gemm{1, 1, 300}, Gemm{1, 1, 1},
                  Gemm{300, 1, 1}}) {
     g.beta = 0.5f;
+    g.fused = g.m == 37;
     gemms.push_back(g);
   }
+  // The CPU's skinny path (n = 1 or k = 1, in loops up to kSkinnyGemmMaxFlops) where the
+  // critic's output layer takes it: strided, beta 0; and a one-column GEMM above that size.
+  for (const Gemm& g : {Gemm{96, 1, 128, 140, 3, 5, 0.f, true}, Gemm{96, 128, 1, 3, 140, 133, 0.f, true},
+                        Gemm{700, 1, 1000, 1010, 2, 3, 0.f, true}})
+    gemms.push_back(g);
   for (const Gemm& g : gemms)
     for (bool ta : {false, true})
       for (bool tb : {false, true}) {
@@ -437,7 +444,7 @@ std::vector<OpCase> op_cases() {
              [=](RefData& r) { ref_gemm(ta, tb, 0.7, r.t[0], r.t[1], g.beta, r.t[2], nullptr, Act::None); },
              {1e-4, 1e-5}, {1e-4, 1e-5}});
         for (Act act : kActs) {
-          if (g.m != 37 || g.beta == 0.f) continue;  // the fused layer at the strided shape only
+          if (!g.fused) continue;
           add({"gemm_bias_act", what + " " + act_name(act),
                [=](std::mt19937& rng) {
                  return CaseData{{ta ? normal(rng, g.k, g.m, g.lda) : normal(rng, g.m, g.k, g.lda),

@@ -219,6 +219,96 @@ void with_act(Act act, F&& f) {
   }
 }
 
+// GEMMs with one output column (n = 1: a layer of width 1, as the critic's output, and that
+// layer's weight gradient) or an inner dimension of 1 (k = 1: the gradient through such a
+// layer), up to kSkinnyGemmMaxFlops: a few thousand multiply-adds, of which a oneDNN call's
+// fixed cost (3-6 us, bench/README.md "Skinny GEMMs") was most of the time. Plain loops on the
+// calling thread, in an order fixed by the shape. Calls with both alpha and a bias stay on
+// oneDNN, whose order of the two these loops do not restate.
+constexpr double kSkinnyGemmMaxFlops = 1e6;
+constexpr int kSkinnyMaxDim = 4096;  // m, n and k at most this: the stack buffers' length
+constexpr int kDotLanes = 16;        // a dot product's partial sums, added in lane order
+
+bool skinny_gemm_fits(const GemmCall& g) {
+  return (g.n == 1 || g.k == 1) && 2.0 * g.m * g.n * g.k <= kSkinnyGemmMaxFlops &&
+         std::max({g.m, g.n, g.k}) <= kSkinnyMaxDim && (g.alpha == 1.f || g.bias == nullptr);
+}
+
+float op_a(const GemmCall& g, int i, int kk) {
+  return g.trans_a ? g.a[static_cast<int64_t>(kk) * g.lda + i] : g.a[static_cast<int64_t>(i) * g.lda + kk];
+}
+float op_b(const GemmCall& g, int kk, int j) {
+  return g.trans_b ? g.b[static_cast<int64_t>(j) * g.ldb + kk] : g.b[static_cast<int64_t>(kk) * g.ldb + j];
+}
+
+// c[j] = act(alpha s[j] + bias[j] + beta c[j]) for j < n: the primitive's post-ops, in its
+// order, specialised by which terms are present so that the loop vectorises.
+template <Act kAct, bool kBias, bool kBeta>
+void skinny_epilogue(float* __restrict__ c, const float* __restrict__ s, int n, float alpha,
+                     const float* __restrict__ bias, float beta) {
+#pragma omp simd
+  for (int j = 0; j < n; ++j) {
+    float v = alpha * s[j];
+    if constexpr (kBias) v += bias[j];
+    if constexpr (kBeta) v += beta * c[j];
+    c[j] = act_forward(v, kAct);
+  }
+}
+using SkinnyEpilogue = void (*)(float*, const float*, int, float, const float*, float);
+SkinnyEpilogue skinny_epilogue_for(const GemmCall& g) {
+  SkinnyEpilogue f = nullptr;
+  const bool bias = g.bias != nullptr, beta = g.beta != 0.f;
+  with_act(g.act, [&](auto a) {
+    constexpr Act kAct = decltype(a)::value;
+    f = bias ? (beta ? skinny_epilogue<kAct, true, true> : skinny_epilogue<kAct, true, false>)
+             : (beta ? skinny_epilogue<kAct, false, true> : skinny_epilogue<kAct, false, false>);
+  });
+  return f;
+}
+
+void skinny_gemm(const GemmCall& g) {
+  const SkinnyEpilogue epilogue = skinny_epilogue_for(g);
+  const int m = g.m, n = g.n, k = g.k;
+  alignas(64) float b_line[kSkinnyMaxDim];  // op(B)'s column (n = 1) or row (k = 1), contiguous
+  alignas(64) float sums[kSkinnyMaxDim];
+  if (n == 1) {
+    for (int kk = 0; kk < k; ++kk) b_line[kk] = op_b(g, kk, 0);
+    if (!g.trans_a) {  // row i of A times b_line: kDotLanes partial sums
+      for (int i = 0; i < m; ++i) {
+        const float* __restrict__ a_row = g.a + static_cast<int64_t>(i) * g.lda;
+        float lane[kDotLanes] = {};
+        int kk = 0;
+        for (; kk + kDotLanes <= k; kk += kDotLanes) {
+#pragma omp simd
+          for (int l = 0; l < kDotLanes; ++l) lane[l] += a_row[kk + l] * b_line[kk + l];
+        }
+        for (int l = 0; kk + l < k; ++l) lane[l] += a_row[kk + l] * b_line[kk + l];
+        float sum = lane[0];
+        for (int l = 1; l < kDotLanes; ++l) sum += lane[l];
+        sums[i] = sum;
+      }
+    } else {  // A^T b_line: the rows of A, scaled by b_line, summed in k order
+      std::fill(sums, sums + m, 0.f);
+      for (int kk = 0; kk < k; ++kk) {
+        const float* __restrict__ a_row = g.a + static_cast<int64_t>(kk) * g.lda;
+        const float bk = b_line[kk];
+#pragma omp simd
+        for (int i = 0; i < m; ++i) sums[i] += a_row[i] * bk;
+      }
+    }
+    for (int i = 0; i < m; ++i) epilogue(g.c + static_cast<int64_t>(i) * g.ldc, sums + i, 1, g.alpha, g.bias, g.beta);
+    return;
+  }
+  // k = 1: row i of C from op(A)[i][0] times op(B)'s row.
+  for (int j = 0; j < n; ++j) b_line[j] = op_b(g, 0, j);
+  for (int i = 0; i < m; ++i) {
+    const float ai = op_a(g, i, 0);
+#pragma omp simd
+    for (int j = 0; j < n; ++j) sums[j] = ai * b_line[j];
+    epilogue(g.c + static_cast<int64_t>(i) * g.ldc, sums, n, g.alpha, g.bias, g.beta);
+  }
+}
+
 class CpuBackend final : public Backend {
  public:
   CpuBackend() : threads_(omp_get_max_threads()), matmul_(onednn_matmul()) {
@@ -700,7 +790,16 @@ class CpuBackend final : public Backend {
       });
       return;
     }
-    matmul_.run(gemm_call(ta, tb, alpha, a, b, beta, c, bias, act), gemm_threads(2.0 * m * n * k));
+    const GemmCall call = gemm_call(ta, tb, alpha, a, b, beta, c, bias, act);
+    if (skinny_gemm_fits(call)) {
+      const bool census = matmul_.census_running();
+      const auto start = census ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
+      skinny_gemm(call);
+      if (census)  // counted as the GEMM it replaces, as update_from_product is
+        matmul_.count_in_census(call, 1, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+      return;
+    }
+    matmul_.run(call, gemm_threads(2.0 * m * n * k));
   }
   // C = act(alpha op(A) op(B) + bias + beta C) as oneDNN's call describes it.
   static GemmCall gemm_call(bool ta, bool tb, float alpha, const Tensor& a, const Tensor& b,
