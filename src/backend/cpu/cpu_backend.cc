@@ -222,9 +222,9 @@ void with_act(Act act, F&& f) {
 // GEMMs with one output column (n = 1: a layer of width 1, as the critic's output, and that
 // layer's weight gradient) or an inner dimension of 1 (k = 1: the gradient through such a
 // layer), up to kSkinnyGemmMaxFlops: a few thousand multiply-adds, of which a oneDNN call's
-// fixed cost (3-6 us, bench/README.md "Skinny GEMMs") was most of the time. Plain loops on the
-// calling thread, in an order fixed by the shape. Calls with both alpha and a bias stay on
-// oneDNN, whose order of the two these loops do not restate.
+// fixed cost (2-7 us a call in a round, bench/README.md "Skinny GEMMs") was most of the time.
+// Plain loops on the calling thread, in an order fixed by the shape. Calls with both alpha
+// and a bias stay on oneDNN, whose order of the two these loops do not restate.
 constexpr double kSkinnyGemmMaxFlops = 1e6;
 constexpr int kSkinnyMaxDim = 4096;  // m, n and k at most this: the stack buffers' length
 constexpr int kDotLanes = 16;        // a dot product's partial sums, added in lane order
