@@ -735,48 +735,55 @@ class CpuBackend final : public Backend {
     }
     float* const packed_dy = update_scratch_.get();
 
-    const bool census = matmul_.census_running();
-    const auto start = census ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
+    const GemmCall product = gemm_call(true, false, 1.f, x, dy, 0.f, grads, nullptr, Act::None);
+    counted_as_gemm(product, gemm_threads(2.0 * m * n * k), [&] {
 #pragma omp parallel num_threads(threads_)
-    {
-      const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-      for (int p = t; p < panels; p += nt) pack_columns(dy, p * kBlockCols, kBlockCols, packed_dy + p * panel_floats);
+      {
+        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        for (int p = t; p < panels; p += nt) pack_columns(dy, p * kBlockCols, kBlockCols, packed_dy + p * panel_floats);
 #pragma omp barrier
-      float* const x_block = packed_dy + panel_floats * panels + x_block_floats * t;
-      alignas(64) float out[kBlockRows * kBlockCols];
-      const char* next_lines[kBlockLines];
-      const int per = (blocks + nt - 1) / nt;
-      const int first = std::min(blocks, t * per), last = std::min(blocks, first + per);
-      struct Block {
-        int i0, j0, rows, cols;  // its first row and column of the weight, and how many
-      };
-      auto block = [&](int b) {
-        const int i0 = b / panels * kBlockRows, j0 = b % panels * kBlockCols;
-        return Block{i0, j0, std::min(kBlockRows, m - i0), std::min(kBlockCols, n - j0)};
-      };
-      for (int b = first; b < last; ++b) {
-        const Block here = block(b);
-        if (b == first || here.j0 == 0) pack_columns(x, here.i0, kBlockRows, x_block);
-        int next_count = 0;  // the lines of the updated arrays the next block updates
-        if (b + 1 < last) {
-          const Block next = block(b + 1);
-          for (int r = 0; r < next.rows; ++r) {
-            const size_t at = static_cast<size_t>(next.i0 + r) * n + next.j0;
-            for (int a = 0; a < NUpdated; ++a)
-              next_count += cache_lines_of(updated[a] + at, next.cols, next_lines + next_count);
+        float* const x_block = packed_dy + panel_floats * panels + x_block_floats * t;
+        alignas(64) float out[kBlockRows * kBlockCols];
+        const char* next_lines[kBlockLines];
+        const int per = (blocks + nt - 1) / nt;
+        const int first = std::min(blocks, t * per), last = std::min(blocks, first + per);
+        struct Block {
+          int i0, j0, rows, cols;  // its first row and column of the weight, and how many
+        };
+        auto block = [&](int b) {
+          const int i0 = b / panels * kBlockRows, j0 = b % panels * kBlockCols;
+          return Block{i0, j0, std::min(kBlockRows, m - i0), std::min(kBlockCols, n - j0)};
+        };
+        for (int b = first; b < last; ++b) {
+          const Block here = block(b);
+          if (b == first || here.j0 == 0) pack_columns(x, here.i0, kBlockRows, x_block);
+          int next_count = 0;  // the lines of the updated arrays the next block updates
+          if (b + 1 < last) {
+            const Block next = block(b + 1);
+            for (int r = 0; r < next.rows; ++r) {
+              const size_t at = static_cast<size_t>(next.i0 + r) * n + next.j0;
+              for (int a = 0; a < NUpdated; ++a)
+                next_count += cache_lines_of(updated[a] + at, next.cols, next_lines + next_count);
+            }
           }
+          weight_grad_block(x_block, packed_dy + b % panels * panel_floats, k, next_lines, next_count, out);
+          for (int r = 0; r < here.rows; ++r)
+            span(static_cast<size_t>(here.i0 + r) * n + here.j0, out + r * kBlockCols, here.cols);
         }
-        weight_grad_block(x_block, packed_dy + b % panels * panel_floats, k, next_lines, next_count, out);
-        for (int r = 0; r < here.rows; ++r)
-          span(static_cast<size_t>(here.i0 + r) * n + here.j0, out + r * kBlockCols, here.cols);
       }
+    });
+  }
+  // Runs f, which computes what the GEMM `call` would (and more), and counts it in a running
+  // census as that GEMM on `threads` threads, so the floor holds the GEMM on oneDNN.
+  template <typename F>
+  void counted_as_gemm(const GemmCall& call, int threads, F&& f) {
+    if (!matmul_.census_running()) {
+      f();
+      return;
     }
-    if (census) {  // counted as the GEMM it replaces, so the floor holds that GEMM on oneDNN
-      const double seconds =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      matmul_.count_in_census(gemm_call(true, false, 1.f, x, dy, 0.f, grads, nullptr, Act::None),
-                              gemm_threads(2.0 * m * n * k), seconds);
-    }
+    const auto start = std::chrono::steady_clock::now();
+    f();
+    matmul_.count_in_census(call, threads, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
   // C = act(alpha op(A) op(B) + bias + beta C); bias may be null.
   void run_gemm(bool ta, bool tb, float alpha, const Tensor& a, const Tensor& b, float beta,
@@ -792,11 +799,7 @@ class CpuBackend final : public Backend {
     }
     const GemmCall call = gemm_call(ta, tb, alpha, a, b, beta, c, bias, act);
     if (skinny_gemm_fits(call)) {
-      const bool census = matmul_.census_running();
-      const auto start = census ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
-      skinny_gemm(call);
-      if (census)  // counted as the GEMM it replaces, as update_from_product is
-        matmul_.count_in_census(call, 1, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+      counted_as_gemm(call, 1, [&] { skinny_gemm(call); });
       return;
     }
     matmul_.run(call, gemm_threads(2.0 * m * n * k));
