@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # One command that verifies the CUDA backend on a machine with a GPU: builds for the GPU that
-# is present (Release, -DZSCRGAN_CUDA_ARCHS=native) into build-gpu, runs the whole test binary
-# (CPU and CUDA tests) with XML output, runs the kernel benchmarks (and the whole-step
-# benchmarks when they exist) with JSON output, and writes a Markdown report.
+# is present (Release, into build-gpu; CUDA architectures from $ZSCRGAN_CUDA_ARCHS, default
+# native), runs the whole test binary (CPU and CUDA tests) with XML output, runs the kernel and
+# whole-step benchmarks with JSON output, and writes a Markdown report.
 #
 # Usage: tools/gpu_check.sh [REPORT_DIR]   (default: $OUT when set, else ./gpu_report)
-# Needs: cmake, nvcc, nvidia-smi, python3 (standard library only; any python3 will do).
+# Needs: cmake, nvcc, a C++ compiler, nvidia-smi, python3 (standard library only), and the
+# libraries tools/install_deps.sh installs. A machine without them (the lent GPU machine has no
+# package registry) gets them from .gpu_deps/deps.tar.gz, which tools/gpu_deps.sh packs where
+# apt works; the device call then names .gpu_deps in `carry`:
+#   run(command="bash tools/gpu_check.sh", carry=[".gpu_deps"], timeout_s=600)
+# REPORT_DIR receives two files, report.md and gpu_logs.tar.gz (every log, the test XML and the
+# benchmark JSON), since the device call brings back only a few files.
 # Stays under about 9 minutes: each stage gets at most what is left of a 530 s budget.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +20,8 @@ REPORT_DIR=${1:-${OUT:-./gpu_report}}
 mkdir -p "$REPORT_DIR"
 REPORT_DIR=$(cd "$REPORT_DIR" && pwd)
 BUILD=$ROOT/build-gpu
+LOGS=$BUILD/gpu_logs  # everything the stages write; report.md and an archive of it go out
+rm -rf "$LOGS" && mkdir -p "$LOGS"
 BUDGET_S=530
 START=$(date +%s)
 JOBS=$(nproc)
@@ -34,17 +42,33 @@ stage_timeout() {
 }
 note() { echo "gpu_check: $*" >&2; }
 
+# ---- dependencies ---------------------------------------------------------------------------
+DEPS_ARCHIVE=$ROOT/.gpu_deps/deps.tar.gz
+CMAKE_DEPS=()
+if [ -f "$DEPS_ARCHIVE" ]; then
+  DEPS=$BUILD/deps
+  rm -rf "$DEPS" && mkdir -p "$DEPS" && tar -C "$DEPS" -xzf "$DEPS_ARCHIVE"
+  DEPS_LIB=$DEPS/usr/lib/x86_64-linux-gnu
+  CMAKE_DEPS=(-DCMAKE_PREFIX_PATH="$DEPS/usr" -DCMAKE_LIBRARY_PATH="$DEPS_LIB")
+  # oneDNN's own dependency (libOpenCL) is found through the loader's path, not an RPATH.
+  export LD_LIBRARY_PATH=$DEPS_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  note "building against the libraries in $DEPS_ARCHIVE: $(tr '\n' ' ' <"$DEPS/PACKAGES")"
+fi
+
 nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv,noheader \
-  >"$REPORT_DIR/gpu.txt" 2>&1 || echo "nvidia-smi failed" >"$REPORT_DIR/gpu.txt"
-(nvcc --version 2>/dev/null | tail -1) >"$REPORT_DIR/nvcc.txt" || true
+  >"$LOGS/gpu.txt" 2>&1 || echo "nvidia-smi failed" >"$LOGS/gpu.txt"
+(nvcc --version 2>/dev/null | tail -1) >"$LOGS/nvcc.txt" || true
 
 # ---- build ------------------------------------------------------------------------------
 note "building into $BUILD with $JOBS jobs"
 build_rc=0
-cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DZSCRGAN_CUDA_ARCHS=native \
-  -DZSCRGAN_BUILD_TESTS=ON -DZSCRGAN_BUILD_BENCH=ON >"$REPORT_DIR/configure.log" 2>&1 || build_rc=$?
+# The Python module is left out: it tests nothing CUDA that zscrgan_tests does not.
+cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DZSCRGAN_CUDA_ARCHS="${ZSCRGAN_CUDA_ARCHS:-native}" \
+  -DZSCRGAN_BUILD_TESTS=ON -DZSCRGAN_BUILD_BENCH=ON -DZSCRGAN_WITH_PYTHON=OFF "${CMAKE_DEPS[@]}" \
+  >"$LOGS/configure.log" 2>&1 || build_rc=$?
 if [ "$build_rc" -eq 0 ]; then
-  timeout "$(stage_timeout 300)" cmake --build "$BUILD" -j "$JOBS" >"$REPORT_DIR/build.log" 2>&1 || build_rc=$?
+  timeout "$(stage_timeout 300)" cmake --build "$BUILD" -j "$JOBS" \
+    --target zscrgan_tests bench_kernels bench_train_step >"$LOGS/build.log" 2>&1 || build_rc=$?
 fi
 BUILD_S=$(($(date +%s) - START))
 
@@ -53,7 +77,7 @@ test_rc=-1
 if [ "$build_rc" -eq 0 ] && [ -x "$BUILD/zscrgan_tests" ]; then
   note "running zscrgan_tests"
   (cd "$BUILD" && OMP_WAIT_POLICY=PASSIVE timeout "$(stage_timeout 240)" ./zscrgan_tests \
-    --gtest_output="xml:$REPORT_DIR/tests.xml" >"$REPORT_DIR/tests.log" 2>&1)
+    --gtest_output="xml:$LOGS/tests.xml" >"$LOGS/tests.log" 2>&1)
   test_rc=$?
 fi
 
@@ -62,8 +86,8 @@ bench_rc=-1
 if [ "$build_rc" -eq 0 ] && [ -x "$BUILD/bench_kernels" ]; then
   note "running bench_kernels"
   OMP_WAIT_POLICY=PASSIVE timeout "$(stage_timeout 120)" "$BUILD/bench_kernels" \
-    --benchmark_out="$REPORT_DIR/bench_kernels.json" --benchmark_out_format=json \
-    >"$REPORT_DIR/bench_kernels.log" 2>&1
+    --benchmark_out="$LOGS/bench_kernels.json" --benchmark_out_format=json \
+    >"$LOGS/bench_kernels.log" 2>&1
   bench_rc=$?
 fi
 step_rc=-1
@@ -71,14 +95,14 @@ if [ "$build_rc" -eq 0 ] && [ -x "$BUILD/bench_train_step" ]; then
   note "running bench_train_step (CUDA, and the CPU at the demo size)"
   OMP_WAIT_POLICY=PASSIVE timeout "$(stage_timeout 150)" "$BUILD/bench_train_step" \
     --benchmark_filter='cuda|demo/cpu' \
-    --benchmark_out="$REPORT_DIR/bench_train_step.json" --benchmark_out_format=json \
-    >"$REPORT_DIR/bench_train_step.log" 2>&1
+    --benchmark_out="$LOGS/bench_train_step.json" --benchmark_out_format=json \
+    >"$LOGS/bench_train_step.log" 2>&1
   step_rc=$?
 fi
 
 # ---- report -----------------------------------------------------------------------------
 TOTAL_S=$(($(date +%s) - START))
-"$PYTHON" - "$REPORT_DIR" "$build_rc" "$test_rc" "$bench_rc" "$step_rc" "$BUILD_S" "$TOTAL_S" <<'EOF'
+"$PYTHON" - "$LOGS" "$build_rc" "$test_rc" "$bench_rc" "$step_rc" "$BUILD_S" "$TOTAL_S" <<'EOF'
 import json, os, sys, xml.etree.ElementTree as ET
 
 out, build_rc, test_rc, bench_rc, step_rc, build_s, total_s = sys.argv[1:8]
@@ -93,6 +117,12 @@ lines = ["# GPU check", ""]
 lines.append(f"- GPU: {read('gpu.txt') or 'unknown'}")
 lines.append(f"- nvcc: {read('nvcc.txt') or 'unknown'}")
 lines.append(f"- build: {'ok' if build_rc == '0' else 'FAILED (exit ' + build_rc + ', see build.log)'} in {build_s} s; whole check {total_s} s")
+lines.append("- logs (the *.log named below, tests.xml, the benchmarks' JSON): gpu_logs.tar.gz")
+if build_rc != "0":
+    # The first errors, so that the device call's output shows why without the archive.
+    log = (read("build.log") or read("configure.log")).splitlines()
+    errors = [l for l in log if "error" in l.lower() or "could not find" in l.lower()]
+    lines += ["", "```"] + (errors[:12] or log[-12:]) + ["```"]
 lines.append("")
 
 lines.append("## Tests")
@@ -180,5 +210,7 @@ with open(os.path.join(out, "report.md"), "w") as f:
     f.write("\n".join(lines))
 print("\n".join(lines))
 EOF
-note "report: $REPORT_DIR/report.md"
+cp "$LOGS/report.md" "$REPORT_DIR/report.md"
+tar -C "$LOGS" -czf "$REPORT_DIR/gpu_logs.tar.gz" .
+note "report: $REPORT_DIR/report.md; logs: $REPORT_DIR/gpu_logs.tar.gz"
 [ "$build_rc" -eq 0 ] && [ "$test_rc" -eq 0 ]

@@ -76,7 +76,10 @@ ZS_HD float act_backward(float dy, float y, Act a) {
 }
 
 // d|x|/dx with TF's sign(0) = 0.
-ZS_HD float sign_tf(float x) { return x > 0.f ? 1.f : (x < 0.f ? -1.f : 0.f); }
+ZS_HD float sign_tf(float x) {
+  const float s = x > 0.f ? 1.f : 0.f;  // two selects in a row: GCC 14 vectorises no nesting
+  return x < 0.f ? -1.f : s;
+}
 
 // ---- exp of a float, written out in double ------------------------------------------------
 // Not libm's expf, for the reason given at the Box-Muller functions below: libm's expf, its
@@ -158,7 +161,11 @@ ZS_HD void rmsprop_tf1_update(float* p, float g, float* ms, const RmsPropHyper& 
   *ms += (g * g - *ms) * one_minus_rho;
   float v = *p - h.lr * g / sqrtf(*ms + h.eps);
   // Comparisons rather than fminf/fmaxf: these inline on x86 (fmaxf is a libm call there).
-  if (h.clip > 0.f) v = v < -h.clip ? -h.clip : (v > h.clip ? h.clip : v);
+  // Two selects in a row, not nested: GCC 14 vectorises no loop holding the nested form.
+  if (h.clip > 0.f) {
+    v = v < -h.clip ? -h.clip : v;
+    v = v > h.clip ? h.clip : v;
+  }
   *p = v;
 }
 
@@ -309,12 +316,16 @@ ZS_HD void box_muller_cos_sin(uint32_t x, double* cos_out, double* sin_out) {
           -0.5);
   const double cos_t = fma(z, cos_poly, 1.0);
   // angle = q pi/2 + theta: odd quarters swap cos and sin; the signs follow the quadrant.
-  const unsigned quadrant = q & 3u;
-  const uint64_t odd = (quadrant & 1u) ? ~0ull : 0ull;
-  const double cos_sign = ((quadrant + 1u) & 2u) ? -1.0 : 1.0;  // quadrants 1 and 2
-  const double sin_sign = (quadrant & 2u) ? -1.0 : 1.0;         // quadrants 2 and 3
-  *cos_out = cos_sign * select_bits(odd, sin_t, cos_t);  // exact: a product with +-1
-  *sin_out = sin_sign * select_bits(odd, cos_t, sin_t);
+  // The swap's mask comes from a comparison of doubles: GCC 14 turns `bit ? ~0 : 0` on an
+  // integer bit, and its arithmetic forms, into a conversion to bool that keeps the loop
+  // around this scalar. The sign masks are shifts of the quadrant's bits.
+  const uint32_t quadrant = q & 3u;
+  const double odd_quadrant = static_cast<double>(static_cast<int32_t>(quadrant & 1u));
+  const uint64_t odd = odd_quadrant != 0.0 ? ~0ull : 0ull;
+  const uint64_t cos_negative = static_cast<uint64_t>((quadrant + 1u) & 2u) << 62;  // 1 and 2
+  const uint64_t sin_negative = static_cast<uint64_t>(quadrant & 2u) << 62;         // 2 and 3
+  *cos_out = bits_as<double>(bits_as<uint64_t>(select_bits(odd, sin_t, cos_t)) ^ cos_negative);
+  *sin_out = bits_as<double>(bits_as<uint64_t>(select_bits(odd, cos_t, sin_t)) ^ sin_negative);
 }
 
 // Philox4x32-10 of (element, attempt, stream): its first two words, the Box-Muller inputs.

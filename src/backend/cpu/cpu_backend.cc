@@ -567,11 +567,20 @@ class CpuBackend final : public Backend {
   void do_l1_backward(const Tensor& x, const Tensor& v, const Tensor& d_out, Tensor dx,
                       Tensor dv) override {
     const float scale = scalar_of(d_out) / static_cast<float>(x.rows);
-    for_each_element(x, [&](int r, int c) {
-      const float g = scale * sign_tf(at(x, r, c) - at(v, r, c));
-      if (!dx.empty()) at(dx, r, c) += g;
-      if (!dv.empty()) at(dv, r, c) -= g;
-    });
+    const auto g = [&](int r, int c) { return scale * sign_tf(at(x, r, c) - at(v, r, c)); };
+    // A loop for each case, with no test inside: GCC 14 left the single loop with
+    // `if (!dx.empty())` and `if (!dv.empty())` in its body scalar (12-28x slower).
+    if (!dx.empty() && !dv.empty()) {
+      for_each_element(x, [&](int r, int c) {
+        const float gx = g(r, c);
+        at(dx, r, c) += gx;
+        at(dv, r, c) -= gx;
+      });
+    } else if (!dx.empty()) {
+      for_each_element(x, [&](int r, int c) { at(dx, r, c) += g(r, c); });
+    } else if (!dv.empty()) {
+      for_each_element(x, [&](int r, int c) { at(dv, r, c) -= g(r, c); });
+    }
   }
 
   void do_mean_forward(const Tensor& x, Tensor out) override {
@@ -605,11 +614,13 @@ class CpuBackend final : public Backend {
       // d cos / d a = ia (b_hat - cos a_hat); the second term vanishes where the norm floor holds.
       const float ka = l2_floor_active(saa) ? 0.f : cosv * ia;
       const float kb = l2_floor_active(sbb) ? 0.f : cosv * ib;
-      for (int c = 0; c < a.cols; ++c) {
-        const float av = at(a, r, c), bv = at(b, r, c);
-        if (!da.empty()) at(da, r, c) += g * ia * (bv * ib - ka * av);
-        if (!db.empty()) at(db, r, c) += g * ib * (av * ia - kb * bv);
-      }
+      // A loop per gradient (GCC 14, as in l1_backward); a row's a and b stay in L1 between them.
+      if (!da.empty())
+        for (int c = 0; c < a.cols; ++c)
+          at(da, r, c) += g * ia * (at(b, r, c) * ib - ka * at(a, r, c));
+      if (!db.empty())
+        for (int c = 0; c < a.cols; ++c)
+          at(db, r, c) += g * ib * (at(a, r, c) * ia - kb * at(b, r, c));
     }
   }
 

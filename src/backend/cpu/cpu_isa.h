@@ -72,8 +72,9 @@ std::unique_ptr<Backend> make_cpu_backend();
 #endif
 
 // Opens the level's namespace (inside namespace zscrgan) and compiles what follows for it;
-// every #include must come before.
-#define ZSCRGAN_CPU_ISA_BEGIN ZSCRGAN_CPU_ISA_TARGET_PUSH namespace ZSCRGAN_CPU_ISA_NS {
+// every #include must come before. Each pragma ends its macro: GCC 14 drops the tokens that
+// follow a target pragma in the same expansion (the namespace's opening brace, here).
+#define ZSCRGAN_CPU_ISA_BEGIN namespace ZSCRGAN_CPU_ISA_NS { ZSCRGAN_CPU_ISA_TARGET_PUSH
 #define ZSCRGAN_CPU_ISA_END } ZSCRGAN_CPU_ISA_TARGET_POP
 #endif  // ZSCRGAN_CPU_ISA_VARIANT
 
