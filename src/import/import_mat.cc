@@ -32,7 +32,10 @@ namespace {
 thread_local std::string g_last_matio_message;
 thread_local bool g_matio_problem = false;
 
-void record_matio_message(int level, char* message) {
+// A template, so that it converts to either callback type: matio 1.5.23 (Debian 12) passes
+// `char*`, 1.5.28 (Debian 13) `const char*`.
+template <typename Message>
+void record_matio_message(int level, Message message) {
   g_last_matio_message = message ? message : "";
   if (level & (MATIO_LOG_LEVEL_ERROR | MATIO_LOG_LEVEL_CRITICAL | MATIO_LOG_LEVEL_WARNING))
     g_matio_problem = true;
@@ -630,7 +633,8 @@ void MatFile::list_variables() {
   // The sizes first, before matio walks the file (and allocates what each variable declares).
   check_declared_sizes(path, Mat_GetVersion(mat), {});
   size_t n = 0;
-  char** dir = Mat_GetDir(mat, &n);  // owned by `mat`, freed by Mat_Close
+  // Owned by `mat`, freed by Mat_Close; `char**` in matio 1.5.23, `char* const*` in 1.5.28.
+  const auto dir = Mat_GetDir(mat, &n);
   for (size_t i = 0; dir && i < n; ++i)
     if (dir[i]) names_.insert(dir[i]);
   const bool listing_problem = g_matio_problem;

@@ -13,6 +13,7 @@
 
 #include "oneapi/dnnl/dnnl.h"
 #include "oneapi/dnnl/dnnl.hpp"
+#include "oneapi/dnnl/dnnl_version.h"
 #include "core/error.h"
 
 namespace zscrgan {
@@ -94,38 +95,109 @@ const char* isa_name(dnnl_cpu_isa_t isa) {
     case dnnl_cpu_isa_avx: return "avx";
     case dnnl_cpu_isa_avx2: return "avx2";
     case dnnl_cpu_isa_avx2_vnni: return "avx2_vnni";
+#if DNNL_VERSION_MAJOR < 3
     case dnnl_cpu_isa_avx512_mic: return "avx512_mic";
     case dnnl_cpu_isa_avx512_mic_4ops: return "avx512_mic_4ops";
+#endif
+#if DNNL_VERSION_MAJOR > 3 || (DNNL_VERSION_MAJOR == 3 && DNNL_VERSION_MINOR >= 7)
+    case dnnl_cpu_isa_avx2_vnni_2: return "avx2_vnni_2";
+    case dnnl_cpu_isa_avx512_core_fp16: return "avx512_core_fp16";
+    case dnnl_cpu_isa_avx512_core_amx_fp16: return "avx512_core_amx_fp16";
+#endif
     case dnnl_cpu_isa_avx512_core: return "avx512_core";
     case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni";
     case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16";
     case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx";
-    default: return "no JIT (reference kernels)";
+    case 0: return "no JIT (reference kernels)";
+    default: return "an ISA this build does not name";
   }
+}
+
+// oneDNN 2 (Debian 12) and 3 (Debian 13, Ubuntu 24.04) differ in what is used here: 3 makes a
+// matmul's primitive descriptor from the memory descriptors directly, drops append_eltwise's
+// scale argument, and drops output scales, so alpha becomes a linear post-op ahead of the sum
+// (where 2 applied its output scale).
+void append_eltwise(dnnl::post_ops& po, dnnl::algorithm alg, float alpha, float beta) {
+#if DNNL_VERSION_MAJOR >= 3
+  po.append_eltwise(alg, alpha, beta);
+#else
+  po.append_eltwise(1.f, alg, alpha, beta);
+#endif
+}
+dnnl::primitive_attr matmul_attr(float alpha, float beta, Act act) {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  dnnl::post_ops po;
+#if DNNL_VERSION_MAJOR >= 3
+  if (alpha != 1.f) append_eltwise(po, dnnl::algorithm::eltwise_linear, alpha, 0.f);
+#else
+  if (alpha != 1.f) attr.set_output_scales(0, {alpha});
+#endif
+  if (beta != 0.f) po.append_sum(beta);
+  if (act == Act::LeakyRelu) append_eltwise(po, dnnl::algorithm::eltwise_relu, kLeakySlope, 0.f);
+  if (act == Act::Relu) append_eltwise(po, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+  attr.set_post_ops(po);
+  return attr;
+}
+dnnl::matmul::primitive_desc matmul_primitive_desc(const dnnl::engine& engine,
+                                                   const dnnl::memory::desc& a,
+                                                   const dnnl::memory::desc& b,
+                                                   const dnnl::memory::desc* bias,
+                                                   const dnnl::memory::desc& c,
+                                                   const dnnl::primitive_attr& attr) {
+#if DNNL_VERSION_MAJOR >= 3
+  return bias ? dnnl::matmul::primitive_desc(engine, a, b, *bias, c, attr)
+              : dnnl::matmul::primitive_desc(engine, a, b, c, attr);
+#else
+  const dnnl::matmul::desc d = bias ? dnnl::matmul::desc(a, b, *bias, c) : dnnl::matmul::desc(a, b, c);
+  return dnnl::matmul::primitive_desc(d, attr, engine);
+#endif
 }
 
 }  // namespace
 
-// A primitive's argument memory objects, made once (bias and scratch only when it has them).
+// oneDNN 3.7's brgemm matmul writes a one-column result (n = 1) as if its rows were
+// contiguous, whatever their stride ldc (700 x 1 x 1000 with ldc 3: 695 rows wrong, the
+// padding between them overwritten). Such calls run into a contiguous column in the scratch
+// space, which is then copied to C (and filled from it first when beta reads C).
+bool runs_into_dense_column(const GemmCall& c) {
+  return DNNL_VERSION_MAJOR >= 3 && c.n == 1 && c.ldc != 1;
+}
+
+// A primitive's argument memory objects, made once (bias and scratch only when it has them),
+// and the layout of the scratch space it runs with: oneDNN's scratchpad, then the column.
 struct ArgumentMemories {
   dnnl::memory a, b, c, bias, scratch;
+  bool dense_column = false;
+  size_t column_offset = 0;  // bytes into the scratch space
+  size_t scratch_bytes = 0;
 
   ArgumentMemories() = default;
-  ArgumentMemories(const dnnl::matmul::primitive_desc& pd, const dnnl::engine& engine, bool with_bias) {
+  ArgumentMemories(const dnnl::matmul::primitive_desc& pd, const dnnl::engine& engine,
+                   const GemmCall& shape) {
     a = dnnl::memory(pd.src_desc(), engine, DNNL_MEMORY_NONE);
     b = dnnl::memory(pd.weights_desc(), engine, DNNL_MEMORY_NONE);
     c = dnnl::memory(pd.dst_desc(), engine, DNNL_MEMORY_NONE);
-    if (with_bias) bias = dnnl::memory(pd.bias_desc(), engine, DNNL_MEMORY_NONE);
-    if (pd.scratchpad_desc().get_size() > 0) scratch = dnnl::memory(pd.scratchpad_desc(), engine, DNNL_MEMORY_NONE);
+    if (shape.bias) bias = dnnl::memory(pd.bias_desc(), engine, DNNL_MEMORY_NONE);
+    const size_t pad = pd.scratchpad_desc().get_size();
+    if (pad > 0) scratch = dnnl::memory(pd.scratchpad_desc(), engine, DNNL_MEMORY_NONE);
+    dense_column = runs_into_dense_column(shape);
+    column_offset = (pad + 63) / 64 * 64;
+    scratch_bytes = dense_column ? column_offset + sizeof(float) * static_cast<size_t>(shape.m) : pad;
   }
 
-  // Points them at a call's buffers and lists them as execute arguments; returns how many.
-  // Through the C API: executing builds no std::unordered_map of arguments on our side.
-  int bind(const GemmCall& call, void* scratchpad, dnnl_exec_arg_t (&args)[5]) const {
+  // Runs the primitive on a call's buffers. Through the C API: executing builds no
+  // std::unordered_map of arguments on our side.
+  void execute(const dnnl::matmul& prim, const dnnl::stream& stream, const GemmCall& call,
+               void* scratch_space) const {
+    float* column = dense_column ? reinterpret_cast<float*>(static_cast<char*>(scratch_space) + column_offset) : nullptr;
+    if (column != nullptr && call.beta != 0.f)
+      for (int i = 0; i < call.m; ++i) column[i] = call.c[static_cast<int64_t>(i) * call.ldc];
+    dnnl_exec_arg_t args[5];
     int n = 0;
     check(dnnl_memory_set_data_handle(a.get(), const_cast<float*>(call.a)), "set A");
     check(dnnl_memory_set_data_handle(b.get(), const_cast<float*>(call.b)), "set B");
-    check(dnnl_memory_set_data_handle(c.get(), call.c), "set C");
+    check(dnnl_memory_set_data_handle(c.get(), column != nullptr ? column : call.c), "set C");
     args[n++] = {DNNL_ARG_SRC, a.get()};
     args[n++] = {DNNL_ARG_WEIGHTS, b.get()};
     args[n++] = {DNNL_ARG_DST, c.get()};
@@ -134,10 +206,13 @@ struct ArgumentMemories {
       args[n++] = {DNNL_ARG_BIAS, bias.get()};
     }
     if (scratch) {
-      check(dnnl_memory_set_data_handle(scratch.get(), scratchpad), "set scratchpad");
+      check(dnnl_memory_set_data_handle(scratch.get(), scratch_space), "set scratchpad");
       args[n++] = {DNNL_ARG_SCRATCHPAD, scratch.get()};
     }
-    return n;
+    check(dnnl_primitive_execute(prim.get(), stream.get(), n, args), "matmul execute");
+    check(dnnl_stream_wait(stream.get()), "stream wait");
+    if (column != nullptr)
+      for (int i = 0; i < call.m; ++i) call.c[static_cast<int64_t>(i) * call.ldc] = column[i];
   }
 };
 
@@ -149,7 +224,6 @@ struct OnednnMatmul::Impl {
     dnnl::matmul::primitive_desc pd;
     dnnl::matmul prim;
     ArgumentMemories memories;  // each run points them at the call's buffers
-    size_t scratch_bytes = 0;
   };
   std::unordered_map<Key, Entry, KeyHash> cache;
   bool census_on = false;
@@ -173,23 +247,12 @@ struct OnednnMatmul::Impl {
     const memory::dims b_strides = c.trans_b ? memory::dims{1, c.ldb} : memory::dims{c.ldb, 1};
     const memory::desc a_md({c.m, c.k}, memory::data_type::f32, a_strides);
     const memory::desc b_md({c.k, c.n}, memory::data_type::f32, b_strides);
-    const memory::desc c_md({c.m, c.n}, memory::data_type::f32, memory::dims{c.ldc, 1});
-    const memory::desc bias_md =
-        c.bias ? memory::desc({1, c.n}, memory::data_type::f32, memory::dims{c.n, 1}) : memory::desc();
-
-    dnnl::primitive_attr attr;
-    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-    if (c.alpha != 1.f) attr.set_output_scales(0, {c.alpha});
-    dnnl::post_ops po;
-    if (c.beta != 0.f) po.append_sum(c.beta);
-    if (c.act == Act::LeakyRelu) po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, kLeakySlope, 0.f);
-    if (c.act == Act::Relu) po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
-    attr.set_post_ops(po);
-
+    const int64_t ldc = runs_into_dense_column(c) ? 1 : c.ldc;
+    const memory::desc c_md({c.m, c.n}, memory::data_type::f32, memory::dims{ldc, 1});
+    const memory::desc bias_md({1, c.n}, memory::data_type::f32, memory::dims{c.n, 1});
     try {
-      const dnnl::matmul::desc d = c.bias ? dnnl::matmul::desc(a_md, b_md, bias_md, c_md)
-                                          : dnnl::matmul::desc(a_md, b_md, c_md);
-      pd = dnnl::matmul::primitive_desc(d, attr, engine);
+      pd = matmul_primitive_desc(engine, a_md, b_md, c.bias ? &bias_md : nullptr, c_md,
+                                 matmul_attr(c.alpha, c.beta, c.act));
       prim = dnnl::matmul(pd);
     } catch (const dnnl::error& err) {
       fail("oneDNN matmul ", c.trans_a ? "A^T " : "A ", c.trans_b ? "B^T " : "B ", c.m, "x", c.n,
@@ -201,12 +264,12 @@ struct OnednnMatmul::Impl {
     using dnnl::memory;
     Entry e;
     make_primitive(c, e.pd, e.prim);
-    e.memories = ArgumentMemories(e.pd, engine, c.bias != nullptr);
-    e.scratch_bytes = e.pd.scratchpad_desc().get_size();
-    if (e.scratch_bytes > 0) {
-      if (e.scratch_bytes > scratch_capacity) {
+    e.memories = ArgumentMemories(e.pd, engine, c);
+    const size_t needed = e.memories.scratch_bytes;
+    if (needed > 0) {
+      if (needed > scratch_capacity) {
         std::free(scratch);
-        const size_t bytes = (e.scratch_bytes + 4095) / 4096 * 4096;
+        const size_t bytes = (needed + 4095) / 4096 * 4096;
         scratch = std::aligned_alloc(4096, bytes);
         if (scratch == nullptr) fail("out of host memory: oneDNN scratchpad of ", bytes, " bytes");
         std::memset(scratch, 0, bytes);  // touch the pages now, not inside a step
@@ -223,7 +286,7 @@ struct OnednnMatmul::SingleThreadGemm::Impl {
   dnnl::engine engine;
   dnnl::matmul::primitive_desc pd;
   dnnl::matmul prim;
-  bool bias = false;
+  GemmCall shape;  // the one it was made for: of its pointers only bias is read, as a flag
   size_t scratch_bytes = 0;
 };
 
@@ -237,12 +300,8 @@ void OnednnMatmul::SingleThreadGemm::run(const GemmCall& c, void* scratch) const
   // Inside an OpenMP parallel region oneDNN runs the primitive on the calling thread; outside
   // one it has the one thread it was made for.
   const Impl& p = *impl_;
-  ArgumentMemories memories(p.pd, p.engine, p.bias);
-  dnnl::stream stream(p.engine);
-  dnnl_exec_arg_t args[5];
-  const int n = memories.bind(c, scratch, args);
-  check(dnnl_primitive_execute(p.prim.get(), stream.get(), n, args), "matmul execute");
-  check(dnnl_stream_wait(stream.get()), "stream wait");
+  const ArgumentMemories memories(p.pd, p.engine, p.shape);
+  memories.execute(p.prim, dnnl::stream(p.engine), c, scratch);
 }
 
 const OnednnMatmul::SingleThreadGemm& OnednnMatmul::single_thread_gemm(const GemmCall& shape) {
@@ -255,8 +314,8 @@ const OnednnMatmul::SingleThreadGemm& OnednnMatmul::single_thread_gemm(const Gem
     impl_->make_primitive(shape, g->impl_->pd, g->impl_->prim);
   }
   g->impl_->engine = impl_->engine;
-  g->impl_->bias = shape.bias != nullptr;
-  g->impl_->scratch_bytes = g->impl_->pd.scratchpad_desc().get_size();
+  g->impl_->shape = shape;
+  g->impl_->scratch_bytes = ArgumentMemories(g->impl_->pd, impl_->engine, shape).scratch_bytes;
   return *impl_->single_thread.emplace(key, std::move(g)).first->second;
 }
 
@@ -275,11 +334,8 @@ void OnednnMatmul::run(const GemmCall& c, int threads) {
   if (threads <= 0) threads = omp_get_max_threads();
   ThreadCount tc(threads);
   Impl::Entry& e = impl_->entry(c, threads);
-  dnnl_exec_arg_t args[5];
-  const int n = e.memories.bind(c, impl_->scratch, args);
   const auto t0 = impl_->census_on ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
-  check(dnnl_primitive_execute(e.prim.get(), impl_->stream.get(), n, args), "matmul execute");
-  check(dnnl_stream_wait(impl_->stream.get()), "stream wait");
+  e.memories.execute(e.prim, impl_->stream, c, impl_->scratch);
   if (impl_->census_on)
     count_in_census(c, threads, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
 }
