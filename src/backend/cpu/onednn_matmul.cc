@@ -113,7 +113,7 @@ const char* isa_name(dnnl_cpu_isa_t isa) {
   }
 }
 
-// oneDNN 2 (Debian 12) and 3 (Debian 13, Ubuntu 24.04) differ in what is used here: 3 makes a
+// oneDNN 2 (Debian 12) and 3 (Debian 13) differ in what is used here: 3 makes a
 // matmul's primitive descriptor from the memory descriptors directly, drops append_eltwise's
 // scale argument, and drops output scales, so alpha becomes a linear post-op ahead of the sum
 // (where 2 applied its output scale).
@@ -154,8 +154,6 @@ dnnl::matmul::primitive_desc matmul_primitive_desc(const dnnl::engine& engine,
 #endif
 }
 
-}  // namespace
-
 // oneDNN 3.7's brgemm matmul writes a one-column result (n = 1) as if its rows were
 // contiguous, whatever their stride ldc (700 x 1 x 1000 with ldc 3: 695 rows wrong, the
 // padding between them overwritten). Such calls run into a contiguous column in the scratch
@@ -163,6 +161,8 @@ dnnl::matmul::primitive_desc matmul_primitive_desc(const dnnl::engine& engine,
 bool runs_into_dense_column(const GemmCall& c) {
   return DNNL_VERSION_MAJOR >= 3 && c.n == 1 && c.ldc != 1;
 }
+
+}  // namespace
 
 // A primitive's argument memory objects, made once (bias and scratch only when it has them),
 // and the layout of the scratch space it runs with: oneDNN's scratchpad, then the column.
