@@ -179,11 +179,18 @@ struct ArgumentMemories {
     b = dnnl::memory(pd.weights_desc(), engine, DNNL_MEMORY_NONE);
     c = dnnl::memory(pd.dst_desc(), engine, DNNL_MEMORY_NONE);
     if (shape.bias) bias = dnnl::memory(pd.bias_desc(), engine, DNNL_MEMORY_NONE);
-    const size_t pad = pd.scratchpad_desc().get_size();
-    if (pad > 0) scratch = dnnl::memory(pd.scratchpad_desc(), engine, DNNL_MEMORY_NONE);
+    if (pd.scratchpad_desc().get_size() > 0)
+      scratch = dnnl::memory(pd.scratchpad_desc(), engine, DNNL_MEMORY_NONE);
     dense_column = runs_into_dense_column(shape);
-    column_offset = (pad + 63) / 64 * 64;
-    scratch_bytes = dense_column ? column_offset + sizeof(float) * static_cast<size_t>(shape.m) : pad;
+    column_offset = column_offset_of(pd);
+    scratch_bytes = scratch_bytes_of(pd, shape);
+  }
+  static size_t column_offset_of(const dnnl::matmul::primitive_desc& pd) {
+    return (pd.scratchpad_desc().get_size() + 63) / 64 * 64;
+  }
+  static size_t scratch_bytes_of(const dnnl::matmul::primitive_desc& pd, const GemmCall& shape) {
+    if (!runs_into_dense_column(shape)) return pd.scratchpad_desc().get_size();
+    return column_offset_of(pd) + sizeof(float) * static_cast<size_t>(shape.m);
   }
 
   // Runs the primitive on a call's buffers. Through the C API: executing builds no
@@ -315,7 +322,7 @@ const OnednnMatmul::SingleThreadGemm& OnednnMatmul::single_thread_gemm(const Gem
   }
   g->impl_->engine = impl_->engine;
   g->impl_->shape = shape;
-  g->impl_->scratch_bytes = ArgumentMemories(g->impl_->pd, impl_->engine, shape).scratch_bytes;
+  g->impl_->scratch_bytes = ArgumentMemories::scratch_bytes_of(g->impl_->pd, shape);
   return *impl_->single_thread.emplace(key, std::move(g)).first->second;
 }
 
