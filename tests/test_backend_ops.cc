@@ -261,13 +261,19 @@ void ref_gemm(bool ta, bool tb, double alpha, const RefTensor& a, const RefTenso
     for (int j = 0; j < c.cols; ++j) {
       double s = 0;
       for (int p = 0; p < k; ++p) s += (ta ? a.at(p, i) : a.at(i, p)) * (tb ? b.at(j, p) : b.at(p, j));
-      double v = alpha * s + beta * c.at(i, j);
+      double v = alpha * s + (beta != 0 ? beta * c.at(i, j) : 0.0);  // beta 0: C is not read
       if (bias != nullptr) v = act_d(v + bias->at(0, j), act);
       c.at(i, j) = v;
     }
 }
 
 std::string shape(int r, int c) { return std::to_string(r) + "x" + std::to_string(c); }
+
+// A GEMM's C before the call: with beta 0 it must be written without being read, so it starts
+// as NaN (padding included), which survives any read; otherwise N(0, 1).
+HostTensor initial_c(std::mt19937& rng, int rows, int cols, int ld, float beta) {
+  return beta == 0.f ? constant(rows, cols, std::nanf(""), ld) : normal(rng, rows, cols, ld);
+}
 
 constexpr int kTopkDim = 16;
 
@@ -438,7 +444,7 @@ std::vector<OpCase> op_cases() {
              [=](std::mt19937& rng) {
                return CaseData{{ta ? normal(rng, g.k, g.m, g.lda) : normal(rng, g.m, g.k, g.lda),
                                 tb ? normal(rng, g.n, g.k, g.ldb) : normal(rng, g.k, g.n, g.ldb),
-                                normal(rng, g.m, g.n, g.ldc)}};
+                                initial_c(rng, g.m, g.n, g.ldc, g.beta)}};
              },
              [=](Backend& be, const Args& a) { be.gemm(ta, tb, 0.7f, a.t[0], a.t[1], g.beta, a.t[2]); },
              [=](RefData& r) { ref_gemm(ta, tb, 0.7, r.t[0], r.t[1], g.beta, r.t[2], nullptr, Act::None); },
@@ -449,7 +455,7 @@ std::vector<OpCase> op_cases() {
                [=](std::mt19937& rng) {
                  return CaseData{{ta ? normal(rng, g.k, g.m, g.lda) : normal(rng, g.m, g.k, g.lda),
                                   tb ? normal(rng, g.n, g.k, g.ldb) : normal(rng, g.k, g.n, g.ldb),
-                                  normal(rng, g.m, g.n, g.ldc), normal(rng, 1, g.n)}};
+                                  initial_c(rng, g.m, g.n, g.ldc, g.beta), normal(rng, 1, g.n)}};
                },
                [=](Backend& be, const Args& a) {
                  be.gemm_bias_act(ta, tb, a.t[0], a.t[1], g.beta, a.t[2], a.t[3], act);
@@ -473,6 +479,20 @@ std::vector<OpCase> op_cases() {
        [](Backend& be, const Args& a) { be.gemm(false, false, 1.f, a.t[0], a.t[1], 0.5f, a.t[2]); },
        [](RefData& r) { ref_gemm(false, false, 1.0, r.t[0], r.t[1], 0.5, r.t[2], nullptr, Act::None); },
        {0, 0}, {0, 0}});
+  add({"gemm", "empty inner dimension, beta 0: C = 0 over NaN",
+       [](std::mt19937& rng) { return CaseData{{host_tensor(37, 0), host_tensor(0, 129), initial_c(rng, 37, 129, 140, 0.f)}}; },
+       [](Backend& be, const Args& a) { be.gemm(false, false, 1.f, a.t[0], a.t[1], 0.f, a.t[2]); },
+       [](RefData& r) { ref_gemm(false, false, 1.0, r.t[0], r.t[1], 0.0, r.t[2], nullptr, Act::None); },
+       {0, 0}, {0, 0}});
+  for (Act act : kActs)
+    add({"gemm_bias_act", std::string("empty inner dimension, beta 0: C = act(bias) over NaN ") + act_name(act),
+         [](std::mt19937& rng) {
+           return CaseData{{host_tensor(37, 0), host_tensor(0, 129), initial_c(rng, 37, 129, 140, 0.f),
+                            normal(rng, 1, 129)}};
+         },
+         [=](Backend& be, const Args& a) { be.gemm_bias_act(false, false, a.t[0], a.t[1], 0.f, a.t[2], a.t[3], act); },
+         [=](RefData& r) { ref_gemm(false, false, 1.0, r.t[0], r.t[1], 0.0, r.t[2], &r.t[3], act); },
+         {1e-6, 1e-6}, {0, 1e-6}});
 
   // -- bias and activation: forward, and backward with both, one or the other gradient; 1000
   // rows span several row chunks of the two-stage column sums, 17,000 columns more than a grid
@@ -518,6 +538,52 @@ std::vector<OpCase> op_cases() {
              {1e-5, 1e-5}, {1e-4, 1e-5}});
       }
   }
+  // -- bias_act_backward as a gradient's first writer (GradWrite::Overwrite, which the tape
+  // plans instead of a zero-fill): a stored tensor starts as NaN, which survives any read of
+  // it. 1000 rows span several row chunks of the column sums; 0 rows store zero sums.
+  struct WriteMode {
+    bool has_pre, store_pre, has_bias, store_bias;
+  };
+  const WriteMode kWriteModes[] = {{true, true, true, true},   {true, true, true, false},
+                                   {true, false, true, true},  {false, false, true, true},
+                                   {true, true, false, false}};
+  for (Act act : kActs)
+    for (int rows : {37, 1000, 0})
+      for (const WriteMode w : kWriteModes) {
+        constexpr int cols = 129;
+        const GradWrite pre_write = w.store_pre ? GradWrite::Overwrite : GradWrite::Accumulate;
+        const GradWrite bias_write = w.store_bias ? GradWrite::Overwrite : GradWrite::Accumulate;
+        auto part = [](bool has, bool store, const char* name) {
+          return has ? std::string(", ") + name + (store ? " stored" : " added") : std::string();
+        };
+        add({"bias_act_backward",
+             shape(rows, cols) + " " + act_name(act) + part(w.has_pre, w.store_pre, "d_pre") +
+                 part(w.has_bias, w.store_bias, "d_bias"),
+             [=](std::mt19937& rng) {
+               HostTensor y = normal(rng, rows, cols, 140);
+               for (float& v : y.data) v = act_forward(v, act);
+               const float nan = std::nanf("");
+               return CaseData{{y, normal(rng, rows, cols, 135),
+                                w.store_pre ? constant(rows, cols, nan, 150) : normal(rng, rows, cols, 150),
+                                w.store_bias ? constant(1, cols, nan) : normal(rng, 1, cols)}};
+             },
+             [=](Backend& be, const Args& a) {
+               be.bias_act_backward(a.t[0], a.t[1], w.has_pre ? a.t[2] : Tensor(),
+                                    w.has_bias ? a.t[3] : Tensor(), act, pre_write, bias_write);
+             },
+             [=](RefData& r) {
+               for (int j = 0; j < cols; ++j) {
+                 double sum = 0;
+                 for (int i = 0; i < rows; ++i) {
+                   const double g = r.t[1].at(i, j) * act_grad_from_output(r.t[0].f(i, j), act);
+                   if (w.has_pre) r.t[2].at(i, j) = (w.store_pre ? 0.0 : r.t[2].at(i, j)) + g;
+                   sum += g;
+                 }
+                 if (w.has_bias) r.t[3].at(0, j) = (w.store_bias ? 0.0 : r.t[3].at(0, j)) + sum;
+               }
+             },
+             {1e-5, 1e-5}, {1e-4, 1e-5}});
+      }
 
   // -- noise: a pure function of (stream, element), eager and with step and base counters
   for (bool truncated : {false, true})

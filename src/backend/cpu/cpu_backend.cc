@@ -803,8 +803,11 @@ class CpuBackend final : public Backend {
     const int n = tb ? b.rows : b.cols;
     if (m == 0 || n == 0) return;
     if (k == 0) {  // C = act(bias + beta C), as the primitive would compute it
+      // With beta 0, C is written without being read (BLAS's rule: a NaN left in C does not
+      // survive), which the tape's first writers rely on.
       for_each_element(c, [&](int r, int col) {
-        at(c, r, col) = act_forward((bias ? bias[col] : 0.f) + beta * at(c, r, col), act);
+        const float kept = beta != 0.f ? beta * at(c, r, col) : 0.f;
+        at(c, r, col) = act_forward((bias ? bias[col] : 0.f) + kept, act);
       });
       return;
     }

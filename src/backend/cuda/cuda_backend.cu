@@ -76,7 +76,9 @@ CudaBackend::CudaBackend(bool tf32) : tf32_(tf32) {
     ZS_CUBLAS_CHECK(cublasSetMathMode(cublas_, CUBLAS_DEFAULT_MATH));
     partials_ = static_cast<float*>(allocate(kPartialFloats * sizeof(float)));
     fault_ = static_cast<cuda_detail::KernelFaultRecord*>(allocate(sizeof(cuda_detail::KernelFaultRecord)));
-    ZS_CUDA_CHECK(cudaMemset(fault_, 0, sizeof(cuda_detail::KernelFaultRecord)));
+    // On stream_, like every kernel that may record a fault: stream_ does not wait for the
+    // legacy default stream that a plain cudaMemset would be queued on.
+    ZS_CUDA_CHECK(cudaMemsetAsync(fault_, 0, sizeof(cuda_detail::KernelFaultRecord), stream_));
   } catch (...) {
     release();
     throw;
@@ -152,7 +154,8 @@ void CudaBackend::wait_and_check_faults() {
   ZS_CUDA_CHECK(cudaMemcpyAsync(&record, fault_, sizeof record, cudaMemcpyDeviceToHost, stream_));
   ZS_CUDA_CHECK(cudaStreamSynchronize(stream_));
   if (record.fault == cuda_detail::kNoFault) return;
-  ZS_CUDA_CHECK(cudaMemset(fault_, 0, sizeof record));  // the backend stays usable
+  // The backend stays usable; the reset is ordered before any later kernel's fault.
+  ZS_CUDA_CHECK(cudaMemsetAsync(fault_, 0, sizeof record, stream_));
   switch (record.fault) {
     case cuda_detail::kGatherRowIndex:
       fail_device("CUDA kernel check failed in gather_rows: output row ", record.where, " reads row ",
@@ -431,7 +434,10 @@ void CudaBackend::do_topk_cosine(const Tensor& queries, const Tensor& gallery, i
   if (first_bad[0] < nq) fail("topk_cosine: query row ", first_bad[0], " holds NaN or infinity");
   if (first_bad[1] < ng) fail("topk_cosine: gallery row ", first_bad[1], " holds NaN or infinity");
 
-  const int tile_rows = std::min(ng, kTopkTileRows);  // every tile's GEMM has this shape
+  // Every tile's GEMM has this shape, in every call: retrieval calls this once per gallery
+  // chunk, and a short last chunk with a GEMM shape of its own could score a copy of a row
+  // in another chunk differently in the last bit, turning a tie into an order.
+  const int tile_rows = kTopkTileRows;
   const int chunk = std::min(nq, kTopkQueryChunk);
   const size_t fsize = sizeof(float);
   grow(topk_queries_, fsize * nq * static_cast<size_t>(std::max(dim, 1)));

@@ -158,7 +158,12 @@ void launch_bias_act_forward(const KernelContext& ctx, Tensor y, const Tensor& b
 void launch_bias_act_backward(const KernelContext& ctx, const Tensor& y, const Tensor& dy,
                               Tensor d_pre, Tensor d_bias, Act act, bool store_pre,
                               bool store_bias) {
-  if (empty_shape(y) || (d_pre.empty() && d_bias.empty())) return;
+  if (d_pre.empty() && d_bias.empty()) return;
+  if (y.rows == 0 && y.cols > 0 && !d_bias.empty() && store_bias) {
+    launch_fill(ctx, d_bias, 0.f);  // the column sums of no rows, stored as the CPU stores them
+    return;
+  }
+  if (empty_shape(y)) return;
   const int cols = y.cols;
   int chunks = std::min(ceil_div(y.rows, kBiasRowsPerChunk), 65535);
   if (!d_bias.empty()) {
