@@ -59,7 +59,8 @@ inline Launch2d launch_2d(int rows, int cols, int max_blocks) {
 
 __device__ __forceinline__ int flat_thread() { return threadIdx.y * blockDim.x + threadIdx.x; }
 
-__device__ __forceinline__ float warp_sum(float v) {
+template <typename T>
+__device__ __forceinline__ T warp_sum(T v) {
   // Butterfly: every lane ends with the same sum, added in the same order on every run.
   for (int offset = kWarp / 2; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
   return v;

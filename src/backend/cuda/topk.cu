@@ -39,9 +39,12 @@ __global__ void l2_normalize_rows_kernel(const float* __restrict__ src, int64_t 
     return;
   }
   const float* in = src + static_cast<size_t>(row) * ld_src;
-  float s = 0.f;
-  for (int c = lane; c < dim; c += kWarp) s += in[c] * in[c];
-  const float inv = l2_inv_norm(warp_sum(s));
+  // The squared norm in double, rounded to float before the floor, as the CPU's top-k sums it
+  // (cpu_topk.cc): a float square is exact in double, so the two agree to the last bit but
+  // for the order of the additions.
+  double s = 0.0;
+  for (int c = lane; c < dim; c += kWarp) s += static_cast<double>(in[c]) * in[c];
+  const float inv = l2_inv_norm(static_cast<float>(warp_sum(s)));
   for (int c = lane; c < dim; c += kWarp) out[c] = in[c] * inv;
 }
 
