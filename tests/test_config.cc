@@ -325,10 +325,11 @@ TEST(Config, EnumKeysReadAndWriteTheirNames) {
 }
 
 // The keys a resumed run may change: how long, where and on what to run, and which records it
-// writes; everything that shapes the model or its training is fixed by the checkpoint.
+// writes; everything that shapes the model or its training is fixed by the checkpoint, and
+// so is top_k, the K of the Precision@K that picks the best round.
 TEST(Config, ResumableKeys) {
   const std::vector<std::string> expected = {
-      "epochs",    "dataset",     "rounds",     "time_budget_s",    "top_k",        "ap_divisor",
+      "epochs",    "dataset",     "rounds",     "time_budget_s",    "ap_divisor",
       "device",    "tf32",        "cuda_graphs", "output_dir",      "retrieval_record",
       "datasets_root"};
   std::vector<std::string> resumable;

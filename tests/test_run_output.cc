@@ -22,6 +22,9 @@
 #include "train/pickle.h"
 #include "train/run.h"
 #include "train/run_output.h"
+#include "train/trainer.h"
+#include "backend/cpu/cpu_backend.h"
+#include "data/dataset_source.h"
 
 namespace zscrgan {
 namespace {
@@ -214,6 +217,83 @@ TEST_F(RunHooks, ShouldStopStopsBetweenStepsAndTheResumedRunEndsAsAnUninterrupte
     EXPECT_EQ(without_timing(records[r]), without_timing(whole.round_records[r])) << "round " << r + 1;
   EXPECT_EQ(rest.best_score, whole.best_score);
   EXPECT_EQ(rest.best_round, whole.best_round);
+}
+
+// A stop inside a round whose steps have diverged saves nothing: the run ends with the
+// divergence error and the last checkpoint is still the good one of the round before. The
+// divergence: the run resumes from a copy of its last checkpoint with a NaN critic weight.
+TEST_F(RunHooks, AStopAfterDivergenceKeepsTheLastGoodCheckpoint) {
+  const Config cfg = config("run");
+  std::ostringstream log;
+  RunOptions one_round;
+  one_round.on_round = [](const std::string&) { return false; };
+  ASSERT_EQ(run_training(cfg, log, one_round).rounds, 1) << log.str();
+  const std::string last = dir_.file("run/checkpoints/last.safetensors");
+  const std::string good = read_text_file(last);
+
+  const Dataset data = load_configured_dataset(cfg);
+  auto be = make_cpu_backend();
+  Trainer t(cfg, data, *be);
+  const RunState st = load_checkpoint(t, last);
+  const Tensor w = t.model().critic2.w.value;
+  std::vector<float> v(w.numel());
+  be->download(w, v.data());
+  v[0] = std::nanf("");
+  be->upload(w, v.data());
+  const std::string poisoned = dir_.file("poisoned.safetensors");
+  save_checkpoint(t, st, poisoned);
+
+  RunOptions resume;
+  resume.resume_dir = cfg.output_dir;
+  resume.resume_checkpoint = std::make_shared<const OpenedCheckpoint>(open_checkpoint(poisoned));
+  int polls = 0;
+  resume.should_stop = [&] { return ++polls == 3; };  // round 2, after 2 E-step iterations
+  try {
+    run_training(cfg, log, resume);
+    FAIL() << "a stop after diverged steps saved the state: " << log.str();
+  } catch (const DivergenceError& e) {
+    EXPECT_NE(std::string(e.what()).find("in round 2"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(read_text_file(last), good) << "the diverged state replaced the last good checkpoint";
+}
+
+// A resumed run whose time budget is already spent trains nothing and leaves `last` as it was.
+TEST_F(RunHooks, AResumedRunWhoseTimeBudgetIsSpentTrainsNoMoreRounds) {
+  Config cfg = config("run");
+  std::ostringstream log;
+  RunOptions one_round;
+  one_round.on_round = [](const std::string&) { return false; };
+  ASSERT_EQ(run_training(cfg, log, one_round).rounds, 1) << log.str();
+  const std::string last = dir_.file("run/checkpoints/last.safetensors");
+  const std::string before = read_text_file(last);
+  cfg.time_budget_s = 1e-6;  // below the first round's own time
+  RunOptions resume;
+  resume.resume_dir = cfg.output_dir;
+  std::ostringstream resumed_log;
+  const RunSummary s = run_training(cfg, resumed_log, resume);
+  EXPECT_EQ(s.rounds, 1) << resumed_log.str();
+  EXPECT_NE(resumed_log.str().find("already spent"), std::string::npos) << resumed_log.str();
+  EXPECT_EQ(read_text_file(last), before);
+}
+
+// Temporaries of retrieval records that a killed writer left are removed when a run opens its
+// folder; other files of that name shape are not ours and stay.
+TEST_F(RunHooks, ARunRemovesTheTemporariesOfRetrievalRecordsLeftBehind) {
+  Config cfg = config("run");
+  cfg.rounds = 1;
+  std::ostringstream log;
+  run_training(cfg, log);
+  const std::string stale_json = dir_.file("run/retrieved/acc0.5000.json.tmp-0123456789ab");
+  const std::string stale_pkl = dir_.file("run/retrieved/acc0.5000.pkl.tmp-0123456789ab");
+  const std::string other = dir_.file("run/retrieved/notes.txt.tmp-0123456789ab");
+  for (const std::string& p : {stale_json, stale_pkl, other}) write_file_atomic(p, "x");
+  cfg.rounds = 2;
+  RunOptions resume;
+  resume.resume_dir = cfg.output_dir;
+  run_training(cfg, log, resume);
+  EXPECT_FALSE(fs::exists(stale_json));
+  EXPECT_FALSE(fs::exists(stale_pkl));
+  EXPECT_TRUE(fs::exists(other));
 }
 
 }  // namespace

@@ -186,7 +186,9 @@ const std::vector<Field>& fields() {
              "critic steps per generator step"),
       ZS_KEY("m_step_iters", m_step_iters, at_least(0), kOurs, kFixed,
              "M-step length in CSEM steps"),
-      ZS_KEY("top_k", top_k, at_least(1), kOurs, kResumable,
+      // Fixed on resume: the best round is the best Precision@K, and a best measured at one K
+      // is no standard for a round measured at another.
+      ZS_KEY("top_k", top_k, at_least(1), kOurs, kFixed,
              "K of the retrieval metrics (Precision@K, mAP@K)"),
       ZS_ENUM_KEY("ap_divisor", ap_divisor, kOurs, kResumable,
                   "what AP@K divides by: the number of relevant images in the top K, or "

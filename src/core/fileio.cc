@@ -12,6 +12,7 @@
 #include <exception>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <sstream>
 #include <streambuf>
@@ -262,21 +263,32 @@ void move_folder_into_place(const fs::path& tmp, const fs::path& target, const s
   }
 }
 
-void remove_stale_temporaries(const std::string& path) {
-  const fs::path p(path);
-  const std::string prefix = p.filename().string() + ".tmp";
-  const fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
+std::string temporary_target_name(const std::string& name) {
+  // "<name>.tmp-<12 hex digits>" as unique_suffix() makes them, and the older fixed "<name>.tmp".
+  const size_t at = name.rfind(".tmp");
+  if (at == std::string::npos || at == 0) return "";
+  const std::string rest = name.substr(at + 4);
+  const bool ours = rest.empty() || (rest.size() == 13 && rest[0] == '-' &&
+                                     rest.find_first_not_of("0123456789abcdef", 1) == std::string::npos);
+  return ours ? name.substr(0, at) : "";
+}
+
+void remove_stale_temporaries_in(const std::string& dir,
+                                 const std::function<bool(const std::string&)>& of_target) {
   std::error_code ec;
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    const std::string name = it->path().filename().string();
-    if (name.compare(0, prefix.size(), prefix) != 0) continue;
-    const std::string rest = name.substr(prefix.size());
-    // "<name>.tmp-<12 hex digits>" as unique_suffix() makes them, and the older fixed "<name>.tmp".
-    const bool ours = rest.empty() || (rest.size() == 13 && rest[0] == '-' &&
-                                       rest.find_first_not_of("0123456789abcdef", 1) == std::string::npos);
+    const std::string target = temporary_target_name(it->path().filename().string());
     std::error_code ignored;
-    if (ours && it->is_regular_file(ignored)) fs::remove(it->path(), ignored);
+    if (!target.empty() && of_target(target) && it->is_regular_file(ignored))
+      fs::remove(it->path(), ignored);
   }
+}
+
+void remove_stale_temporaries(const std::string& path) {
+  const fs::path p(path);
+  const std::string name = p.filename().string();
+  remove_stale_temporaries_in(p.has_parent_path() ? p.parent_path().string() : ".",
+                              [&](const std::string& target) { return target == name; });
 }
 
 void write_file_atomic(const std::string& path, const std::string& content) {
@@ -284,11 +296,15 @@ void write_file_atomic(const std::string& path, const std::string& content) {
 }
 
 void append_line(const std::string& path, const std::string& line) {
-  std::ofstream out(path, std::ios::app);
-  if (!out) fail_file(path, ": cannot append: ", std::strerror(errno));
-  out << line << '\n';
-  out.flush();
-  if (!out) fail_file(path, ": append failed");
+  const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) fail_file(path, ": cannot append: ", sys_error(errno));
+  const std::string text = line + '\n';
+  int err = write_fully(fd, text.data(), text.size());
+  // Synced, as the checkpoint written after it is: a power loss must not keep the round's
+  // checkpoint and lose its metrics line, which a resume could not write again.
+  if (err == 0 && ::fsync(fd) != 0) err = errno;
+  if (::close(fd) != 0 && err == 0) err = errno;
+  if (err != 0) fail_file(path, ": append failed: ", sys_error(err));
 }
 
 }  // namespace zscrgan

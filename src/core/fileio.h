@@ -76,11 +76,17 @@ std::filesystem::path create_folder_beside(const std::filesystem::path& target, 
 void move_folder_into_place(const std::filesystem::path& tmp, const std::filesystem::path& target,
                             const std::string& name);
 
+// The file name a temporary sibling's name stands for ("<name>.tmp-<suffix>", and the older
+// "<name>.tmp"), or "" when the name is not a temporary's.
+std::string temporary_target_name(const std::string& name);
 // Removes the temporary siblings of `path` ("<path>.tmp-<suffix>", and the older "<path>.tmp")
 // that a killed writer left behind. Only one process writes a given path at a time.
 void remove_stale_temporaries(const std::string& path);
+// The same for every temporary in `dir` whose target name of_target accepts.
+void remove_stale_temporaries_in(const std::string& dir,
+                                 const std::function<bool(const std::string& target)>& of_target);
 
-// Appends one line and flushes (metrics.jsonl).
+// Appends one line and syncs it to disk (metrics.jsonl).
 void append_line(const std::string& path, const std::string& line);
 
 }  // namespace zscrgan

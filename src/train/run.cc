@@ -145,13 +145,19 @@ RunSummary run_training(const Config& cfg, std::ostream& out, RunOptions opts) {
     caller_stopped = opts.should_stop && opts.should_stop();
     return caller_stopped;
   };
-  while (trainer.rounds_done() < cfg.rounds) {
+  // A resumed run may have spent its budget already: it trains nothing more.
+  const bool budget_spent = cfg.time_budget_s > 0 && st.elapsed_s >= cfg.time_budget_s;
+  if (budget_spent && trainer.rounds_done() < cfg.rounds)
+    out << "time budget of " << cfg.time_budget_s << " s already spent (" << format_duration(st.elapsed_s)
+        << "); no round trained: raise time_budget_s to go on\n";
+  while (!budget_spent && trainer.rounds_done() < cfg.rounds) {
     const auto t0 = clock::now();
     progress.round_started(trainer.rounds_done() + 1, cfg.rounds);
     std::optional<RoundLosses> finished = trainer.run_round(hooks);
     progress.clear();
     if (!finished) {
       st.elapsed_s += std::chrono::duration<double>(clock::now() - t0).count();
+      trainer.check_stopped_round_finite();  // a diverged round must not replace `last`
       save_checkpoint(trainer, st, last);
       summary.stopped_by_signal = g_stop_signal.load();
       summary.stopped_by_caller = summary.stopped_by_signal == 0 && caller_stopped;
@@ -218,9 +224,13 @@ RunSummary run_training(const Config& cfg, std::ostream& out, RunOptions opts) {
   summary.rounds = trainer.rounds_done();
   summary.best_score = st.best_score;
   summary.best_round = st.best_round;
-  out << "best Precision@" << cfg.top_k << " " << std::setprecision(4) << st.best_score
-      << " (round " << st.best_round << "); training " << format_duration(summary.train_seconds)
-      << "; results in " << cfg.output_dir << "\n";
+  if (st.best_round > 0)
+    out << "best Precision@" << cfg.top_k << " " << std::setprecision(4) << st.best_score
+        << " (round " << st.best_round << ")";
+  else
+    out << "no round evaluated yet";
+  out << "; training " << format_duration(summary.train_seconds) << "; results in " << cfg.output_dir
+      << "\n";
   return summary;
 }
 

@@ -51,6 +51,10 @@ void RunOutput::open(const Config& cfg, std::shared_ptr<const OpenedCheckpoint> 
   // Temporaries a killed run left behind (each later write of the same file removes them too).
   for (const fs::path& p : {last, best_ckpt, metrics, dir / "config.json"})
     remove_stale_temporaries(p.string());
+  remove_stale_temporaries_in((dir / "retrieved").string(), [](const std::string& target) {
+    const std::string ext = fs::path(target).extension().string();
+    return ext == ".json" || ext == ".pkl";
+  });
   if (resumed) {
     // `last` is written before `best`: a run killed between the two writes of a round that beat
     // the best left a `best` that is missing or older than the best `last` records. Rebuild it

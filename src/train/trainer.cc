@@ -303,11 +303,10 @@ void Trainer::csem_chunk(int first, int count) {
   m.csem_group.steps += count;
 }
 
-RoundLosses Trainer::finish_round() {
+std::vector<float> Trainer::round_losses_checked(int e_done, int csem_done) {
   std::vector<float> losses(buffers_->step_losses().numel());
   backend_.download(buffers_->step_losses(), losses.data());
-  const int e = cfg_.e_step_iters, nc = cfg_.n_critic, ms = cfg_.m_step_iters;
-  const int round = round_ + 1;
+  const int nc = cfg_.n_critic, round = round_ + 1;
   auto check = [&](int slot, const char* what, int iteration, int within) {
     if (std::isfinite(losses[slot])) return;
     std::ostringstream os;
@@ -318,21 +317,30 @@ RoundLosses Trainer::finish_round() {
       os << (std::string(what) == "L_C" ? ", M-step CSEM step " : ", E-step iteration ") << iteration + 1;
     throw DivergenceError(os.str());
   };
-  RoundLosses out;
-  for (int i = 0; i < e; ++i) {
-    for (int k = 0; k < nc; ++k) {
-      check(plan_.d_loss_slot(i, k), "L_D", i, k);
-      out.critic += losses[plan_.d_loss_slot(i, k)];
-    }
+  for (int i = 0; i < e_done; ++i) {
+    for (int k = 0; k < nc; ++k) check(plan_.d_loss_slot(i, k), "L_D", i, k);
     check(plan_.g_loss_slot(i), "L_G", i, -1);
     check(plan_.kl_slot(i), "KL", i, -1);
+  }
+  for (int s = 0; s < csem_done; ++s) check(plan_.csem_loss_slot(s), "L_C", s, -1);
+  return losses;
+}
+
+void Trainer::check_stopped_round_finite() {
+  if (in_round_) round_losses_checked(e_done_, csem_done_);
+  check_parameters_finite();
+}
+
+RoundLosses Trainer::finish_round() {
+  const int e = cfg_.e_step_iters, nc = cfg_.n_critic, ms = cfg_.m_step_iters;
+  const std::vector<float> losses = round_losses_checked(e, ms);
+  RoundLosses out;
+  for (int i = 0; i < e; ++i) {
+    for (int k = 0; k < nc; ++k) out.critic += losses[plan_.d_loss_slot(i, k)];
     out.generator += losses[plan_.g_loss_slot(i)];
     out.kl += losses[plan_.kl_slot(i)];
   }
-  for (int s = 0; s < ms; ++s) {
-    check(plan_.csem_loss_slot(s), "L_C", s, -1);
-    out.csem += losses[plan_.csem_loss_slot(s)];
-  }
+  for (int s = 0; s < ms; ++s) out.csem += losses[plan_.csem_loss_slot(s)];
   if (e > 0) {
     out.critic /= double(e) * nc;
     out.generator /= e;
@@ -452,7 +460,8 @@ void Trainer::check_parameters_finite() {
       if (!std::isfinite(host[i]))
         throw DivergenceError("training diverged: parameter " + t.name + " holds " +
                               std::to_string(host[i]) + " at element " + std::to_string(i) +
-                              " after round " + std::to_string(round_));
+                              (in_round_ ? " in round " + std::to_string(round_ + 1)
+                                         : " after round " + std::to_string(round_)));
   }
 }
 

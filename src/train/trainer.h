@@ -76,6 +76,9 @@ class Trainer {
   EvalResult evaluate() { return evaluator_->evaluate(); }
   // Throws DivergenceError naming the tensor when any parameter is NaN or Inf.
   void check_parameters_finite();
+  // Before a stopped round is saved: throws DivergenceError when a loss of the steps it ran
+  // or a parameter is NaN or Inf, so that a diverged state never replaces a good checkpoint.
+  void check_stopped_round_finite();
 
   Model& model() { return *model_; }
   const Config& config() const { return cfg_; }
@@ -99,6 +102,9 @@ class Trainer {
   void e_iteration();
   void csem_chunk(int first, int count);
   RoundLosses finish_round();
+  // The round's logged step losses, read back; throws DivergenceError naming the first
+  // non-finite one among the first e_done E-step iterations and csem_done CSEM steps.
+  std::vector<float> round_losses_checked(int e_done, int csem_done);
 
   IndexSpan e_rows(RowArray array, int batch_in_iteration, int n_batches) const;
   NoiseStream e_noise(int fill) const;
