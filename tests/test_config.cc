@@ -99,9 +99,10 @@ TEST(Config, WrongTypes) {
             "configs/x.json: key 'synthetic' must be an object, got integer 3");
   EXPECT_EQ(err(R"({"synthetic": {"image_dim": [1]}})"),
             "configs/x.json: key 'synthetic.image_dim' must be an integer, got array [1]");
+  // Beyond int, a key with a range names its range; one without names int's.
   EXPECT_EQ(err(R"({"batch_size": 3000000000})"),
-            "configs/x.json: key 'batch_size' must be an integer in [-2147483648, 2147483647], "
-            "got 3000000000");
+            "configs/x.json: key 'batch_size' must be in [1, 8192], got 3000000000");
+  EXPECT_EQ(err(R"({"top_k": 3000000000})"), "configs/x.json: key 'top_k' must be >= 1, got 3000000000");
 }
 
 TEST(Config, SeedAcceptsTheFullUnsignedRange) {
@@ -120,9 +121,9 @@ TEST(Config, OutOfRange) {
     std::string text, message;
   };
   const std::vector<Case> cases = {
-      {R"({"batch_size": 0})", "key 'batch_size' must be >= 1, got 0"},
-      {R"({"gf_dim": -3})", "key 'gf_dim' must be >= 1, got -3"},
-      {R"({"z_dim": 0})", "key 'z_dim' must be >= 1, got 0"},
+      {R"({"batch_size": 0})", "key 'batch_size' must be in [1, 8192], got 0"},
+      {R"({"gf_dim": -3})", "key 'gf_dim' must be in [1, 16384], got -3"},
+      {R"({"z_dim": 0})", "key 'z_dim' must be in [1, 16384], got 0"},
       {R"({"CSEM_lr": 0})", "key 'CSEM_lr' must be > 0, got 0"},
       {R"({"discriminator_lr": -0.1})", "key 'discriminator_lr' must be > 0, got -0.1"},
       {R"({"clip_val": 0.0})", "key 'clip_val' must be > 0, got 0"},
@@ -137,7 +138,20 @@ TEST(Config, OutOfRange) {
       {R"({"retrieval_record": "csv"})",
        "key 'retrieval_record' must be one of json, pkl, both; got \"csv\""},
       {R"({"output_dir": ""})", "key 'output_dir' must be a non-empty string"},
-      {R"({"synthetic": {"unseen_classes": 0}})", "key 'synthetic.unseen_classes' must be >= 1, got 0"},
+      {R"({"synthetic": {"unseen_classes": 0}})", "key 'synthetic.unseen_classes' must be in [1, 1000000], got 0"},
+      // Upper bounds: sizes whose products would wrap the model's and the round's arithmetic.
+      {R"({"gf_dim": 40000})", "key 'gf_dim' must be in [1, 16384], got 40000"},
+      {R"({"n_critic": 2147483647})", "key 'n_critic' must be in [1, 100], got 2147483647"},
+      {R"({"m_step_iters": 2147483647})", "key 'm_step_iters' must be in [0, 1000000], got 2147483647"},
+      {R"({"synthetic": {"latent_dim": 2147483647}})",
+       "key 'synthetic.latent_dim' must be in [1, 16384], got 2147483647"},
+      // Products of keys within their ranges.
+      {R"({"e_step_iters": 1000000, "n_critic": 100, "batch_size": 8192})",
+       "(e_step_iters x (n_critic + 1) + m_step_iters) x batch_size is 827392819200 batch rows a "
+       "round, more than the 268435456 a round can hold"},
+      {R"({"synthetic": {"seen_classes": 1000000, "images_per_class": 1000, "image_dim": 16384}})",
+       "the synthetic dataset (classes x (images_per_class x image_dim + texts_per_class x "
+       "text_dim)) would hold 16384583685120 floats, more than 2147483648"},
       {R"({"synthetic": {"image_noise": -0.5}})", "key 'synthetic.image_noise' must be >= 0, got -0.5"},
   };
   for (const auto& c : cases) EXPECT_EQ(err(c.text), "configs/x.json: " + c.message) << c.text;
@@ -173,7 +187,7 @@ TEST(Config, OverrideErrorsNameTheOverride) {
             "--set batch_size.x: unknown key 'batch_size.x' ('batch_size' holds no keys)");
   EXPECT_EQ(err("{}", {"batch_size=big"}),
             "--set batch_size: key 'batch_size' must be an integer, got string \"big\"");
-  EXPECT_EQ(err("{}", {"batch_size=0"}), "--set batch_size: key 'batch_size' must be >= 1, got 0");
+  EXPECT_EQ(err("{}", {"batch_size=0"}), "--set batch_size: key 'batch_size' must be in [1, 8192], got 0");
   EXPECT_EQ(err("{}", {"synthetic.seed=-2"}).rfind("--set synthetic.seed: key 'synthetic.seed'", 0),
             0u);
   EXPECT_EQ(err("{}", {"rounds"}), "--set rounds: expected key=value");

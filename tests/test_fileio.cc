@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -103,6 +104,24 @@ TEST(FileIo, FailedFolderSwapRestoresTheOldFolder) {
   EXPECT_FALSE(fs::exists(target / "a.npy"));
   for (const auto& e : fs::directory_iterator(dir.path()))
     EXPECT_EQ(e.path().filename(), "out") << "left behind: " << e.path();
+}
+
+// A FIFO, a device or an oversized file is refused by name before anything blocks or fills
+// memory (a FIFO's open would wait for a writer that never comes).
+TEST(FileIo, ReadingRefusesWhatIsNotARegularFileOrTooLarge) {
+  zscrgan_test::ScopedTempDir dir;
+  const std::string fifo = dir.file("fifo");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  EXPECT_EQ(error_of([&] { zscrgan::read_text_file(fifo); }), fifo + ": cannot open: not a regular file");
+  EXPECT_EQ(error_of([&] { zscrgan::read_text_file("/dev/zero"); }),
+            "/dev/zero: cannot open: not a regular file");
+  EXPECT_EQ(error_of([&] { zscrgan::read_text_file(dir.path().string()); }),
+            dir.path().string() + ": cannot open: is a directory");
+  const std::string ten = dir.file("ten");
+  zscrgan::write_file_atomic(ten, "0123456789");
+  EXPECT_EQ(zscrgan::read_text_file(ten, 10), "0123456789");
+  EXPECT_EQ(error_of([&] { zscrgan::read_text_file(ten, 9); }),
+            ten + ": 10 bytes, more than the 9 read from such a file");
 }
 
 TEST(FileIo, ReadLoopsReportAnEarlyEndAndWhereItStopped) {

@@ -201,6 +201,9 @@ TEST_F(RunHooks, ShouldStopStopsBetweenStepsAndTheResumedRunEndsAsAnUninterrupte
   EXPECT_EQ(first.rounds, 1);
   EXPECT_EQ(first.round_records.size(), 1u);
   EXPECT_NE(log.str().find("stopped by request in round 2 after 2 of 10 steps"), std::string::npos) << log.str();
+  // The line to resume with works as printed: the checkpoint holds the run's configuration.
+  EXPECT_NE(log.str().find("resume with: zscrgan_cuda --resume " + cfg.output_dir + "\n"), std::string::npos)
+      << log.str();
   const CheckpointStanding saved = checkpoint_standing(dir_.file("run/checkpoints/last.safetensors"));
   EXPECT_EQ(saved.round, 1);
   EXPECT_TRUE(saved.in_round);
@@ -253,8 +256,26 @@ TEST_F(RunHooks, AStopAfterDivergenceKeepsTheLastGoodCheckpoint) {
     FAIL() << "a stop after diverged steps saved the state: " << log.str();
   } catch (const DivergenceError& e) {
     EXPECT_NE(std::string(e.what()).find("in round 2"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("the last good checkpoint is kept: " + last), std::string::npos)
+        << e.what();
   }
   EXPECT_EQ(read_text_file(last), good) << "the diverged state replaced the last good checkpoint";
+}
+
+// A run that diverges before its first round ends says that it has no checkpoint to keep.
+TEST_F(RunHooks, ADivergenceInTheFirstRoundSaysThereIsNoCheckpoint) {
+  Config cfg = config("run");
+  cfg.CSEM_lr = 1e38;  // the CSEM's first Adam steps overflow
+  std::ostringstream log;
+  try {
+    run_training(cfg, log);
+    FAIL() << "trained on with CSEM_lr 1e38: " << log.str();
+  } catch (const DivergenceError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("in round 1"), std::string::npos) << m;
+    EXPECT_NE(m.find("no round had finished, so there is no checkpoint"), std::string::npos) << m;
+  }
+  EXPECT_FALSE(fs::exists(dir_.file("run/checkpoints/last.safetensors")));
 }
 
 // A resumed run whose time budget is already spent trains nothing and leaves `last` as it was.

@@ -409,7 +409,7 @@ TEST(Safetensors, ReadReportsMissingFilesAndFolders) {
   EXPECT_EQ(error_of([&] { zscrgan::read_safetensors(missing); }),
             missing + ": cannot open: No such file or directory");
   EXPECT_EQ(error_of([&] { zscrgan::read_safetensors(dir.path().string()); }),
-            dir.path().string() + ": not a regular file");
+            dir.path().string() + ": cannot open: is a directory");
 }
 
 // ---- truncation and corruption ----------------------------------------------------------------

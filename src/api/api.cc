@@ -132,7 +132,6 @@ TrainResult train(const TrainOptions& o) {
                            ? load_config(o.config_path, overrides)
                            : parse_config(o.config_json, o.config_source, overrides);
     RunOptions run;
-    run.config_path = o.config_path;
     if (o.dataset) run.dataset = o.dataset->impl()->data;
     run.on_round = o.on_round;
     run.should_stop = o.should_stop;

@@ -136,7 +136,6 @@ int run_train(const Options& o) {
   if (o.has("--device")) overrides.push_back("device=" + o.get("--device"));
   zscrgan::RunOptions opts;
   opts.resume_dir = o.get("--resume");
-  opts.config_path = o.get("--config");
   zscrgan::Config cfg;
   if (o.has("--config")) {
     cfg = zscrgan::load_config(o.get("--config"), overrides);
@@ -262,7 +261,7 @@ int main(int argc, char** argv) {
     report("", e.what(), " (see --help)");
     return 2;
   } catch (const zscrgan::DivergenceError& e) {
-    report("", e.what(), "; the last good checkpoint is kept");
+    report("", e.what(), "");  // the message says whether a good checkpoint remains
     return 3;
   } catch (const zscrgan::Error& e) {
     report("error: ", e.what(), "");

@@ -89,13 +89,32 @@ constexpr Type type_of() {
 // What a key accepts beyond its type (an enum accepts its names).
 struct Range {
   enum Kind { kAny, kAtLeast, kPositive, kNonNegative, kNonEmpty } kind = kAny;
-  long long lo = 0;  // kAtLeast
+  long long lo = 0;                // kAtLeast
+  long long hi = std::numeric_limits<int>::max();  // kAtLeast: and at most this
 };
 constexpr Range any() { return {Range::kAny, 0}; }
 constexpr Range at_least(long long lo) { return {Range::kAtLeast, lo}; }
+constexpr Range between(long long lo, long long hi) { return {Range::kAtLeast, lo, hi}; }
+// "must be " + this, for a kAtLeast range.
+std::string int_range_text(const Range& r) {
+  if (r.hi == std::numeric_limits<int>::max()) return ">= " + std::to_string(r.lo);
+  return "in [" + std::to_string(r.lo) + ", " + std::to_string(r.hi) + "]";
+}
 constexpr Range positive() { return {Range::kPositive, 0}; }
 constexpr Range non_negative() { return {Range::kNonNegative, 0}; }
 constexpr Range non_empty() { return {Range::kNonEmpty, 0}; }
+// Upper bounds of the sizes: far above any published or plausible setting, low enough that
+// every size the model and a round derive from them stays inside the int and int32 arithmetic
+// that lays them out (a larger value fails here, naming its key, instead of wrapping there).
+constexpr long long kMaxWidth = 16384;       // layer, embedding, noise and feature widths
+constexpr long long kMaxBatch = 8192;
+constexpr long long kMaxCritic = 100;        // n_critic
+constexpr long long kMaxStepIters = 1000000; // e_step_iters, m_step_iters
+constexpr long long kMaxCount = 1000000;     // the synthetic dataset's classes, images, texts
+// A round's batch rows (four int32 arrays of them; 2^28 rows are 4 GiB) and the synthetic
+// dataset's features (2^31 floats are 8 GiB).
+constexpr long long kMaxRoundRows = 1ll << 28;
+constexpr long long kMaxSyntheticFloats = 1ll << 31;
 
 // Which heading of configs/README.md lists a top-level key (a nested one is listed under its
 // object's own heading).
@@ -151,12 +170,12 @@ constexpr bool kFixed = false;
 const std::vector<Field>& fields() {
   static const std::vector<Field> table = {
       // the published names
-      ZS_KEY("batch_size", batch_size, at_least(1), kPub, kFixed,
+      ZS_KEY("batch_size", batch_size, between(1, kMaxBatch), kPub, kFixed,
              "minibatch size of every training step"),
-      ZS_KEY("gf_dim", gf_dim, at_least(1), kPub, kFixed, "hidden width of the generator"),
-      ZS_KEY("df_dim", df_dim, at_least(1), kPub, kFixed,
+      ZS_KEY("gf_dim", gf_dim, between(1, kMaxWidth), kPub, kFixed, "hidden width of the generator"),
+      ZS_KEY("df_dim", df_dim, between(1, kMaxWidth), kPub, kFixed,
              "hidden width of the critic (discriminator)"),
-      ZS_KEY("embed_dim", embed_dim, at_least(1), kPub, kFixed,
+      ZS_KEY("embed_dim", embed_dim, between(1, kMaxWidth), kPub, kFixed,
              "width of the text embedding the CSEM produces and the generator is conditioned on"),
       ZS_KEY("CSEM_lr", CSEM_lr, positive(), kPub, kFixed,
              "learning rate of the CSEM (text embedding) updates in the M-step"),
@@ -171,7 +190,7 @@ const std::vector<Field>& fields() {
              "weight of the KL term of the conditioning augmentation"),
       ZS_KEY("mm_reg_coeff", mm_reg_coeff, non_negative(), kPub, kFixed,
              "weight of the max-margin regulariser"),
-      ZS_KEY("z_dim", z_dim, at_least(1), kPub, kFixed, "size of the generator's noise input"),
+      ZS_KEY("z_dim", z_dim, between(1, kMaxWidth), kPub, kFixed, "size of the generator's noise input"),
       ZS_KEY("clip_val", clip_val, positive(), kPub, kFixed,
              "the critic's weights are clipped to [-clip_val, clip_val] after each update"),
       ZS_KEY("dataset", dataset, non_empty(), kPub, kResumable,
@@ -180,11 +199,11 @@ const std::vector<Field>& fields() {
       ZS_KEY("rounds", rounds, at_least(0), kOurs, kResumable, "EM rounds to run"),
       ZS_KEY("time_budget_s", time_budget_s, non_negative(), kOurs, kResumable,
              "stop after the round that crosses this many seconds; 0: no budget"),
-      ZS_KEY("e_step_iters", e_step_iters, at_least(0), kOurs, kFixed,
+      ZS_KEY("e_step_iters", e_step_iters, between(0, kMaxStepIters), kOurs, kFixed,
              "E-step length: this many times (`n_critic` critic steps + 1 generator step)"),
-      ZS_KEY("n_critic", n_critic, at_least(1), kOurs, kFixed,
+      ZS_KEY("n_critic", n_critic, between(1, kMaxCritic), kOurs, kFixed,
              "critic steps per generator step"),
-      ZS_KEY("m_step_iters", m_step_iters, at_least(0), kOurs, kFixed,
+      ZS_KEY("m_step_iters", m_step_iters, between(0, kMaxStepIters), kOurs, kFixed,
              "M-step length in CSEM steps"),
       // Fixed on resume: the best round is the best Precision@K, and a best measured at one K
       // is no standard for a round measured at another.
@@ -216,19 +235,19 @@ const std::vector<Field>& fields() {
       ZS_OBJECT("synthetic", kOurs,
                 "the synthetic dataset's spec, used when `dataset` is `synthetic`",
                 "the embedded dataset; model in `datasets/README.md`"),
-      ZS_KEY("synthetic.seen_classes", synthetic.seen_classes, at_least(1), kOurs, kFixed,
+      ZS_KEY("synthetic.seen_classes", synthetic.seen_classes, between(1, kMaxCount), kOurs, kFixed,
              "training classes"),
-      ZS_KEY("synthetic.unseen_classes", synthetic.unseen_classes, at_least(1), kOurs, kFixed,
+      ZS_KEY("synthetic.unseen_classes", synthetic.unseen_classes, between(1, kMaxCount), kOurs, kFixed,
              "test classes"),
-      ZS_KEY("synthetic.images_per_class", synthetic.images_per_class, at_least(1), kOurs,
+      ZS_KEY("synthetic.images_per_class", synthetic.images_per_class, between(1, kMaxCount), kOurs,
              kFixed, "images per class"),
-      ZS_KEY("synthetic.texts_per_class", synthetic.texts_per_class, at_least(1), kOurs, kFixed,
+      ZS_KEY("synthetic.texts_per_class", synthetic.texts_per_class, between(1, kMaxCount), kOurs, kFixed,
              "texts per class"),
-      ZS_KEY("synthetic.text_dim", synthetic.text_dim, at_least(1), kOurs, kFixed,
+      ZS_KEY("synthetic.text_dim", synthetic.text_dim, between(1, kMaxWidth), kOurs, kFixed,
              "text feature size"),
-      ZS_KEY("synthetic.image_dim", synthetic.image_dim, at_least(1), kOurs, kFixed,
+      ZS_KEY("synthetic.image_dim", synthetic.image_dim, between(1, kMaxWidth), kOurs, kFixed,
              "image feature size"),
-      ZS_KEY("synthetic.latent_dim", synthetic.latent_dim, at_least(1), kOurs, kFixed,
+      ZS_KEY("synthetic.latent_dim", synthetic.latent_dim, between(1, kMaxWidth), kOurs, kFixed,
              "size of each class's latents"),
       ZS_KEY("synthetic.text_noise", synthetic.text_noise, non_negative(), kOurs, kFixed,
              "std of the noise on each text coordinate"),
@@ -318,6 +337,8 @@ void set_field(Config& c, const Field& f, const json& v, const std::string& orig
       const bool fits = v.is_number_unsigned()
                             ? v.get<uint64_t>() <= static_cast<uint64_t>(INT32_MAX)
                             : v.get<int64_t>() >= INT32_MIN && v.get<int64_t>() <= INT32_MAX;
+      if (!fits && f.range.kind == Range::kAtLeast)
+        fail(origin, ": key '", f.path, "' must be ", int_range_text(f.range), ", got ", v.dump());
       if (!fits)
         fail(origin, ": key '", f.path, "' must be an integer in [", INT32_MIN, ", ", INT32_MAX,
              "], got ", v.dump());
@@ -450,8 +471,8 @@ void validate(Config& c, const Parsed& parsed, const std::string& source) {
       case Range::kAny: break;
       case Range::kAtLeast: {
         const long long v = *static_cast<const int*>(p);
-        if (v < f.range.lo)
-          fail(origin, ": key '", f.path, "' must be >= ", f.range.lo, ", got ", v);
+        if (v < f.range.lo || v > f.range.hi)
+          fail(origin, ": key '", f.path, "' must be ", int_range_text(f.range), ", got ", v);
         break;
       }
       case Range::kPositive:
@@ -466,6 +487,19 @@ void validate(Config& c, const Parsed& parsed, const std::string& source) {
         break;
     }
   }
+  // Sizes that grow as products of keys within their ranges.
+  const long long rows_per_round =
+      (static_cast<long long>(c.e_step_iters) * (c.n_critic + 1) + c.m_step_iters) * c.batch_size;
+  if (rows_per_round > kMaxRoundRows)
+    fail(source, ": (e_step_iters x (n_critic + 1) + m_step_iters) x batch_size is ", rows_per_round,
+         " batch rows a round, more than the ", kMaxRoundRows, " a round can hold");
+  const SyntheticSpec& sy = c.synthetic;
+  const long long synthetic_floats =
+      (static_cast<long long>(sy.seen_classes) + sy.unseen_classes) *
+      (static_cast<long long>(sy.images_per_class) * sy.image_dim + static_cast<long long>(sy.texts_per_class) * sy.text_dim);
+  if (synthetic_floats > kMaxSyntheticFloats)
+    fail(source, ": the synthetic dataset (classes x (images_per_class x image_dim + texts_per_class x text_dim)) "
+         "would hold ", synthetic_floats, " floats, more than ", kMaxSyntheticFloats);
 }
 
 // The shortest decimal that reads back as the same float, as a double ("0.4", not
@@ -516,7 +550,8 @@ Config parse_config(const std::string& json_text, const std::string& source,
 }
 
 Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
-  return parse_config(read_text_file(path), path, overrides);
+  constexpr uint64_t kMaxConfigBytes = uint64_t(16) << 20;  // a config is a few kB
+  return parse_config(read_text_file(path, kMaxConfigBytes), path, overrides);
 }
 
 std::string config_to_json(const Config& config) {
@@ -559,7 +594,10 @@ std::string config_keys_markdown() {
     if (f.type == Type::kEnum) return joined(*f.names, "`");
     switch (f.range.kind) {
       case Range::kAny: return f.type == Type::kUint64 ? "0 .. 2^64-1" : "";
-      case Range::kAtLeast: return ">= " + std::to_string(f.range.lo);
+      case Range::kAtLeast:
+        return f.range.hi == std::numeric_limits<int>::max()
+                   ? ">= " + std::to_string(f.range.lo)
+                   : std::to_string(f.range.lo) + " .. " + std::to_string(f.range.hi);
       case Range::kPositive: return "> 0";
       case Range::kNonNegative: return ">= 0";
       case Range::kNonEmpty: return "non-empty";

@@ -1,6 +1,7 @@
 #include "core/fileio.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -24,9 +25,20 @@ namespace zscrgan {
 
 namespace fs = std::filesystem;
 
-std::string read_text_file(const std::string& path) {
+void require_regular_file(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return;  // opening it will say why
+  if (S_ISDIR(st.st_mode)) fail_file(path, ": cannot open: is a directory");
+  // A FIFO would block the open, a device could stream without end.
+  if (!S_ISREG(st.st_mode)) fail_file(path, ": cannot open: not a regular file");
+}
+
+std::string read_text_file(const std::string& path, uint64_t max_bytes) {
+  require_regular_file(path);
   std::error_code ec;
-  if (fs::is_directory(path, ec)) fail_file(path, ": cannot open: is a directory");
+  const uintmax_t size = fs::file_size(path, ec);
+  if (!ec && size > max_bytes)
+    fail_file(path, ": ", size, " bytes, more than the ", max_bytes, " read from such a file");
   std::ifstream in(path, std::ios::binary);
   if (!in) fail_file(path, ": cannot open: ", std::strerror(errno));
   std::ostringstream ss;

@@ -15,7 +15,11 @@
 namespace zscrgan {
 
 // Reads a whole file; a missing or unreadable file fails naming the path.
-std::string read_text_file(const std::string& path);
+// Fails naming the path when it is a directory, FIFO, device or socket (stat alone: a FIFO's
+// open would block); a path that does not exist is left to the open that follows.
+void require_regular_file(const std::string& path);
+// The whole file; fails naming it when it is not a regular file or holds more than max_bytes.
+std::string read_text_file(const std::string& path, uint64_t max_bytes = UINT64_MAX);
 
 // A short random hex string for temporary sibling names (".tmp-<suffix>").
 std::string unique_suffix();

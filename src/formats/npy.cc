@@ -301,6 +301,7 @@ void check_feature_matrix(const Header& h, const std::string& path) {
 }
 
 std::ifstream open_for_read(const std::string& path) {
+  require_regular_file(path);
   std::ifstream in(path, std::ios::binary);
   if (!in) fail_file(path, ": cannot open: ", std::strerror(errno));
   return in;

@@ -32,6 +32,7 @@ void swap_bytes(void* data, size_t count, int size) {
 NpyRowReader::NpyRowReader(const std::string& path) : path_(path) {
   detail::NpyHeader h;
   {
+    require_regular_file(path);
     std::ifstream in(path, std::ios::binary);
     if (!in) fail_file(path, ": cannot open: ", std::strerror(errno));
     h = detail::read_npy_header(in, path);

@@ -563,6 +563,7 @@ SafeTensorsFile parse_safetensors(const uint8_t* data, size_t size,
 }
 
 SafeTensorsFile read_safetensors(const std::string& path) {
+  require_regular_file(path);
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) fail_file(path, ": cannot open: ", sys_error(errno));
   FdCloser closer(fd);

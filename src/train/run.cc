@@ -37,6 +37,17 @@ std::string format_duration(double s) {
   return os.str();
 }
 
+// `s` as one word for a POSIX shell: as it is when it holds no special character, otherwise
+// single-quoted.
+std::string shell_word(const std::string& s) {
+  if (!s.empty() && s.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                        "0123456789_./-+=:,@%") == std::string::npos)
+    return s;
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
 std::atomic<int> g_stop_signal{0};
 extern "C" void on_stop_signal(int sig) { g_stop_signal.store(sig); }
 
@@ -150,76 +161,84 @@ RunSummary run_training(const Config& cfg, std::ostream& out, RunOptions opts) {
   if (budget_spent && trainer.rounds_done() < cfg.rounds)
     out << "time budget of " << cfg.time_budget_s << " s already spent (" << format_duration(st.elapsed_s)
         << "); no round trained: raise time_budget_s to go on\n";
-  while (!budget_spent && trainer.rounds_done() < cfg.rounds) {
-    const auto t0 = clock::now();
-    progress.round_started(trainer.rounds_done() + 1, cfg.rounds);
-    std::optional<RoundLosses> finished = trainer.run_round(hooks);
-    progress.clear();
-    if (!finished) {
-      st.elapsed_s += std::chrono::duration<double>(clock::now() - t0).count();
-      trainer.check_stopped_round_finite();  // a diverged round must not replace `last`
+  try {
+    while (!budget_spent && trainer.rounds_done() < cfg.rounds) {
+      const auto t0 = clock::now();
+      progress.round_started(trainer.rounds_done() + 1, cfg.rounds);
+      std::optional<RoundLosses> finished = trainer.run_round(hooks);
+      progress.clear();
+      if (!finished) {
+        st.elapsed_s += std::chrono::duration<double>(clock::now() - t0).count();
+        trainer.check_stopped_round_finite();  // a diverged round must not replace `last`
+        save_checkpoint(trainer, st, last);
+        summary.stopped_by_signal = g_stop_signal.load();
+        summary.stopped_by_caller = summary.stopped_by_signal == 0 && caller_stopped;
+        const RoundProgress p = trainer.training_state().progress;
+        out << "stopped by "
+            << (summary.stopped_by_caller ? "request"
+                : summary.stopped_by_signal == SIGTERM ? "SIGTERM" : "SIGINT")
+            << " in round " << trainer.rounds_done() + 1 << " after " << p.e_done + p.csem_done << " of "
+            << cfg.e_step_iters + cfg.m_step_iters << " steps; state saved to " << last
+            // The checkpoint holds the run's configuration, overrides included: --resume alone
+            // continues it as it was (a --config without the same overrides would be refused).
+            << "\nresume with: zscrgan_cuda --resume " << shell_word(cfg.output_dir) << "\n"
+            << std::flush;
+        break;
+      }
+      const RoundLosses losses = *finished;
+      trainer.check_parameters_finite();
+      const double train_s = std::chrono::duration<double>(clock::now() - t0).count();
+      EvalResult ev = trainer.evaluate();
+      const double round_s = std::chrono::duration<double>(clock::now() - t0).count();
+      st.elapsed_s += round_s;
+      const bool best = ev.prec_at_k > st.best_score;
+      if (best) {
+        st.best_score = ev.prec_at_k;
+        st.best_round = trainer.rounds_done();
+        output.write_best_retrieval(ev);
+      }
+      nlohmann::json line = {{"round", trainer.rounds_done()},
+                             {"seconds", round_s},
+                             {"train_seconds", train_s},
+                             {"loss_d", losses.critic},
+                             {"loss_g", losses.generator},
+                             {"loss_csem", losses.csem},
+                             {"loss_kl", losses.kl},
+                             {"prec_at_k", ev.prec_at_k},
+                             {"map_at_k", ev.map_at_k},
+                             {"top1", ev.top1},
+                             {"k", ev.k}};
+      output.append_metrics(line.dump());
       save_checkpoint(trainer, st, last);
-      summary.stopped_by_signal = g_stop_signal.load();
-      summary.stopped_by_caller = summary.stopped_by_signal == 0 && caller_stopped;
-      const RoundProgress p = trainer.training_state().progress;
-      out << "stopped by "
-          << (summary.stopped_by_caller ? "request"
-              : summary.stopped_by_signal == SIGTERM ? "SIGTERM" : "SIGINT")
-          << " in round " << trainer.rounds_done() + 1 << " after " << p.e_done + p.csem_done << " of "
-          << cfg.e_step_iters + cfg.m_step_iters << " steps; state saved to " << last
-          << "\nresume with: zscrgan_cuda "
-          << (opts.config_path.empty() ? "" : "--config " + opts.config_path + " ")
-          << "--resume " << cfg.output_dir << "\n"
+      if (best) save_checkpoint(trainer, st, best_ckpt);
+      const int done = trainer.rounds_done();
+      const double eta = (st.elapsed_s - elapsed_before) / std::max(1, done - rounds_at_start) *
+                         (cfg.rounds - done);
+      out << "round " << done << "/" << cfg.rounds << "  " << format_duration(round_s) << " (eta "
+          << format_duration(eta) << ")  L_D " << std::setprecision(4) << losses.critic << "  L_G "
+          << losses.generator << "  L_C " << losses.csem << "  KL " << losses.kl << "  P@" << ev.k
+          << " " << ev.prec_at_k << "  mAP@" << ev.k << " " << ev.map_at_k << "  top1 " << ev.top1
+          << "  best " << st.best_score << " (round " << st.best_round << ")" << (best ? " *" : "")
+          << "\n"
           << std::flush;
-      break;
+      summary.train_seconds += train_s;
+      summary.round_records.push_back(line.dump());
+      if (opts.on_round && !opts.on_round(summary.round_records.back())) {
+        summary.stopped_by_caller = true;
+        out << "stopped by request after round " << done << "\n";
+        break;
+      }
+      if (cfg.time_budget_s > 0 && st.elapsed_s >= cfg.time_budget_s) {
+        out << "time budget of " << cfg.time_budget_s << " s reached after round " << done << "\n";
+        break;
+      }
     }
-    const RoundLosses losses = *finished;
-    trainer.check_parameters_finite();
-    const double train_s = std::chrono::duration<double>(clock::now() - t0).count();
-    EvalResult ev = trainer.evaluate();
-    const double round_s = std::chrono::duration<double>(clock::now() - t0).count();
-    st.elapsed_s += round_s;
-    const bool best = ev.prec_at_k > st.best_score;
-    if (best) {
-      st.best_score = ev.prec_at_k;
-      st.best_round = trainer.rounds_done();
-      output.write_best_retrieval(ev);
-    }
-    nlohmann::json line = {{"round", trainer.rounds_done()},
-                           {"seconds", round_s},
-                           {"train_seconds", train_s},
-                           {"loss_d", losses.critic},
-                           {"loss_g", losses.generator},
-                           {"loss_csem", losses.csem},
-                           {"loss_kl", losses.kl},
-                           {"prec_at_k", ev.prec_at_k},
-                           {"map_at_k", ev.map_at_k},
-                           {"top1", ev.top1},
-                           {"k", ev.k}};
-    output.append_metrics(line.dump());
-    save_checkpoint(trainer, st, last);
-    if (best) save_checkpoint(trainer, st, best_ckpt);
-    const int done = trainer.rounds_done();
-    const double eta = (st.elapsed_s - elapsed_before) / std::max(1, done - rounds_at_start) *
-                       (cfg.rounds - done);
-    out << "round " << done << "/" << cfg.rounds << "  " << format_duration(round_s) << " (eta "
-        << format_duration(eta) << ")  L_D " << std::setprecision(4) << losses.critic << "  L_G "
-        << losses.generator << "  L_C " << losses.csem << "  KL " << losses.kl << "  P@" << ev.k
-        << " " << ev.prec_at_k << "  mAP@" << ev.k << " " << ev.map_at_k << "  top1 " << ev.top1
-        << "  best " << st.best_score << " (round " << st.best_round << ")" << (best ? " *" : "")
-        << "\n"
-        << std::flush;
-    summary.train_seconds += train_s;
-    summary.round_records.push_back(line.dump());
-    if (opts.on_round && !opts.on_round(summary.round_records.back())) {
-      summary.stopped_by_caller = true;
-      out << "stopped by request after round " << done << "\n";
-      break;
-    }
-    if (cfg.time_budget_s > 0 && st.elapsed_s >= cfg.time_budget_s) {
-      out << "time budget of " << cfg.time_budget_s << " s reached after round " << done << "\n";
-      break;
-    }
+  } catch (const DivergenceError& e) {
+    // Whether a good checkpoint remains: none when no round of this run had finished.
+    std::error_code ec;
+    throw DivergenceError(std::string(e.what()) +
+                          (fs::exists(last, ec) ? "; the last good checkpoint is kept: " + last
+                                                : std::string("; no round had finished, so there is no checkpoint")));
   }
   summary.rounds = trainer.rounds_done();
   summary.best_score = st.best_score;

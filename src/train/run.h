@@ -30,7 +30,6 @@ struct RunSummary {
 
 struct RunOptions {
   std::string resume_dir;  // continue the run whose output_dir this is (its checkpoints/last)
-  std::string config_path; // named in the "how to resume" line
   // resume_dir's checkpoints/last when the caller has already opened it (to read its config),
   // so that it is not read again; opened here when null.
   std::shared_ptr<const OpenedCheckpoint> resume_checkpoint;
