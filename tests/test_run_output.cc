@@ -278,6 +278,18 @@ TEST_F(RunHooks, ADivergenceInTheFirstRoundSaysThereIsNoCheckpoint) {
   EXPECT_FALSE(fs::exists(dir_.file("run/checkpoints/last.safetensors")));
 }
 
+// A new run into the folder of an earlier one says that it replaces it.
+TEST_F(RunHooks, ANewRunIntoAnEarlierRunsFolderSaysItReplacesIt) {
+  Config cfg = config("run");
+  cfg.rounds = 1;
+  std::ostringstream first, second;
+  run_training(cfg, first);
+  EXPECT_EQ(first.str().find("replacing"), std::string::npos) << first.str();
+  run_training(cfg, second);
+  EXPECT_NE(second.str().find("replacing the earlier run in " + cfg.output_dir), std::string::npos)
+      << second.str();
+}
+
 // A resumed run whose time budget is already spent trains nothing and leaves `last` as it was.
 TEST_F(RunHooks, AResumedRunWhoseTimeBudgetIsSpentTrainsNoMoreRounds) {
   Config cfg = config("run");

@@ -136,6 +136,11 @@ int run_train(const Options& o) {
   if (o.has("--device")) overrides.push_back("device=" + o.get("--device"));
   zscrgan::RunOptions opts;
   opts.resume_dir = o.get("--resume");
+  if (!opts.resume_dir.empty())
+    for (const std::string& kv : o.all("--set"))
+      if (kv.rfind("output_dir=", 0) == 0)
+        throw UsageError("--set " + kv + ": a resumed run stays in its folder " + opts.resume_dir +
+                         "; copy that folder to continue the run elsewhere");
   zscrgan::Config cfg;
   if (o.has("--config")) {
     cfg = zscrgan::load_config(o.get("--config"), overrides);

@@ -97,6 +97,10 @@ void RunOutput::open(const Config& cfg, std::shared_ptr<const OpenedCheckpoint> 
       write_file_atomic(metrics.string(), kept);
     }
   } else {
+    std::error_code ec;
+    if (fs::exists(last, ec) || fs::exists(metrics, ec))
+      out << "replacing the earlier run in " << dir_
+          << ": its checkpoints, metrics and retrieval records are removed\n";
     for (const auto& entry : fs::directory_iterator(dir / "retrieved"))
       if (entry.path().extension() == ".json" || entry.path().extension() == ".pkl")
         fs::remove(entry.path());
