@@ -106,6 +106,24 @@ TEST(FileIo, FailedFolderSwapRestoresTheOldFolder) {
     EXPECT_EQ(e.path().filename(), "out") << "left behind: " << e.path();
 }
 
+// A new temporary folder for a target removes the ones a killed writer of that target left;
+// another target's, and a file of that shape, stay.
+TEST(FileIo, ANewTemporaryFolderRemovesTheStaleOnesOfItsTarget) {
+  zscrgan_test::ScopedTempDir dir;
+  const fs::path target = dir.file("out");
+  const fs::path stale = dir.file("out.tmp-0123456789ab"), other = dir.file("outer.tmp-0123456789ab");
+  const fs::path file_like = dir.file("out.tmp-abcdef012345");
+  fs::create_directories(stale / "inner");
+  zscrgan::write_file_atomic((stale / "inner" / "x.npy").string(), "x");
+  fs::create_directory(other);
+  zscrgan::write_file_atomic(file_like.string(), "x");
+  const fs::path fresh = zscrgan::create_folder_beside(target, "out");
+  EXPECT_TRUE(fs::is_directory(fresh));
+  EXPECT_FALSE(fs::exists(stale));
+  EXPECT_TRUE(fs::exists(other));
+  EXPECT_TRUE(fs::exists(file_like));
+}
+
 // A FIFO, a device or an oversized file is refused by name before anything blocks or fills
 // memory (a FIFO's open would wait for a writer that never comes).
 TEST(FileIo, ReadingRefusesWhatIsNotARegularFileOrTooLarge) {

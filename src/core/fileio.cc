@@ -244,6 +244,17 @@ void check_folder_replaceable(const fs::path& target, const std::string& name,
 
 fs::path create_folder_beside(const fs::path& target, const std::string& name) {
   std::error_code ec;
+  // Temporary folders a killed writer of the same target left behind (one writer at a time).
+  const fs::path parent = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  const std::string target_name = target.filename().string();
+  for (fs::directory_iterator it(parent, ec), end; !ec && it != end; it.increment(ec)) {
+    std::error_code ignored;
+    const std::string entry = it->path().filename().string();
+    if (temporary_target_name(entry) == target_name && it->is_directory(ignored) &&
+        !it->is_symlink(ignored))
+      fs::remove_all(it->path(), ignored);
+  }
+  ec.clear();
   for (int attempt = 0;; ++attempt) {
     fs::path tmp = target;
     tmp += ".tmp-" + unique_suffix();

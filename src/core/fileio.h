@@ -68,7 +68,8 @@ void write_file_atomic(const std::string& path, const std::string& content);
 
 // Replacing a whole folder: write the new content into create_folder_beside(target), then
 // move_folder_into_place(tmp, target). The temporary folder is "<target>.tmp-<unique_suffix()>"
-// (target's parent must exist). An existing target is first renamed aside to
+// (target's parent must exist); those a killed writer of the same target left are removed
+// first. An existing target is first renamed aside to
 // "<target>.old-<suffix>" so that a failed rename can put it back, and is removed once the new
 // folder is in place. `name` (the folder as the user gave it) starts every message.
 // Before replacing a folder: refuses a `target` that exists and is not a folder (a symlink
