@@ -433,6 +433,8 @@ std::vector<BadCase> bad_cases() {
          write_raw(w.model(), b); return A{"--resume", w.run().string()}; }, "corrupted"},
       {"resume from a folder without checkpoints", [](W w) { fs::remove_all(w.run() / "checkpoints"); return A{"--resume", w.run().string()}; }, "last.safetensors"},
       {"resume with a changed training key", [](W w) { return A{"--resume", w.run().string(), "--set", "gf_dim=16"}; }, "gf_dim"},
+      {"train on an unknown --device", [](W w) { return plus(w.train(), {"--device", "tpu"}); }, "--device must be auto, cpu or cuda"},
+      {"embed on an unknown --device", [](W w) { return plus(w.embed(), {"--device", "tpu"}); }, "--device must be auto, cpu or cuda"},
       {"resume into another folder", [](W w) { return A{"--resume", w.run().string(), "--set", "output_dir=/tmp/elsewhere"}; }, "stays in its folder"},
       {"retrieve with queries of the wrong width", [](W w) {
          HostMatrix m; m.rows = 2; m.cols = 5; m.data.assign(10, 0.5f);

@@ -130,10 +130,18 @@ class Options {
   std::map<std::string, std::vector<std::string>> values_;
 };
 
+// --device's value, checked here so that a bad one is named as the option the user gave.
+std::string device_option(const Options& o) {
+  const std::string d = o.get("--device", "auto");
+  if (d != "auto" && d != "cpu" && d != "cuda")
+    throw UsageError("--device must be auto, cpu or cuda; got \"" + zscrgan::printable(d, 100) + "\"");
+  return d;
+}
+
 int run_train(const Options& o) {
   o.only({"--config", "--set", "--device", "--resume"});
   std::vector<std::string> overrides = o.all("--set");
-  if (o.has("--device")) overrides.push_back("device=" + o.get("--device"));
+  if (o.has("--device")) overrides.push_back("device=" + device_option(o));
   zscrgan::RunOptions opts;
   opts.resume_dir = o.get("--resume");
   if (!opts.resume_dir.empty())
@@ -198,7 +206,7 @@ int run_embed(const Options& o) {
   e.out_dir = o.need("--out");
   e.samples = o.integer<int>("--samples", 1, 1, INT_MAX);
   e.seed = o.integer<uint64_t>("--seed", 0, 0, UINT64_MAX);
-  e.device = o.get("--device", "auto");
+  e.device = device_option(o);
   e.chunk_rows = o.integer<int64_t>("--chunk-rows", e.chunk_rows, 1, INT_MAX);
   zscrgan::run_embed(e, std::cout);
   return 0;
@@ -214,7 +222,7 @@ int run_retrieve(const Options& o) {
   r.top_k = o.integer<int>("--top-k", 50, 1, INT_MAX);
   r.samples = o.integer<int>("--samples", 1, 1, INT_MAX);
   r.seed = o.integer<uint64_t>("--seed", 0, 0, UINT64_MAX);
-  r.device = o.get("--device", "auto");
+  r.device = device_option(o);
   r.chunk_rows = o.integer<int64_t>("--chunk-rows", r.chunk_rows, 1, INT_MAX);
   zscrgan::run_retrieve(r, std::cout);
   return 0;
@@ -226,7 +234,7 @@ int run_evaluate(const Options& o) {
   e.checkpoint = o.need("--checkpoint");
   e.config = o.get("--config");
   e.overrides = o.all("--set");
-  e.device = o.get("--device", "auto");
+  e.device = device_option(o);
   zscrgan::run_evaluate(e, std::cout);
   return 0;
 }
