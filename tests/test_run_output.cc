@@ -149,6 +149,14 @@ class RunHooks : public ::testing::Test {
     cfg.output_dir = dir_.file(out);
     return cfg;
   }
+  // Trains cfg's first round only, as a run that stopped after it; returns its checkpoints/last.
+  static std::string first_round_only(const Config& cfg) {
+    std::ostringstream log;
+    RunOptions one_round;
+    one_round.on_round = [](const std::string&) { return false; };
+    EXPECT_EQ(run_training(cfg, log, one_round).rounds, 1) << log.str();
+    return (fs::path(cfg.output_dir) / "checkpoints" / "last.safetensors").string();
+  }
   static json without_timing(const std::string& record) {
     json j = json::parse(record);
     j.erase("seconds");
@@ -228,10 +236,7 @@ TEST_F(RunHooks, ShouldStopStopsBetweenStepsAndTheResumedRunEndsAsAnUninterrupte
 TEST_F(RunHooks, AStopAfterDivergenceKeepsTheLastGoodCheckpoint) {
   const Config cfg = config("run");
   std::ostringstream log;
-  RunOptions one_round;
-  one_round.on_round = [](const std::string&) { return false; };
-  ASSERT_EQ(run_training(cfg, log, one_round).rounds, 1) << log.str();
-  const std::string last = dir_.file("run/checkpoints/last.safetensors");
+  const std::string last = first_round_only(cfg);
   const std::string good = read_text_file(last);
 
   const Dataset data = load_configured_dataset(cfg);
@@ -293,11 +298,7 @@ TEST_F(RunHooks, ANewRunIntoAnEarlierRunsFolderSaysItReplacesIt) {
 // A resumed run whose time budget is already spent trains nothing and leaves `last` as it was.
 TEST_F(RunHooks, AResumedRunWhoseTimeBudgetIsSpentTrainsNoMoreRounds) {
   Config cfg = config("run");
-  std::ostringstream log;
-  RunOptions one_round;
-  one_round.on_round = [](const std::string&) { return false; };
-  ASSERT_EQ(run_training(cfg, log, one_round).rounds, 1) << log.str();
-  const std::string last = dir_.file("run/checkpoints/last.safetensors");
+  const std::string last = first_round_only(cfg);
   const std::string before = read_text_file(last);
   cfg.time_budget_s = 1e-6;  // below the first round's own time
   RunOptions resume;
