@@ -103,10 +103,11 @@ std::string int_range_text(const Range& r) {
 constexpr Range positive() { return {Range::kPositive, 0}; }
 constexpr Range non_negative() { return {Range::kNonNegative, 0}; }
 constexpr Range non_empty() { return {Range::kNonEmpty, 0}; }
-// Upper bounds of the sizes: far above any published or plausible setting, low enough that
-// every size the model and a round derive from them stays inside the int and int32 arithmetic
-// that lays them out (a larger value fails here, naming its key, instead of wrapping there).
-constexpr long long kMaxWidth = 16384;       // layer, embedding, noise and feature widths
+// Upper bounds of the sizes, far above any published or plausible setting. Values near
+// INT_MAX wrapped the int arithmetic that lays out the model and a round, and failed far from
+// their key (or allocated without end); with the bounds a wrong value fails here, naming its
+// key. Products of keys that size host buffers are checked in validate().
+constexpr long long kMaxWidth = 16384;       // layer, embedding, noise, synthetic feature widths
 constexpr long long kMaxBatch = 8192;
 constexpr long long kMaxCritic = 100;        // n_critic
 constexpr long long kMaxStepIters = 1000000; // e_step_iters, m_step_iters
