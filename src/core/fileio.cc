@@ -243,18 +243,12 @@ void check_folder_replaceable(const fs::path& target, const std::string& name,
 }
 
 fs::path create_folder_beside(const fs::path& target, const std::string& name) {
-  std::error_code ec;
   // Temporary folders a killed writer of the same target left behind (one writer at a time).
-  const fs::path parent = target.has_parent_path() ? target.parent_path() : fs::path(".");
   const std::string target_name = target.filename().string();
-  for (fs::directory_iterator it(parent, ec), end; !ec && it != end; it.increment(ec)) {
-    std::error_code ignored;
-    const std::string entry = it->path().filename().string();
-    if (temporary_target_name(entry) == target_name && it->is_directory(ignored) &&
-        !it->is_symlink(ignored))
-      fs::remove_all(it->path(), ignored);
-  }
-  ec.clear();
+  remove_stale_temporaries_in(target.has_parent_path() ? target.parent_path().string() : ".",
+                              [&](const std::string& t) { return t == target_name; },
+                              TemporaryKind::Folder);
+  std::error_code ec;
   for (int attempt = 0;; ++attempt) {
     fs::path tmp = target;
     tmp += ".tmp-" + unique_suffix();
@@ -297,13 +291,17 @@ std::string temporary_target_name(const std::string& name) {
 }
 
 void remove_stale_temporaries_in(const std::string& dir,
-                                 const std::function<bool(const std::string&)>& of_target) {
+                                 const std::function<bool(const std::string&)>& of_target,
+                                 TemporaryKind kind) {
   std::error_code ec;
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
     const std::string target = temporary_target_name(it->path().filename().string());
+    if (target.empty() || !of_target(target)) continue;
     std::error_code ignored;
-    if (!target.empty() && of_target(target) && it->is_regular_file(ignored))
+    if (kind == TemporaryKind::File && it->is_regular_file(ignored))
       fs::remove(it->path(), ignored);
+    else if (kind == TemporaryKind::Folder && it->is_directory(ignored) && !it->is_symlink(ignored))
+      fs::remove_all(it->path(), ignored);
   }
 }
 

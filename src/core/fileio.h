@@ -87,9 +87,12 @@ std::string temporary_target_name(const std::string& name);
 // Removes the temporary siblings of `path` ("<path>.tmp-<suffix>", and the older "<path>.tmp")
 // that a killed writer left behind. Only one process writes a given path at a time.
 void remove_stale_temporaries(const std::string& path);
-// The same for every temporary in `dir` whose target name of_target accepts.
+// The same for every temporary in `dir` whose target name of_target accepts: the files, or
+// (a folder replaced through create_folder_beside) the folders.
+enum class TemporaryKind { File, Folder };
 void remove_stale_temporaries_in(const std::string& dir,
-                                 const std::function<bool(const std::string& target)>& of_target);
+                                 const std::function<bool(const std::string& target)>& of_target,
+                                 TemporaryKind kind = TemporaryKind::File);
 
 // Appends one line and syncs it to disk (metrics.jsonl).
 void append_line(const std::string& path, const std::string& line);

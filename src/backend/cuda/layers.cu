@@ -159,7 +159,7 @@ void launch_bias_act_backward(const KernelContext& ctx, const Tensor& y, const T
                               Tensor d_pre, Tensor d_bias, Act act, bool store_pre,
                               bool store_bias) {
   if (d_pre.empty() && d_bias.empty()) return;
-  if (y.rows == 0 && y.cols > 0 && !d_bias.empty() && store_bias) {
+  if (y.rows == 0 && !d_bias.empty() && store_bias) {
     launch_fill(ctx, d_bias, 0.f);  // the column sums of no rows, stored as the CPU stores them
     return;
   }
