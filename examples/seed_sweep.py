@@ -20,12 +20,13 @@ def main():
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     p.add_argument("--out", default="runs/seed_sweep")
     p.add_argument("--device", default="auto")
+    p.add_argument("--overwrite", action="store_true", help="replace earlier runs in --out")
     args = p.parse_args()
 
     best = []
     for seed in args.seeds:
         r = zscrgan.train(args.config, output_dir=os.path.join(args.out, f"seed{seed}"),
-                          device=args.device, quiet=True,
+                          device=args.device, quiet=True, overwrite=args.overwrite,
                           overrides=[f"seed={seed}", f"rounds={args.rounds}"])
         best.append(r.best_score)
         print(f"seed {seed}: best Precision@50 {r.best_score:.4f} (round {r.best_round}); "

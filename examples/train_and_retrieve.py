@@ -32,6 +32,7 @@ def main():
     p.add_argument("--rounds", type=int, default=30)
     p.add_argument("--out", default="runs/example")
     p.add_argument("--device", default="auto")
+    p.add_argument("--overwrite", action="store_true", help="replace earlier runs in --out")
     args = p.parse_args()
 
     # Arrays as any program would hold them: here the synthetic dataset's, as numpy copies.
@@ -60,7 +61,7 @@ def main():
             writer.flush()
 
     result = zscrgan.train(args.config, dataset=data, output_dir=args.out, device=args.device,
-                           on_round=on_round, overrides=[f"rounds={args.rounds}"], quiet=True)
+                           on_round=on_round, overrides=[f"rounds={args.rounds}"], quiet=True, overwrite=args.overwrite)
     if writer:
         writer.close()
     print(f"best Precision@50 {result.best_score:.4f} at round {result.best_round}: "

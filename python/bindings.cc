@@ -70,7 +70,7 @@ nb::dict metrics_dict(const api::Metrics& m) {
 
 nb::dict train(const std::string& config_json, const std::string& config_path,
                const std::string& config_source, const std::vector<std::string>& overrides,
-               const api::Dataset* dataset, const std::string& output_dir,
+               const api::Dataset* dataset, const std::string& output_dir, bool overwrite,
                const std::string& device, nb::object on_round, bool quiet) {
   api::TrainOptions o;
   o.config_json = config_json;
@@ -79,6 +79,7 @@ nb::dict train(const std::string& config_json, const std::string& config_path,
   o.overrides = overrides;
   o.dataset = dataset;
   o.output_dir = output_dir;
+  o.overwrite = overwrite;
   o.device = device;
   o.quiet = quiet;
   // A Python exception met while the library runs (KeyboardInterrupt from a pending signal, or
@@ -242,7 +243,7 @@ NB_MODULE(_core, m) {
           "seed: the metrics the run logged when it is the run's dataset.");
 
   m.def("_train", &train, "config_json"_a, "config_path"_a, "config_source"_a, "overrides"_a,
-        "dataset"_a.none(), "output_dir"_a, "device"_a, "on_round"_a.none(), "quiet"_a);
+        "dataset"_a.none(), "output_dir"_a, "overwrite"_a, "device"_a, "on_round"_a.none(), "quiet"_a);
 
   m.def("_import_dataset", [](const std::string& format, const std::string& input,
                               const std::string& output, const std::string& class_embedding,

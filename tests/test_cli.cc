@@ -436,6 +436,12 @@ std::vector<BadCase> bad_cases() {
       {"train on an unknown --device", [](W w) { return plus(w.train(), {"--device", "tpu"}); }, "--device must be auto, cpu or cuda"},
       {"embed on an unknown --device", [](W w) { return plus(w.embed(), {"--device", "tpu"}); }, "--device must be auto, cpu or cuda"},
       {"resume into another folder", [](W w) { return A{"--resume", w.run().string(), "--set", "output_dir=/tmp/elsewhere"}; }, "stays in its folder"},
+      {"a new run into an earlier run's folder", [](W w) { return plus(w.train(), {"--set", "output_dir=" + w.run().string(), "--set", "rounds=2"}); }, "holds an earlier run"},
+      {"a new run into an earlier run's folder, its metrics only", [](W w) {
+         fs::remove_all(w.run() / "checkpoints");
+         return plus(w.train(), {"--set", "output_dir=" + w.run().string()}); }, "metrics.jsonl"},
+      {"evaluate with a model key set", [](W w) { return A{"evaluate", "--checkpoint", w.model().string(), "--device", "cpu", "--set", "gf_dim=16"}; }, "evaluation does not read"},
+      {"--overwrite with --resume", [](W w) { return A{"--resume", w.run().string(), "--overwrite"}; }, "--overwrite replaces"},
       {"retrieve with queries of the wrong width", [](W w) {
          HostMatrix m; m.rows = 2; m.cols = 5; m.data.assign(10, 0.5f);
          write_npy_matrix(w.texts().string(), m); return w.retrieve(); }, "texts.npy"},
@@ -644,13 +650,22 @@ TEST_F(CliTest, ResumeRebuildsABestThatTheRunStoppedBeforeWriting) {
   ASSERT_EQ(checkpoint_standing((early / "checkpoints" / "best.safetensors").string()).round, 1);
   const std::string last_bytes = slurp(last);
 
-  for (int variant = 0; variant < 2; ++variant) {
-    SCOPED_TRACE(variant == 0 ? "best missing" : "best from round 1");
+  for (int variant = 0; variant < 3; ++variant) {
+    SCOPED_TRACE(variant == 0 ? "best missing" : variant == 1 ? "best from round 1" : "best damaged");
     fs::remove(best);
     if (variant == 1) fs::copy_file(early / "checkpoints" / "best.safetensors", best);
+    if (variant == 2) {
+      fs::copy_file(last, best);
+      flip_byte(best, 10);  // a tensor byte: the content hash no longer matches
+    }
+    const std::string damaged = variant == 2 ? slurp(best) : "";
     std::ofstream(last.string() + ".tmp-0123456789ab") << "half a checkpoint";
     const CliResult r = run_cli({"--resume", run.string()}, dir_);
     ASSERT_EQ(r.exit_code, 0) << r.err;
+    if (variant == 2) {
+      EXPECT_NE(r.out.find("cannot be read"), std::string::npos) << r.out;
+      EXPECT_EQ(slurp(best.string() + ".damaged"), damaged) << "the damaged file is kept aside";
+    }
     EXPECT_NE(r.out.find("rebuilt"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("(round " + std::to_string(best_round) + ")"), std::string::npos) << r.out;
     ASSERT_TRUE(fs::exists(best));

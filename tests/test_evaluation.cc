@@ -113,6 +113,42 @@ TEST(Evaluation, EvaluateTakesTheRunsTf32Setting) {
   EXPECT_NE(out.str().find("tf32 applies to CUDA GEMMs only"), std::string::npos) << out.str();
 }
 
+// evaluate --set takes the keys evaluation reads and refuses any other, which would change
+// nothing: the model's shape and weights are the checkpoint's.
+TEST(Evaluation, EvaluateRefusesKeysItDoesNotRead) {
+  zscrgan_test::ScopedTempDir dir;
+  Config cfg = small_config();
+  cfg.rounds = 1;
+  cfg.device = DeviceChoice::Cpu;
+  cfg.output_dir = dir.file("run");
+  std::ostringstream log;
+  run_training(cfg, log);
+  auto evaluate = [&](const std::string& override_kv) {
+    EvaluateOptions o;
+    o.checkpoint = dir.file("run/checkpoints/last.safetensors");
+    o.device = "cpu";
+    o.overrides = {override_kv};
+    std::ostringstream out;
+    return run_evaluate(o, out);
+  };
+  EXPECT_EQ(evaluate("top_k=3").k, 3);
+  EXPECT_EQ(evaluate("seed=11").k, cfg.top_k);
+  for (const std::string kv : {"gf_dim=16", "generator_lr=0.5", "rounds=9", "output_dir=\"x\""}) {
+    try {
+      evaluate(kv);
+      ADD_FAILURE() << "evaluate took --set " << kv;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("evaluation does not read"), std::string::npos) << e.what();
+    }
+  }
+  try {
+    evaluate("device=\"cpu\"");
+    ADD_FAILURE() << "evaluate took --set device";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--device"), std::string::npos) << e.what();
+  }
+}
+
 // --resume reads and verifies checkpoints/last once (its config, parameters, optimizer state
 // and standing all come from that one read); best is read once more to see which round it holds.
 TEST(Evaluation, ResumeReadsTheCheckpointOnce) {

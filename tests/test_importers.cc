@@ -340,6 +340,17 @@ TEST(ImportXlsa17, OriginalAttIsSelectable) {
   expect_default_xlsa17(zscrgan::import_dataset(o), 100.0);
 }
 
+// xlsa17 has one split (its proposed one): a --split given with it is refused, not ignored.
+TEST(ImportXlsa17, ASplitIsRefused) {
+  ScopedTempDir tmp;
+  auto o = xlsa17_options(tmp);
+  Xlsa17Fixture().write(o.input);
+  for (const char* split : {"easy", "hard"}) {
+    o.split = split;
+    expect_refused(o, {"--split applies to the gazsl format only", "xlsa17"});
+  }
+}
+
 TEST(ImportXlsa17, ClassEmbeddingFileGivesEachClassItsRow) {
   ScopedTempDir tmp;
   auto o = xlsa17_options(tmp);
@@ -790,6 +801,16 @@ TEST(ImportGazsl, CubHardReadsTheHardFiles) {
   expect_gazsl(f, zscrgan::import_dataset(o));
   o.split = "easy";  // the easy files are not there
   expect_refused(o, {"train_test_split_easy.mat", "not found"});
+}
+
+// Without a split, gazsl reads the easy (SCS) files.
+TEST(ImportGazsl, TheEasySplitIsTheDefault) {
+  ScopedTempDir tmp;
+  auto o = gazsl_options(tmp, false);
+  o.split.clear();
+  GazslFixture f(false, false);
+  f.write(o.input);
+  expect_gazsl(f, zscrgan::import_dataset(o));
 }
 
 TEST(ImportGazsl, NabirdSparseTextsAndSplitNames) {

@@ -283,16 +283,57 @@ TEST_F(RunHooks, ADivergenceInTheFirstRoundSaysThereIsNoCheckpoint) {
   EXPECT_FALSE(fs::exists(dir_.file("run/checkpoints/last.safetensors")));
 }
 
-// A new run into the folder of an earlier one says that it replaces it.
-TEST_F(RunHooks, ANewRunIntoAnEarlierRunsFolderSaysItReplacesIt) {
+// A new run into the folder of an earlier one is refused before anything there changes, and
+// names the earlier run's file; asked to overwrite, it replaces the earlier run and says so.
+TEST_F(RunHooks, ANewRunIntoAnEarlierRunsFolderIsRefusedUnlessAskedToOverwrite) {
   Config cfg = config("run");
   cfg.rounds = 1;
-  std::ostringstream first, second;
+  std::ostringstream first, refused, replaced;
   run_training(cfg, first);
   EXPECT_EQ(first.str().find("replacing"), std::string::npos) << first.str();
-  run_training(cfg, second);
-  EXPECT_NE(second.str().find("replacing the earlier run in " + cfg.output_dir), std::string::npos)
-      << second.str();
+  const std::vector<std::string> files = {"checkpoints/last.safetensors", "checkpoints/best.safetensors",
+                                          "metrics.jsonl", "config.json"};
+  std::vector<std::string> before;
+  for (const std::string& f : files) before.push_back(read_text_file(dir_.file("run/" + f)));
+  cfg.rounds = 2;  // a run that would write other files
+  try {
+    run_training(cfg, refused);
+    FAIL() << "trained into the earlier run's folder: " << refused.str();
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("holds an earlier run"), std::string::npos) << m;
+    EXPECT_NE(m.find("last.safetensors"), std::string::npos) << m;
+    EXPECT_NE(m.find("--resume"), std::string::npos) << m;
+    EXPECT_NE(m.find("--overwrite"), std::string::npos) << m;
+  }
+  for (size_t i = 0; i < files.size(); ++i)
+    EXPECT_EQ(read_text_file(dir_.file("run/" + files[i])), before[i]) << files[i] << " changed";
+
+  RunOptions overwrite;
+  overwrite.overwrite = true;
+  const RunSummary s = run_training(cfg, replaced, overwrite);
+  EXPECT_EQ(s.rounds, 2);
+  EXPECT_NE(replaced.str().find("replacing the earlier run in " + cfg.output_dir), std::string::npos)
+      << replaced.str();
+  EXPECT_EQ(checkpoint_standing(dir_.file("run/checkpoints/last.safetensors")).round, 2);
+}
+
+// Any one file of an earlier run marks the folder as holding one; an empty folder does not.
+TEST(EarlierRunFile, NamesAnyFileOfAnEarlierRun) {
+  zscrgan_test::ScopedTempDir dir;
+  const std::string run = dir.file("run");
+  EXPECT_EQ(earlier_run_file(run), "");  // no folder at all
+  fs::create_directories(fs::path(run) / "checkpoints");
+  fs::create_directories(fs::path(run) / "retrieved");
+  std::ofstream(fs::path(run) / "config.json") << "{}";
+  std::ofstream(fs::path(run) / "retrieved" / "notes.txt") << "not a record";
+  EXPECT_EQ(earlier_run_file(run), "") << "config.json alone is not a run";
+  for (const std::string f : {"retrieved/acc0.5000.pkl", "retrieved/acc0.5000.json", "metrics.jsonl",
+                              "checkpoints/best.safetensors", "checkpoints/last.safetensors"}) {
+    std::ofstream(fs::path(run) / f) << "x";
+    EXPECT_EQ(earlier_run_file(run), (fs::path(run) / f).string()) << f;
+    fs::remove(fs::path(run) / f);
+  }
 }
 
 // A resumed run whose time budget is already spent trains nothing and leaves `last` as it was.

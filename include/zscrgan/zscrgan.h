@@ -81,6 +81,7 @@ struct TrainOptions {
   std::vector<std::string> overrides;    // "key=value", as --set
   const Dataset* dataset = nullptr;      // instead of the one the config names
   std::string output_dir;      // "": the config's
+  bool overwrite = false;      // replace an earlier run in output_dir (else: refused)
   std::string device;          // "": the config's; auto | cpu | cuda
   bool quiet = false;          // no progress lines on stdout
   // After every round with its metrics.jsonl line; false stops the run after that round.
@@ -148,7 +149,7 @@ struct ImportOptions {
   std::string output;
   std::string class_embedding;  // xlsa17: optional .npy
   bool original_att = false;    // xlsa17
-  std::string split = "easy";   // gazsl: easy | hard
+  std::string split;           // gazsl: easy (the default) | hard
   std::string name;             // "": the output folder's name (interchange: its dataset.json's)
 };
 // Reads, validates and writes the interchange folder; returns the importer's summary.

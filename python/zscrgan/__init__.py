@@ -165,11 +165,12 @@ class TrainResult:
 
 def train(config: Config, dataset: Optional[Dataset] = None, output_dir: Optional[PathLike] = None,
           device: str = "auto", on_round: Optional[Callable[[Dict[str, Any]], Any]] = None,
-          overrides: Sequence[str] = (), quiet: bool = False) -> TrainResult:
+          overrides: Sequence[str] = (), quiet: bool = False, overwrite: bool = False) -> TrainResult:
     """Trains as ``zscrgan_cuda --config`` does and returns the metrics history.
 
     config: a dict with the config file's keys, or a config file's path. dataset: train on it
-    instead of the one the config names. on_round(metrics) is called after every round (after
+    instead of the one the config names. A folder that holds an earlier run is refused unless
+    overwrite is true, which replaces that run. on_round(metrics) is called after every round (after
     its checkpoint is written); returning False stops the run. Ctrl-C stops the run as SIGINT
     stops the CLI (checkpoints/last written) and raises KeyboardInterrupt."""
     config_json, config_path, source = _config_args(config)
@@ -179,8 +180,8 @@ def train(config: Config, dataset: Optional[Dataset] = None, output_dir: Optiona
             return on_round(json.loads(record))
     r = _core._train(config_json, config_path, source, list(overrides),
                      dataset._core if dataset is not None else None,
-                     os.fspath(output_dir) if output_dir is not None else "", device, callback,
-                     quiet)
+                     os.fspath(output_dir) if output_dir is not None else "", overwrite, device,
+                     callback, quiet)
     return TrainResult(history=[json.loads(line) for line in r["rounds"]],
                        best_checkpoint=r["best_checkpoint"] or None,
                        last_checkpoint=r["last_checkpoint"], output_dir=r["output_dir"],
@@ -247,9 +248,10 @@ def load(checkpoint: PathLike, device: str = "auto") -> Model:
 
 def import_dataset(format: str, input: PathLike, output: PathLike, *,
                    class_embedding: Optional[PathLike] = None, original_att: bool = False,
-                   split: str = "easy", name: Optional[str] = None) -> str:
+                   split: Optional[str] = None, name: Optional[str] = None) -> str:
     """``zscrgan_cuda import``: reads a published format (xlsa17, gazsl, interchange), writes
-    the interchange folder and returns the summary it prints."""
+    the interchange folder and returns the summary it prints. split: gazsl's "easy" (SCS, the
+    default) or "hard" (SCE)."""
     return _core._import_dataset(format, os.fspath(input), os.fspath(output),
                                  os.fspath(class_embedding) if class_embedding else "",
-                                 original_att, split, name or "")
+                                 original_att, split or "", name or "")

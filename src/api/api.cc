@@ -133,6 +133,7 @@ TrainResult train(const TrainOptions& o) {
                            : parse_config(o.config_json, o.config_source, overrides);
     RunOptions run;
     if (o.dataset) run.dataset = o.dataset->impl()->data;
+    run.overwrite = o.overwrite;
     run.on_round = o.on_round;
     run.should_stop = o.should_stop;
     std::ostream quiet(nullptr);

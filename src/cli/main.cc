@@ -34,7 +34,7 @@ namespace {
 
 const char* kUsage =
     "usage:\n"
-    "  zscrgan_cuda --config FILE [--set KEY=VALUE ...] [--device auto|cpu|cuda]\n"
+    "  zscrgan_cuda --config FILE [--set KEY=VALUE ...] [--device auto|cpu|cuda] [--overwrite]\n"
     "  zscrgan_cuda --resume DIR [--config FILE] [--set KEY=VALUE ...]\n"
     "  zscrgan_cuda import --format xlsa17|gazsl|interchange --input DIR --output DIR\n"
     "                      [--class-embedding F.npy] [--original-att] [--split easy|hard] [--name N]\n"
@@ -55,6 +55,8 @@ const char* kUsage =
     "  --device DEVICE      auto (GPU when usable, else CPU), cpu or cuda\n"
     "  --resume DIR         continue the run in DIR from DIR/checkpoints/last.safetensors;\n"
     "                       without --config, the checkpoint's own configuration is used\n"
+    "  --overwrite          let a new run replace an earlier run in its output_dir (without it,\n"
+    "                       a new run refuses a folder that holds one)\n"
     "  --help, --version\n";
 
 struct UsageError : zscrgan::Error {
@@ -139,11 +141,14 @@ std::string device_option(const Options& o) {
 }
 
 int run_train(const Options& o) {
-  o.only({"--config", "--set", "--device", "--resume"});
+  o.only({"--config", "--set", "--device", "--resume", "--overwrite"});
   std::vector<std::string> overrides = o.all("--set");
   if (o.has("--device")) overrides.push_back("device=" + device_option(o));
   zscrgan::RunOptions opts;
   opts.resume_dir = o.get("--resume");
+  opts.overwrite = o.has("--overwrite");
+  if (opts.overwrite && !opts.resume_dir.empty())
+    throw UsageError("--overwrite replaces an earlier run; --resume continues it: give one of them");
   if (!opts.resume_dir.empty())
     for (const std::string& kv : o.all("--set"))
       if (kv.rfind("output_dir=", 0) == 0)
@@ -175,7 +180,7 @@ int run_import(const Options& o) {
   io.output = o.need("--output");
   io.class_embedding = o.get("--class-embedding");
   io.original_att = o.has("--original-att");
-  io.split = o.get("--split", "easy");
+  io.split = o.get("--split");
   io.name = o.get("--name");
   zscrgan::run_import(io, std::cout);
   return 0;
@@ -246,7 +251,7 @@ int dispatch(int argc, char** argv) {
   if (first == "synthetic") return run_synthetic(Options(argc, argv, 2, {}));
   if (first == "retrieve") return run_retrieve(Options(argc, argv, 2, {}));
   if (first == "evaluate") return run_evaluate(Options(argc, argv, 2, {}));
-  return run_train(Options(argc, argv, 1, {}));
+  return run_train(Options(argc, argv, 1, {"--overwrite"}));
 }
 
 }  // namespace

@@ -43,6 +43,9 @@ Dataset import_dataset(const ImportOptions& o) {
     fail("import: --class-embedding applies to the xlsa17 format only, not ", o.format);
   if (o.format != "xlsa17" && o.original_att)
     fail("import: --original-att applies to the xlsa17 format only, not ", o.format);
+  if (o.format != "gazsl" && !o.split.empty())
+    fail("import: --split applies to the gazsl format only, not ", o.format,
+         o.format == "xlsa17" ? " (xlsa17 has one split, its proposed one)" : "");
 
   Dataset d;
   if (o.format == "xlsa17") {

@@ -55,7 +55,7 @@ std::string in_dir(const std::string& dir, const std::string& file) {
 }
 
 int split_index(const std::string& split) {
-  if (split == "easy" || split == "scs" || split == "SCS") return 0;
+  if (split.empty() || split == "easy" || split == "scs" || split == "SCS") return 0;
   if (split == "hard" || split == "sce" || split == "SCE") return 1;
   fail("gazsl: split must be easy (SCS) or hard (SCE), got '", split, "'");
 }

@@ -18,7 +18,7 @@ struct ImportOptions {
   std::string output;           // the dataset folder to write (run_import only)
   std::string class_embedding;  // xlsa17 only: optional .npy, one row per class (C x D)
   bool original_att = false;    // xlsa17 only: use 'original_att' instead of 'att'
-  std::string split = "easy";   // gazsl only: "easy" (SCS) or "hard" (SCE)
+  std::string split;            // gazsl only: "easy" (SCS, the default) or "hard" (SCE)
   // The dataset's name; default: the output folder's name (the input's when output is empty);
   // interchange: the name in the input's dataset.json (else the input folder's name).
   std::string name;

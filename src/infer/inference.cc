@@ -498,6 +498,17 @@ void run_retrieve(const RetrieveOptions& o, std::ostream& log) {
       << o.out << "\n";
 }
 
+namespace {
+// The config keys an evaluation reads: those that name and build its dataset
+// (load_configured_dataset) and those evaluate_dataset passes to the Evaluator, with tf32 for
+// load_model. The model itself is the checkpoint's, so any other key would change nothing.
+bool evaluation_reads_key(const std::string& key) {
+  for (const char* k : {"dataset", "datasets_root", "top_k", "ap_divisor", "seed", "tf32"})
+    if (key == k) return true;
+  return key.rfind("synthetic.", 0) == 0;
+}
+}  // namespace
+
 EvalResult run_evaluate(const EvaluateOptions& o, std::ostream& out) {
   if (o.checkpoint.empty()) fail("evaluate: no checkpoint given");
   // The checkpoint is read once; a config file given instead is read first, as before.
@@ -509,6 +520,16 @@ EvalResult run_evaluate(const EvaluateOptions& o, std::ostream& out) {
   } else {
     cfg = load_config(o.config, o.overrides);
     checkpoint = open_checkpoint(o.checkpoint);
+  }
+  // Parsed first, so that an unknown key or a bad value is named as such.
+  for (const std::string& kv : o.overrides) {
+    const size_t eq = kv.find('=');
+    const std::string key = kv.substr(0, eq);
+    if (key == "device") fail("evaluate: --set ", in_quotes(kv), ": the device is chosen with --device");
+    if (!evaluation_reads_key(key))
+      fail("evaluate: --set ", in_quotes(kv), ": evaluation does not read ", in_quotes(key),
+           " (the model is the checkpoint's); it reads dataset, datasets_root, synthetic.*, "
+           "top_k, ap_divisor, seed and tf32");
   }
   const ModelDims d = checkpoint_model_dims(checkpoint);
   const Dataset data = load_configured_dataset(cfg);

@@ -119,6 +119,13 @@ class Progress {
 
 RunSummary run_training(const Config& cfg, std::ostream& out, RunOptions opts) {
   // Everything that can fail on bad input happens before the output folder is touched.
+  if (opts.resume_dir.empty() && !opts.overwrite) {
+    const std::string earlier = earlier_run_file(cfg.output_dir);
+    if (!earlier.empty())
+      fail("output_dir ", in_quotes(cfg.output_dir), " holds an earlier run (", in_quotes(earlier),
+           "): continue it with --resume ", in_quotes(cfg.output_dir),
+           ", replace it with --overwrite (overwrite=True in Python), or choose another output_dir");
+  }
   const std::shared_ptr<const Dataset> data =
       opts.dataset ? opts.dataset : std::make_shared<const Dataset>(load_configured_dataset(cfg));
   validate_dataset(*data, opts.dataset ? "the given dataset" : cfg.dataset);

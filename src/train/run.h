@@ -30,6 +30,9 @@ struct RunSummary {
 
 struct RunOptions {
   std::string resume_dir;  // continue the run whose output_dir this is (its checkpoints/last)
+  // A fresh run into a folder holding an earlier run replaces it only when this is set;
+  // otherwise it stops before touching anything, naming the earlier run's file.
+  bool overwrite = false;
   // resume_dir's checkpoints/last when the caller has already opened it (to read its config),
   // so that it is not read again; opened here when null.
   std::shared_ptr<const OpenedCheckpoint> resume_checkpoint;

@@ -21,10 +21,29 @@ namespace fs = std::filesystem;
 
 namespace zscrgan {
 
+namespace {
+bool is_retrieval_record(const fs::path& p) {
+  const std::string ext = p.extension().string();
+  return ext == ".json" || ext == ".pkl";
+}
+}  // namespace
+
 std::string retrieval_record_base_name(double prec_at_k) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "acc%.4f", prec_at_k);
   return buf;
+}
+
+std::string earlier_run_file(const std::string& output_dir) {
+  const fs::path dir(output_dir);
+  std::error_code ec;
+  for (const fs::path& p : {dir / "checkpoints" / "last.safetensors",
+                            dir / "checkpoints" / "best.safetensors", dir / "metrics.jsonl"})
+    if (fs::exists(p, ec)) return p.string();
+  if (fs::is_directory(dir / "retrieved", ec))
+    for (const auto& entry : fs::directory_iterator(dir / "retrieved", ec))
+      if (is_retrieval_record(entry.path())) return entry.path().string();
+  return "";
 }
 
 RunOutput::RunOutput(const std::string& output_dir, RetrievalRecords records)
@@ -51,10 +70,8 @@ void RunOutput::open(const Config& cfg, std::shared_ptr<const OpenedCheckpoint> 
   // Temporaries a killed run left behind (each later write of the same file removes them too).
   for (const fs::path& p : {last, best_ckpt, metrics, dir / "config.json"})
     remove_stale_temporaries(p.string());
-  remove_stale_temporaries_in((dir / "retrieved").string(), [](const std::string& target) {
-    const std::string ext = fs::path(target).extension().string();
-    return ext == ".json" || ext == ".pkl";
-  });
+  remove_stale_temporaries_in((dir / "retrieved").string(),
+                              [](const std::string& target) { return is_retrieval_record(target); });
   if (resumed) {
     // `last` is written before `best`: a run killed between the two writes of a round that beat
     // the best left a `best` that is missing or older than the best `last` records. Rebuild it
@@ -68,8 +85,21 @@ void RunOutput::open(const Config& cfg, std::shared_ptr<const OpenedCheckpoint> 
     resumed.reset();  // the file's bytes are model-sized: not kept for the whole run
     if (now.best_round > 0) {
       std::error_code ec;
-      const bool have_best = fs::exists(best_ckpt, ec);
-      const int best_holds = have_best ? checkpoint_standing(best_ckpt.string()).round : -1;
+      bool have_best = fs::exists(best_ckpt, ec);
+      int best_holds = -1;
+      if (have_best) {
+        // A damaged `best` does not stop the run: it is moved aside, kept for inspection, and
+        // then treated as missing (rebuilt from `last` where `last` is that state).
+        try {
+          best_holds = checkpoint_standing(best_ckpt.string()).round;
+        } catch (const Error& e) {
+          const fs::path aside = best_ckpt.string() + ".damaged";
+          fs::rename(best_ckpt, aside);
+          have_best = false;
+          out << "warning: " << best_ckpt.string() << " cannot be read (" << e.what()
+              << "); moved to " << aside.string() << "\n";
+        }
+      }
       if (best_holds != now.best_round) {
         if (now.best_round == now.round && !now.in_round) {
           write_file_atomic(best_ckpt.string(), read_text_file(last.string()));
@@ -97,13 +127,12 @@ void RunOutput::open(const Config& cfg, std::shared_ptr<const OpenedCheckpoint> 
       write_file_atomic(metrics.string(), kept);
     }
   } else {
-    std::error_code ec;
-    if (fs::exists(last, ec) || fs::exists(metrics, ec))
+    // run_training refuses this unless asked to overwrite.
+    if (!earlier_run_file(dir_).empty())
       out << "replacing the earlier run in " << dir_
           << ": its checkpoints, metrics and retrieval records are removed\n";
     for (const auto& entry : fs::directory_iterator(dir / "retrieved"))
-      if (entry.path().extension() == ".json" || entry.path().extension() == ".pkl")
-        fs::remove(entry.path());
+      if (is_retrieval_record(entry.path())) fs::remove(entry.path());
     fs::remove(metrics);
     fs::remove(last);
     fs::remove(best_ckpt);

@@ -154,6 +154,18 @@ def test_on_round_returning_false_stops_the_run(tmp_path):
     assert (tmp_path / "checkpoints" / "last.safetensors").exists()
 
 
+def test_a_folder_holding_an_earlier_run_is_replaced_only_with_overwrite(tmp_path):
+    zscrgan.train(small_config(rounds=1), output_dir=tmp_path, quiet=True)
+    last = tmp_path / "checkpoints" / "last.safetensors"
+    before = last.read_bytes()
+    with pytest.raises(ValueError, match="holds an earlier run.*overwrite=True"):
+        zscrgan.train(small_config(rounds=2), output_dir=tmp_path, quiet=True)
+    assert last.read_bytes() == before
+    r = zscrgan.train(small_config(rounds=2), output_dir=tmp_path, quiet=True, overwrite=True)
+    assert [m["round"] for m in r.history] == [1, 2]
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
+
+
 def test_exception_in_on_round_propagates_after_the_checkpoint(tmp_path):
     def on_round(m):
         raise LookupError("from the callback")
