@@ -13,6 +13,7 @@
 
 #include "data_test_util.h"
 #include "data/dataset.h"
+#include "data/dataset_source.h"
 
 namespace {
 
@@ -159,6 +160,25 @@ TEST(Dataset, NameThatIsNotUtf8RoundTripsByteForByte) {
   EXPECT_EQ(zscrgan::load_dataset_folder(dir).name, d.name);
   const std::string meta = zscrgan_test::read_bytes(dir + "/dataset.json");
   EXPECT_NE(meta.find("\"bytes_hex\": \"626164fffe806e616d65\""), std::string::npos) << meta;
+}
+
+// A config's dataset folder that is missing: the line says where it was looked for and how
+// the paper's datasets are made into one.
+TEST(Dataset, AMissingConfiguredFolderSaysWhereItWasLookedForAndHowToMakeIt) {
+  ScopedTempDir tmp;
+  zscrgan::Config cfg;
+  cfg.dataset = "CUB";
+  cfg.datasets_root = tmp.file("datasets");
+  std::string msg = error_of([&] { zscrgan::load_configured_dataset(cfg); });
+  EXPECT_EQ(msg.rfind(tmp.file("datasets/CUB") + ": dataset folder not found (dataset 'CUB' under datasets_root", 0), 0u) << msg;
+  EXPECT_NE(msg.find("configs/DATASETS.md"), std::string::npos) << msg;
+  EXPECT_EQ(msg.find("relative to"), std::string::npos) << msg;
+  cfg.datasets_root = "no-such-root";
+  msg = error_of([&] { zscrgan::load_configured_dataset(cfg); });
+  EXPECT_NE(msg.find("relative to '" + std::filesystem::current_path().string() + "'"), std::string::npos) << msg;
+  cfg.dataset = tmp.file("elsewhere/CUB");
+  msg = error_of([&] { zscrgan::load_configured_dataset(cfg); });
+  EXPECT_NE(msg.find("(the config's dataset path)"), std::string::npos) << msg;
 }
 
 TEST(Dataset, MissingFolder) {
