@@ -113,6 +113,12 @@ TEST(FileIo, ANewTemporaryFolderRemovesTheStaleOnesOfItsTarget) {
   const fs::path target = dir.file("out");
   const fs::path stale = dir.file("out.tmp-0123456789ab"), other = dir.file("outer.tmp-0123456789ab");
   const fs::path file_like = dir.file("out.tmp-abcdef012345");
+  // Names that are not ours, though they look like temporaries: the user's, kept.
+  const fs::path users[] = {dir.file("out.tmp"), dir.file("out.tmp-notes"), dir.file("out.tmp-0123456789AB")};
+  for (const fs::path& u : users) {
+    fs::create_directory(u);
+    zscrgan::write_file_atomic((u / "notes.txt").string(), "precious");
+  }
   fs::create_directories(stale / "inner");
   zscrgan::write_file_atomic((stale / "inner" / "x.npy").string(), "x");
   fs::create_directory(other);
@@ -122,6 +128,11 @@ TEST(FileIo, ANewTemporaryFolderRemovesTheStaleOnesOfItsTarget) {
   EXPECT_FALSE(fs::exists(stale));
   EXPECT_TRUE(fs::exists(other));
   EXPECT_TRUE(fs::exists(file_like));
+  for (const fs::path& u : users) EXPECT_TRUE(fs::exists(u / "notes.txt")) << u;
+  // And a file's write keeps the user's "<name>.tmp" file beside it.
+  zscrgan::write_file_atomic(dir.file("r.json.tmp"), "precious");
+  zscrgan::write_file_atomic(dir.file("r.json"), "[]");
+  EXPECT_TRUE(fs::exists(dir.file("r.json.tmp")));
 }
 
 // A FIFO, a device or an oversized file is refused by name before anything blocks or fills

@@ -281,12 +281,12 @@ void move_folder_into_place(const fs::path& tmp, const fs::path& target, const s
 }
 
 std::string temporary_target_name(const std::string& name) {
-  // "<name>.tmp-<12 hex digits>" as unique_suffix() makes them, and the older fixed "<name>.tmp".
-  const size_t at = name.rfind(".tmp");
+  // "<name>.tmp-<12 hex digits>" exactly as unique_suffix() makes them: any other name, a
+  // plain "<name>.tmp" included, may be the user's own and is never removed.
+  const size_t at = name.rfind(".tmp-");
   if (at == std::string::npos || at == 0) return "";
   const std::string rest = name.substr(at + 4);
-  const bool ours = rest.empty() || (rest.size() == 13 && rest[0] == '-' &&
-                                     rest.find_first_not_of("0123456789abcdef", 1) == std::string::npos);
+  const bool ours = rest.size() == 13 && rest.find_first_not_of("0123456789abcdef", 1) == std::string::npos;
   return ours ? name.substr(0, at) : "";
 }
 

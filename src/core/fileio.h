@@ -81,10 +81,10 @@ std::filesystem::path create_folder_beside(const std::filesystem::path& target, 
 void move_folder_into_place(const std::filesystem::path& tmp, const std::filesystem::path& target,
                             const std::string& name);
 
-// The file name a temporary sibling's name stands for ("<name>.tmp-<suffix>", and the older
-// "<name>.tmp"), or "" when the name is not a temporary's.
+// The file name a temporary sibling's name stands for ("<name>.tmp-<12 hex digits>"), or ""
+// when the name is not one of ours.
 std::string temporary_target_name(const std::string& name);
-// Removes the temporary siblings of `path` ("<path>.tmp-<suffix>", and the older "<path>.tmp")
+// Removes the temporary siblings of `path` ("<path>.tmp-<suffix>")
 // that a killed writer left behind. Only one process writes a given path at a time.
 void remove_stale_temporaries(const std::string& path);
 // The same for every temporary in `dir` whose target name of_target accepts: the files, or
