@@ -3,7 +3,9 @@
 // the run logged for that round.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
+#include <random>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -15,6 +17,8 @@
 #include "small_config.h"
 #include "train/checkpoint.h"
 #include "infer/inference.h"
+#include "eval/evaluation.h"
+#include "backend/arena.h"
 #include "train/run.h"
 #include "train/trainer.h"
 #include "backend/cpu/cpu_backend.h"
@@ -50,6 +54,41 @@ TEST(Evaluation, EvaluatingOrChangingTopKNeverChangesTraining) {
   const EvalResult e1 = evaluated.evaluate(), e2 = evaluated.evaluate();
   EXPECT_EQ(e1.prec_at_k, e2.prec_at_k);
   EXPECT_EQ(e1.retrieved, e2.retrieved);
+}
+
+// Each round's evaluation draws fresh query noise (algorithm.md: fresh eps and z for every
+// query, every time the model is evaluated), keyed by the rounds the model has trained: the
+// same model evaluates alike for the same round and otherwise for another, and the trainer
+// evaluates with its own round count.
+TEST(Evaluation, EachRoundsEvaluationDrawsFreshNoise) {
+  const Config cfg = small_config();
+  const Dataset data = load_configured_dataset(cfg);
+  auto be = make_cpu_backend();
+  Trainer trainer(cfg, data, *be);
+  trainer.train_round();
+  trainer.train_round();
+  // Unit-scale weights: two small rounds leave queries that rank the gallery alike whatever
+  // their noise; these make each query's ranking depend on its draw.
+  Model& model = trainer.model();
+  std::mt19937 rng(7);
+  for (Linear* l : {&model.condition, &model.gen1, &model.gen2, &model.gen3, &model.csem}) {
+    std::normal_distribution<float> w(0.f, 1.f / std::sqrt(float(l->w.value.rows)));
+    for (size_t i = 0; i < l->w.value.numel(); ++i) l->w.value.data[i] = w(rng);
+  }
+  const ModelDims& d = trainer.model().dims();
+  DeviceBlock block(*be, align_up(data.text_features.data.size() * sizeof(float)) +
+                             align_up(data.image_features.data.size() * sizeof(float)) +
+                             2 * kAllocAlignment);
+  Tensor texts = block.take(static_cast<int>(data.text_features.rows), d.text_dim);
+  Tensor images = block.take(static_cast<int>(data.image_features.rows), d.image_dim);
+  be->upload(texts, data.text_features.data.data());
+  be->upload(images, data.image_features.data.data());
+  Evaluator evaluator(*be, trainer.model(), data, texts, images, cfg.top_k, cfg.ap_divisor, cfg.seed);
+  const EvalResult as_trained = trainer.evaluate();
+  EXPECT_EQ(evaluator.evaluate(2).retrieved, as_trained.retrieved);
+  EXPECT_EQ(evaluator.evaluate(2).retrieved, evaluator.evaluate(2).retrieved);
+  EXPECT_NE(evaluator.evaluate(1).retrieved, as_trained.retrieved);
+  EXPECT_NE(evaluator.evaluate(3).retrieved, as_trained.retrieved);
 }
 
 std::vector<nlohmann::json> read_metrics(const std::string& path) {

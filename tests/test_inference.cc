@@ -44,6 +44,7 @@ struct SavedModel {
   ScopedTempDir dir;
   std::string checkpoint;
   ModelDims dims;
+  int64_t rounds = 0;  // the checkpoint's rounds, which key the query noise with the seed
   RefLayer condition, gen1, gen2, gen3, csem;
 };
 
@@ -81,6 +82,9 @@ std::unique_ptr<SavedModel> make_saved_model() {
   const Dataset data = make_synthetic_dataset(cfg.synthetic);
   auto be = make_cpu_backend();
   Trainer trainer(cfg, data, *be);
+  // One round, so that the checkpoint's round count (which keys the query noise) is not 0.
+  trainer.train_round();
+  m->rounds = trainer.rounds_done();
   Model& model = trainer.model();
   std::mt19937 rng(2024);
   for (Linear* l : {&model.condition, &model.gen1, &model.gen2, &model.gen3, &model.critic1,
@@ -120,8 +124,9 @@ std::vector<double> ref_query_sample(const SavedModel& m, const std::vector<floa
                                      int sample, uint64_t seed) {
   const int e = m.dims.embed_dim, zd = m.dims.z_dim;
   const int64_t block = row / kQueryBlockRows, in_block = row % kQueryBlockRows;
-  const NoiseStream eps_stream = query_noise(seed, block, sample, 0);
-  const NoiseStream z_stream = query_noise(seed, block, sample, 1);
+  const uint64_t key = query_noise_key(seed, m.rounds);
+  const NoiseStream eps_stream = query_noise(key, block, sample, 0);
+  const NoiseStream z_stream = query_noise(key, block, sample, 1);
   std::vector<double> t(text.begin(), text.end());
   const std::vector<double> h = dense(t, m.condition, Act::LeakyRelu);
   std::vector<double> cz(e + zd);

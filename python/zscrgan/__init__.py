@@ -164,12 +164,13 @@ class TrainResult:
 
 
 def train(config: Config, dataset: Optional[Dataset] = None, output_dir: Optional[PathLike] = None,
-          device: str = "auto", on_round: Optional[Callable[[Dict[str, Any]], Any]] = None,
+          device: Optional[str] = None, on_round: Optional[Callable[[Dict[str, Any]], Any]] = None,
           overrides: Sequence[str] = (), quiet: bool = False, overwrite: bool = False) -> TrainResult:
     """Trains as ``zscrgan_cuda --config`` does and returns the metrics history.
 
     config: a dict with the config file's keys, or a config file's path. dataset: train on it
-    instead of the one the config names. A folder that holds an earlier run is refused unless
+    instead of the one the config names. device: auto, cpu or cuda; None keeps the config's.
+    A folder that holds an earlier run is refused unless
     overwrite is true, which replaces that run. on_round(metrics) is called after every round (after
     its checkpoint is written); returning False stops the run. Ctrl-C stops the run as SIGINT
     stops the CLI (checkpoints/last written) and raises KeyboardInterrupt."""
@@ -180,8 +181,8 @@ def train(config: Config, dataset: Optional[Dataset] = None, output_dir: Optiona
             return on_round(json.loads(record))
     r = _core._train(config_json, config_path, source, list(overrides),
                      dataset._core if dataset is not None else None,
-                     os.fspath(output_dir) if output_dir is not None else "", overwrite, device,
-                     callback, quiet)
+                     os.fspath(output_dir) if output_dir is not None else "", overwrite,
+                     device or "", callback, quiet)
     return TrainResult(history=[json.loads(line) for line in r["rounds"]],
                        best_checkpoint=r["best_checkpoint"] or None,
                        last_checkpoint=r["last_checkpoint"], output_dir=r["output_dir"],
@@ -210,7 +211,8 @@ class Model:
 
     @property
     def seed(self) -> int:
-        """The run's seed: pass it as seed= to draw the queries the run evaluated with."""
+        """The run's seed: pass it as seed= to draw the queries the run evaluated this
+        checkpoint's round with."""
         return self._core.seed
 
     @property

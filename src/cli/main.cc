@@ -63,7 +63,8 @@ struct UsageError : zscrgan::Error {
   using Error::Error;
 };
 
-// "--name value" and "--flag" options of a subcommand.
+// "--name value" and "--flag" options of a subcommand. Only --set may be given more than once:
+// a second value of any other option is refused, not left to override the first.
 class Options {
  public:
   Options(int argc, char** argv, int first, const std::vector<std::string>& flags) {
@@ -76,6 +77,9 @@ class Options {
         values_[a].push_back("1");
       } else {
         if (i + 1 >= argc) throw UsageError(zscrgan::printable(a) + " needs a value");
+        if (a != "--set" && values_.count(a))
+          throw UsageError(zscrgan::printable(a) + " is given twice (" + zscrgan::in_quotes(values_[a].back()) +
+                           ", " + zscrgan::in_quotes(argv[i + 1]) + "); give it once");
         values_[a].push_back(argv[++i]);
       }
     }
@@ -191,6 +195,10 @@ int run_import(const Options& o) {
 int run_synthetic(const Options& o) {
   o.only({"--out", "--config", "--set"});
   const std::string out = o.need("--out");
+  for (const std::string& kv : o.all("--set"))
+    if (kv.rfind("synthetic.", 0) != 0)
+      throw UsageError("--set " + zscrgan::in_quotes(kv) +
+                       ": synthetic reads only the synthetic.* keys (e.g. --set synthetic.seed=3)");
   const zscrgan::Config cfg = o.has("--config") ? zscrgan::load_config(o.get("--config"), o.all("--set"))
                                                 : zscrgan::parse_config("{}", "--set", o.all("--set"));
   const zscrgan::Dataset d = zscrgan::make_synthetic_dataset(cfg.synthetic);
@@ -209,6 +217,12 @@ int run_embed(const Options& o) {
   e.images = o.get("--images");
   if (e.texts.empty() && e.images.empty()) throw UsageError("embed needs --texts and/or --images");
   e.out_dir = o.need("--out");
+  // Options that would change nothing for the inputs given.
+  if (e.texts.empty())
+    for (const char* k : {"--samples", "--seed"})
+      if (o.has(k)) throw UsageError(std::string(k) + " shapes the text queries; embed was given no --texts");
+  if (e.images.empty() && o.has("--chunk-rows"))
+    throw UsageError("--chunk-rows sets the image rows per pass; embed was given no --images");
   e.samples = o.integer<int>("--samples", 1, 1, INT_MAX);
   e.seed = o.integer<uint64_t>("--seed", 0, 0, UINT64_MAX);
   e.device = device_option(o);

@@ -20,6 +20,7 @@
 #include <system_error>
 
 #include "core/error.h"
+#include "core/splitmix64.h"
 
 namespace zscrgan {
 
@@ -52,11 +53,7 @@ std::string unique_suffix() {
   std::random_device rd;
   const uint64_t t = static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
   uint64_t x = (static_cast<uint64_t>(rd()) << 32) ^ rd() ^ t ^ (counter.fetch_add(1) << 48);
-  // splitmix64 finaliser: spreads the bits so short prefixes differ.
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  x ^= x >> 31;
+  x = splitmix64(x);  // spreads the bits so short prefixes differ
   char buf[17];
   std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(x));
   return std::string(buf, 12);
@@ -257,6 +254,26 @@ fs::path create_folder_beside(const fs::path& target, const std::string& name) {
       fail_file(name, ": cannot create the temporary folder ", tmp.string(), ": ",
            ec ? ec.message() : "name collision");
   }
+}
+
+CreatedParents::CreatedParents(const fs::path& target, const std::string& name) {
+  if (!target.has_parent_path()) return;
+  std::error_code ec;
+  for (fs::path p = target.parent_path(); !p.empty() && !fs::exists(fs::symlink_status(p, ec));
+       p = p.parent_path()) {
+    created_.push_back(p);
+    if (p == p.parent_path()) break;
+  }
+  fs::create_directories(target.parent_path(), ec);
+  if (ec) {
+    remove_if_empty();
+    fail_file(name, ": cannot create the parent folder: ", ec.message());
+  }
+}
+
+void CreatedParents::remove_if_empty() noexcept {
+  std::error_code ignored;
+  for (const fs::path& p : created_) fs::remove(p, ignored);  // removes a folder only while empty
 }
 
 void move_folder_into_place(const fs::path& tmp, const fs::path& target, const std::string& name) {

@@ -11,6 +11,7 @@
 #include <functional>
 #include <ostream>
 #include <string>
+#include <vector>
 
 namespace zscrgan {
 
@@ -78,6 +79,16 @@ void write_file_atomic(const std::string& path, const std::string& content);
 void check_folder_replaceable(const std::filesystem::path& target, const std::string& name,
                               const std::function<std::string(const std::string&)>& foreign);
 std::filesystem::path create_folder_beside(const std::filesystem::path& target, const std::string& name);
+// The parent folders of `target` that did not exist: created on construction (a failure names
+// `name`); remove_if_empty() takes them away again after a write into them failed.
+class CreatedParents {
+ public:
+  CreatedParents(const std::filesystem::path& target, const std::string& name);
+  void remove_if_empty() noexcept;
+
+ private:
+  std::vector<std::filesystem::path> created_;  // deepest first
+};
 void move_folder_into_place(const std::filesystem::path& tmp, const std::filesystem::path& target,
                             const std::string& name);
 

@@ -180,29 +180,13 @@ void write_dataset_folder(const Dataset& d, const std::string& dir) {
     return "holds " + in_quotes(name) + ", which is not part of a dataset folder";
   });
 
-  // The parent folders this call creates, deepest first, removed again if the write fails.
-  std::vector<fs::path> created;
-  for (fs::path p = target.parent_path(); !p.empty() && !fs::exists(fs::symlink_status(p, ec));
-       p = p.parent_path()) {
-    created.push_back(p);
-    if (p == p.parent_path()) break;
-  }
-  auto remove_created = [&] {
-    std::error_code ignored;
-    for (const fs::path& p : created) fs::remove(p, ignored);  // only while empty
-  };
-  if (target.has_parent_path()) {
-    fs::create_directories(target.parent_path(), ec);
-    if (ec) {
-      remove_created();
-      fail(dir, ": cannot create the parent folder: ", ec.message());
-    }
-  }
+  // The parent folders this call creates, removed again if the write fails.
+  CreatedParents parents(target, dir);
   fs::path tmp;
   try {
     tmp = create_folder_beside(target, dir);
   } catch (...) {
-    remove_created();
+    parents.remove_if_empty();
     throw;
   }
 
@@ -221,7 +205,7 @@ void write_dataset_folder(const Dataset& d, const std::string& dir) {
     move_folder_into_place(tmp, target, dir);
   } catch (...) {
     remove_quietly(tmp);
-    remove_created();
+    parents.remove_if_empty();
     throw;
   }
 }

@@ -24,6 +24,7 @@
 
 #include "data/dataset_source.h"
 #include "core/error.h"
+#include "core/splitmix64.h"
 
 namespace zscrgan {
 
@@ -31,13 +32,6 @@ namespace {
 
 // Hidden width of the image view, per latent dimension.
 constexpr int kHiddenPerLatent = 2;
-
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
 
 // Independent stream `tag` (and optional index) of a seed.
 uint64_t stream_seed(uint64_t seed, uint64_t tag, uint64_t index = 0) {

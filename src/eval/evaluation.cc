@@ -45,14 +45,15 @@ Evaluator::Evaluator(Backend& be, const Model& model, const Dataset& data, const
 
 Evaluator::~Evaluator() = default;
 
-EvalResult Evaluator::evaluate() {
+EvalResult Evaluator::evaluate(int64_t round) {
+  const uint64_t key = query_noise_key(seed_, round);
   Tensor queries = embeddings_.row_block(0, n_queries_);
   Tensor gallery = embeddings_.row_block(n_queries_, n_gallery_);
   for (int first = 0, block = 0; first < n_queries_; first += kQueryBlockRows, ++block) {
     const int n = std::min(kQueryBlockRows, n_queries_ - first);
     Tensor t = gathered_texts_.row_block(0, n);
     be_.gather_rows(t, texts_, IndexSpan{rows_ + first, n});
-    encoder_->embed_queries(t, block, 1, seed_, queries.row_block(first, n));
+    encoder_->embed_queries(t, block, 1, key, queries.row_block(first, n));
   }
   for (int first = 0; first < n_gallery_; first += kQueryBlockRows) {
     const int n = std::min(kQueryBlockRows, n_gallery_ - first);

@@ -1,9 +1,9 @@
 // Precision@K, mAP@K and Top-1 of a model on a dataset's unseen classes, as docs/algorithm.md
 // defines the evaluation: every text of an unseen class is a query, every image of one is the
-// gallery. The queries go through the Encoder with the evaluation noise of `seed`, so training's
-// evaluation after a round and `zscrgan_cuda evaluate` on that round's checkpoint compute the
-// same numbers (on the same device; evaluate takes the run's tf32 setting too), and
-// evaluating never changes training.
+// gallery. The queries go through the Encoder with the evaluation noise of `seed` and the
+// rounds the model has trained (fresh for every round), so training's evaluation after a
+// round and `zscrgan_cuda evaluate` on that round's checkpoint compute the same numbers (on the
+// same device; evaluate takes the run's tf32 setting too), and evaluating never changes training.
 #ifndef ZSCRGAN_EVALUATION_H
 #define ZSCRGAN_EVALUATION_H
 
@@ -37,7 +37,8 @@ class Evaluator {
   Evaluator(const Evaluator&) = delete;
   Evaluator& operator=(const Evaluator&) = delete;
 
-  EvalResult evaluate();
+  // The metrics of the model as it is after `round` rounds of training (which keys the noise).
+  EvalResult evaluate(int64_t round);
 
  private:
   Backend& be_;

@@ -163,11 +163,12 @@ class FileEncoder {
   Tensor queries() const { return queries_; }
 
   // The queries of text rows [block * kQueryBlockRows, + n) into out (n x E).
-  void embed_text_block(RowSource& texts, int64_t block, int n, int samples, uint64_t seed,
+  // noise_key: query_noise_key(seed, the model's rounds).
+  void embed_text_block(RowSource& texts, int64_t block, int n, int samples, uint64_t noise_key,
                         Tensor out) {
     Tensor text = texts_.row_block(0, n);
     read_into(texts, block * kQueryBlockRows, n, text);
-    encoder_.embed_queries(text, block, samples, seed, out);
+    encoder_.embed_queries(text, block, samples, noise_key, out);
   }
 
   // CSEM embeddings of image rows [first, first + n), n x E; valid until the next call.
@@ -244,26 +245,23 @@ class Progress {
 
 // ---- embed's output folder: written aside, then renamed into place ----
 
-fs::path output_folder(const std::string& out_dir) {
+// embed's output folder, checked before any work: it is replaced as a whole, so it may hold
+// only the files this embed writes (an embeddings file it would not write again is refused
+// rather than lost).
+fs::path output_folder(const std::string& out_dir, bool texts, bool images) {
   if (out_dir.empty()) fail("embed: no output folder given");
   fs::path target = fs::path(out_dir).lexically_normal();
   if (target.filename().empty()) target = target.parent_path();
   if (target.filename().empty() || target.filename() == "." || target.filename() == "..")
     fail(out_dir, ": not a valid output folder name");
-  check_folder_replaceable(target, out_dir, [](const std::string& name) -> std::string {
-    if (name == kTextEmbeddings || name == kImageEmbeddings) return "";
-    return "holds '" + name + "', which embed does not write";
+  check_folder_replaceable(target, out_dir, [&](const std::string& name) -> std::string {
+    if ((name == kTextEmbeddings && texts) || (name == kImageEmbeddings && images)) return "";
+    if (name == kTextEmbeddings || name == kImageEmbeddings)
+      return "holds " + in_quotes(name) + " from an earlier embed, which this one (without --" +
+             (images ? "texts" : "images") + ") would remove";
+    return "holds " + in_quotes(name) + ", which embed does not write";
   });
   return target;
-}
-
-fs::path make_temp_sibling(const fs::path& target) {
-  if (target.has_parent_path()) {
-    std::error_code ec;
-    fs::create_directories(target.parent_path(), ec);
-    if (ec) fail(target.string(), ": cannot create the parent folder: ", ec.message());
-  }
-  return create_folder_beside(target, target.string());
 }
 
 // ---- R.json ----
@@ -297,14 +295,14 @@ std::string retrieval_json(const TopKLists& lists, int64_t gallery_rows) {
 using RowSink = std::function<void(const float* values, int rows)>;
 
 // The queries of every row of `texts`, block by block, in order, into `sink`.
-void embed_text_rows(FileEncoder& enc, RowSource& texts, int samples, uint64_t seed,
+void embed_text_rows(FileEncoder& enc, RowSource& texts, int samples, uint64_t noise_key,
                      const RowSink& sink, std::ostream& log) {
   const int64_t n = texts.rows();
   Progress progress(log, "texts", n, kQueryBlockRows);
   for (int64_t b = 0; b * kQueryBlockRows < n; ++b) {
     const int rows = int(std::min<int64_t>(kQueryBlockRows, n - b * kQueryBlockRows));
     Tensor q = enc.queries().row_block(0, rows);
-    enc.embed_text_block(texts, b, rows, samples, seed, q);
+    enc.embed_text_block(texts, b, rows, samples, noise_key, q);
     sink(enc.to_host(q), rows);
     progress.done(b * kQueryBlockRows + rows);
   }
@@ -340,7 +338,7 @@ struct Retrieved {
 // The top_k gallery rows of every text's query: the gallery streamed in chunks of chunk_rows,
 // each chunk's lists merged into the running ones. Inputs checked by check_retrieve_inputs.
 Retrieved retrieve_rows(Backend& be, const Model& model, RowSource& texts, RowSource& gallery,
-                        int k, int samples, uint64_t seed, int64_t chunk_rows, std::ostream& log) {
+                        int k, int samples, uint64_t noise_key, int64_t chunk_rows, std::ostream& log) {
   const int n_q = int(texts.rows());
   const int64_t m = gallery.rows();
   const int text_rows = int(std::min<int64_t>(kQueryBlockRows, n_q));
@@ -357,7 +355,7 @@ Retrieved retrieve_rows(Backend& be, const Model& model, RowSource& texts, RowSo
     for (int64_t b = 0; b * kQueryBlockRows < n_q; ++b) {
       const int first = int(b * kQueryBlockRows);
       const int rows = std::min(kQueryBlockRows, n_q - first);
-      enc.embed_text_block(texts, b, rows, samples, seed, queries.row_block(first, rows));
+      enc.embed_text_block(texts, b, rows, samples, noise_key, queries.row_block(first, rows));
       progress.done(first + rows);
     }
   }
@@ -397,9 +395,10 @@ void check_dataset_fits(const ModelDims& d, const Dataset& data, const std::stri
          data.image_features.cols);
 }
 
-// Training's Evaluator over every row of `data`, with cfg's top_k, ap_divisor and seed.
+// Training's Evaluator over every row of `data`, with cfg's top_k, ap_divisor and seed, for a
+// model trained `round` rounds.
 EvalResult evaluate_dataset(Backend& be, const Model& model, const Dataset& data,
-                            const Config& cfg) {
+                            const Config& cfg, int64_t round) {
   const ModelDims d = model.dims();
   DeviceBlock block(be, align_up(data.text_features.data.size() * sizeof(float)) +
                             align_up(data.image_features.data.size() * sizeof(float)) +
@@ -410,7 +409,7 @@ EvalResult evaluate_dataset(Backend& be, const Model& model, const Dataset& data
   be.upload(images, data.image_features.data.data());
   Evaluator evaluator(be, model, data, texts, images, cfg.top_k, cfg.ap_divisor,
                       cfg.seed);
-  return evaluator.evaluate();
+  return evaluator.evaluate(round);
 }
 
 }  // namespace
@@ -418,9 +417,10 @@ EvalResult evaluate_dataset(Backend& be, const Model& model, const Dataset& data
 void run_embed(const EmbedOptions& o, std::ostream& log) {
   check_common_options("embed", o.checkpoint, o.samples, o.chunk_rows);
   if (o.texts.empty() && o.images.empty()) fail("embed: nothing to embed: give texts, images or both");
-  const fs::path target = output_folder(o.out_dir);
+  const fs::path target = output_folder(o.out_dir, !o.texts.empty(), !o.images.empty());
   const OpenedCheckpoint checkpoint = open_checkpoint(o.checkpoint);
   const ModelDims d = checkpoint_dims(checkpoint);
+  const int64_t round = checkpoint_rounds_trained(checkpoint);
   std::optional<NpyRows> texts, images;
   if (!o.texts.empty()) {
     texts.emplace(o.texts);
@@ -437,11 +437,13 @@ void run_embed(const EmbedOptions& o, std::ostream& log) {
   FileEncoder enc(be, *lm.model, text_rows, image_rows, text_rows);
   log_memory(log, *lm.model, enc, be);
 
-  const fs::path tmp = make_temp_sibling(target);
+  CreatedParents parents(target, target.string());  // removed again if the embed fails
+  fs::path tmp;
   try {
+    tmp = create_folder_beside(target, target.string());
     if (texts) {
       NpyRowWriter out((tmp / kTextEmbeddings).string(), texts->rows(), d.embed_dim);
-      embed_text_rows(enc, *texts, o.samples, o.seed,
+      embed_text_rows(enc, *texts, o.samples, query_noise_key(o.seed, round),
                       [&](const float* v, int rows) { out.write_rows(v, rows); }, log);
       out.finish();
     }
@@ -454,14 +456,15 @@ void run_embed(const EmbedOptions& o, std::ostream& log) {
     move_folder_into_place(tmp, target, target.string());
   } catch (...) {
     std::error_code ignored;
-    fs::remove_all(tmp, ignored);
+    if (!tmp.empty()) fs::remove_all(tmp, ignored);
+    parents.remove_if_empty();
     throw;
   }
   if (!enc.allocated_once()) log << "note: scratch memory grew past its start-up size\n";
   if (texts)
     log << "wrote " << (target / kTextEmbeddings).string() << " (" << texts->rows() << " x "
         << d.embed_dim << ", " << o.samples << (o.samples == 1 ? " sample" : " samples")
-        << " per text, seed " << o.seed << ")\n";
+        << " per text, seed " << o.seed << ", round " << round << ")\n";
   if (images)
     log << "wrote " << (target / kImageEmbeddings).string() << " (" << images->rows() << " x "
         << d.embed_dim << ")\n";
@@ -474,13 +477,18 @@ void run_retrieve(const RetrieveOptions& o, std::ostream& log) {
   if (o.out.empty()) fail("retrieve: no output file given");
   if (o.top_k < 1) fail("retrieve: top_k must be at least 1, got ", o.top_k);
   {
+    // Checked before any work: the file is written only once every query is answered.
     const fs::path parent = fs::path(o.out).parent_path();
     std::error_code ec;
     if (!parent.empty() && !fs::is_directory(parent, ec))
-      fail(o.out, ": the folder ", parent.string(), " does not exist");
+      fail(o.out, fs::exists(parent, ec) ? ": " + in_quotes(parent.string()) + " is not a folder"
+                                         : ": the folder " + in_quotes(parent.string()) + " does not exist");
+    if (fs::is_directory(o.out, ec))
+      fail(o.out, ": is a folder; --out names the JSON file to write");
   }
   const OpenedCheckpoint checkpoint = open_checkpoint(o.checkpoint);
   const ModelDims d = checkpoint_dims(checkpoint);
+  const int64_t round = checkpoint_rounds_trained(checkpoint);
   NpyRows texts(o.texts);
   check_width(texts, d.text_dim, "text", o.checkpoint);
   NpyRows gallery(o.gallery);
@@ -489,12 +497,13 @@ void run_retrieve(const RetrieveOptions& o, std::ostream& log) {
   LoadedModel lm = load_model(checkpoint, d, o.device, log);
   const auto t0 = Clock::now();
   const Retrieved r = retrieve_rows(*lm.backend, *lm.model, texts, gallery, o.top_k, o.samples,
-                                    o.seed, o.chunk_rows, log);
+                                    query_noise_key(o.seed, round), o.chunk_rows, log);
   write_file_atomic(o.out, retrieval_json(r.lists, gallery.rows()));
   if (!r.allocated_once) log << "note: scratch memory grew past its start-up size\n";
   log << "retrieved the top " << o.top_k << " of " << gallery.rows() << " gallery rows for "
       << texts.rows() << " queries (" << o.samples << (o.samples == 1 ? " sample" : " samples")
-      << " per text, seed " << o.seed << ") in " << fixed1(seconds_since(t0)) << " s; wrote "
+      << " per text, seed " << o.seed << ", round " << round << ") in " << fixed1(seconds_since(t0))
+      << " s; wrote "
       << o.out << "\n";
 }
 
@@ -535,7 +544,8 @@ EvalResult run_evaluate(const EvaluateOptions& o, std::ostream& out) {
   const Dataset data = load_configured_dataset(cfg);
   check_dataset_fits(d, data, o.checkpoint, cfg.dataset);
   LoadedModel lm = load_model(checkpoint, d, o.device, out, cfg.tf32);
-  const EvalResult r = evaluate_dataset(*lm.backend, *lm.model, data, cfg);
+  const EvalResult r =
+      evaluate_dataset(*lm.backend, *lm.model, data, cfg, checkpoint_rounds_trained(checkpoint));
   const nlohmann::json line = {{"k", r.k}, {"prec_at_k", r.prec_at_k}, {"map_at_k", r.map_at_k},
                                {"top1", r.top1}, {"queries", r.query_labels.size()},
                                {"gallery", r.gallery_labels.size()}};
@@ -549,6 +559,7 @@ struct InferenceModel::Impl {
   std::string checkpoint;
   Config config;
   ModelDims dims;
+  int64_t rounds_trained = 0;  // keys the evaluation noise, with the seed
   LoadedModel loaded;
 };
 
@@ -560,6 +571,7 @@ InferenceModel::InferenceModel(const std::string& checkpoint, const std::string&
   impl_->checkpoint = checkpoint;
   impl_->config = checkpoint_config(opened);
   impl_->dims = checkpoint_model_dims(opened);
+  impl_->rounds_trained = checkpoint_rounds_trained(opened);
   impl_->loaded = load_model(opened, impl_->dims, device, log);
 }
 
@@ -583,7 +595,8 @@ void InferenceModel::embed_texts(const MatrixRef& texts, int samples, uint64_t s
   FileEncoder enc(be, *impl_->loaded.model, text_rows, 0, text_rows);
   std::ostream quiet(nullptr);
   const size_t e = size_t(impl_->dims.embed_dim);
-  embed_text_rows(enc, rows, samples, seed, [&](const float* v, int n) {
+  embed_text_rows(enc, rows, samples, query_noise_key(seed, impl_->rounds_trained),
+                  [&](const float* v, int n) {
     std::memcpy(out, v, size_t(n) * e * sizeof(float));
     out += size_t(n) * e;
   }, quiet);
@@ -612,15 +625,16 @@ TopKLists InferenceModel::retrieve(const MatrixRef& texts, const MatrixRef& gall
   ArrayRows t(texts), g(gallery);
   check_retrieve_inputs(t, g, top_k, impl_->dims, impl_->checkpoint);
   std::ostream quiet(nullptr);
-  return retrieve_rows(*impl_->loaded.backend, *impl_->loaded.model, t, g, top_k, samples, seed,
-                       chunk_rows, quiet)
+  return retrieve_rows(*impl_->loaded.backend, *impl_->loaded.model, t, g, top_k, samples,
+                       query_noise_key(seed, impl_->rounds_trained), chunk_rows, quiet)
       .lists;
 }
 
 EvalResult InferenceModel::evaluate(const Dataset& data) const {
   validate_dataset(data, "the given dataset");
   check_dataset_fits(impl_->dims, data, impl_->checkpoint, data.name);
-  return evaluate_dataset(*impl_->loaded.backend, *impl_->loaded.model, data, impl_->config);
+  return evaluate_dataset(*impl_->loaded.backend, *impl_->loaded.model, data, impl_->config,
+                          impl_->rounds_trained);
 }
 
 }  // namespace zscrgan

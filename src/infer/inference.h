@@ -2,8 +2,9 @@
 // of any size.
 //
 // Queries and gallery embeddings come from the Encoder (encoder.h), the path training's
-// evaluation takes too: for the same seed, `embed` and `retrieve` draw the queries a run
-// evaluated with, and `retrieve` uses exactly the queries `embed` writes.
+// evaluation takes too: for the same seed, `embed` and `retrieve` on a round's checkpoint draw
+// the queries the run evaluated that round with (the noise is keyed by the seed and the
+// checkpoint's rounds), and `retrieve` uses exactly the queries `embed` writes.
 //
 // Arithmetic is float32 in embed and retrieve (on CUDA, TF32 stays off whatever the training config
 // said: retrieval ranks by small differences of cosine similarity); evaluate follows the run.

@@ -125,6 +125,14 @@ Config checkpoint_config(const OpenedCheckpoint& checkpoint, const std::vector<s
                       overrides);
 }
 
+int64_t checkpoint_rounds_trained(const OpenedCheckpoint& checkpoint) {
+  const nlohmann::json run = parse_checkpoint_metadata_json(checkpoint.file, "run");
+  if (!run.is_object() || !run.contains("round") || !run["round"].is_number_integer() ||
+      run["round"].get<int64_t>() < 0)
+    fail(checkpoint.path, ": checkpoint run state has no 'round' count");
+  return run["round"].get<int64_t>();
+}
+
 ModelDims checkpoint_model_dims(const std::string& path) {
   return checkpoint_model_dims(open_checkpoint(path));
 }

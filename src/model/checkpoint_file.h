@@ -44,6 +44,10 @@ Config checkpoint_config(const std::string& path, const std::vector<std::string>
 Config checkpoint_config(const OpenedCheckpoint& checkpoint,
                          const std::vector<std::string>& overrides = {});
 
+// How many rounds the checkpoint's model has trained (its run state's "round"): with the seed,
+// it keys the evaluation noise that round's evaluation drew (model/encoder.h).
+int64_t checkpoint_rounds_trained(const OpenedCheckpoint& checkpoint);
+
 // The model's dimensions as the checkpoint's parameter shapes give them.
 ModelDims checkpoint_model_dims(const std::string& path);
 ModelDims checkpoint_model_dims(const OpenedCheckpoint& checkpoint);

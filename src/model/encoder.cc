@@ -24,7 +24,7 @@ Encoder::Encoder(Backend& be, const Model& model, int text_rows, int image_rows)
   tape_ = std::make_unique<Tape>(be_, *arena_);
 }
 
-void Encoder::embed_queries(const Tensor& texts, int64_t block, int samples, uint64_t seed,
+void Encoder::embed_queries(const Tensor& texts, int64_t block, int samples, uint64_t key,
                             Tensor out) {
   const int n = texts.rows;
   ZS_CHECK(n > 0 && n <= text_rows_ && texts.cols == d_.text_dim && out.rows == n &&
@@ -35,8 +35,8 @@ void Encoder::embed_queries(const Tensor& texts, int64_t block, int samples, uin
   Tape::NoRecord no_record(*tape_);
   for (int s = 0; s < samples; ++s) {
     arena_->reset();
-    be_.fill_truncated_normal(eps, query_noise(seed, block, s, 0));
-    be_.fill_normal(z, query_noise(seed, block, s, 1));
+    be_.fill_truncated_normal(eps, query_noise(key, block, s, 0));
+    be_.fill_normal(z, query_noise(key, block, s, 1));
     Conditioned cd = condition_forward(*tape_, frozen(model_.condition), constant(texts), eps);
     Var x = generator_forward(*tape_, frozen(model_.gen1), frozen(model_.gen2),
                               frozen(model_.gen3), cd.c, constant(z));

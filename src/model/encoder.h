@@ -6,14 +6,17 @@
 // query is the mean of S such embeddings, each with its own noise. Gallery images -> CSEM.
 // Embeddings are the raw CSEM outputs (retrieval L2-normalises them for the cosine).
 //
-// Noise is a pure function of (seed, text row, sample), drawn from an evaluation stream of its
-// own, never from the training stream: text rows are taken in blocks of kQueryBlockRows, and
-// block b, sample s draws eps (rows x E, truncated normal) from query_noise(seed, b, s, 0) and
-// z (rows x Z, normal) from query_noise(seed, b, s, 1), tensor element = row in block * width +
-// column. So a query depends neither on chunk sizes nor on the other texts, sample 0 of an
-// S-sample run is the single-sample query, evaluating never moves training's noise, and the
-// queries a run evaluated with are the ones `evaluate`, `embed` and `retrieve` draw for the
-// run's seed.
+// Noise is a pure function of (seed, round, text row, sample), drawn from an evaluation stream
+// of its own, never from the training stream. `round` is the number of rounds the model has
+// trained: each round's evaluation draws fresh eps and z, as the published graph does every
+// time it evaluates, so the best Precision@K over rounds is taken over noise draws as well as
+// weights, as the paper's is. Text rows are taken in blocks of kQueryBlockRows; with
+// key = query_noise_key(seed, round), block b, sample s draws eps (rows x E, truncated normal)
+// from query_noise(key, b, s, 0) and z (rows x Z, normal) from query_noise(key, b, s, 1),
+// tensor element = row in block * width + column. So a query depends neither on chunk sizes
+// nor on the other texts, sample 0 of an S-sample run is the single-sample query, evaluating
+// never moves training's noise, and the queries a run evaluated a round's model with are the
+// ones `evaluate`, `embed` and `retrieve` draw on that round's checkpoint for the run's seed.
 //
 // Memory: the noise buffers and the activations' scratch are allocated once, at construction,
 // for at most text_rows query rows and image_rows gallery rows per call.
@@ -23,6 +26,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "core/splitmix64.h"
 #include "backend/arena.h"
 #include "backend/backend.h"
 #include "model/model.h"
@@ -32,15 +36,19 @@ namespace zscrgan {
 
 constexpr int kQueryBlockRows = 4096;
 
-// The evaluation noise stream: keyed apart from the training stream of the same seed (which
-// draws from NoiseStream{seed, 0, 1, 2, ...}), so the two never share a draw.
+// The evaluation noise stream of a model trained `round` rounds: keyed apart from the training
+// stream of the same seed (which draws from NoiseStream{seed, 0, 1, 2, ...}) and from every
+// other round's, so no two share a draw.
 constexpr uint64_t kQueryNoiseKey = 0x9E3779B97F4A7C15ull;
+constexpr uint64_t query_noise_key(uint64_t seed, int64_t round) {
+  return seed ^ kQueryNoiseKey ^ splitmix64(static_cast<uint64_t>(round));
+}
 inline uint64_t query_noise_offset(int64_t block, int sample, int fill) {
   return (static_cast<uint64_t>(sample) << 32) + 2 * static_cast<uint64_t>(block) +
          static_cast<uint64_t>(fill);
 }
-inline NoiseStream query_noise(uint64_t seed, int64_t block, int sample, int fill) {
-  return NoiseStream{seed ^ kQueryNoiseKey, query_noise_offset(block, sample, fill)};
+inline NoiseStream query_noise(uint64_t key, int64_t block, int sample, int fill) {
+  return NoiseStream{key, query_noise_offset(block, sample, fill)};
 }
 
 class Encoder {
@@ -50,7 +58,8 @@ class Encoder {
 
   // out (n x E) = the queries of text rows texts (n x Dt, on the backend), which are rows
   // [block * kQueryBlockRows, + n) of the whole text set: the mean over `samples` draws.
-  void embed_queries(const Tensor& texts, int64_t block, int samples, uint64_t seed, Tensor out);
+  // key: query_noise_key(seed, round).
+  void embed_queries(const Tensor& texts, int64_t block, int samples, uint64_t key, Tensor out);
   // The CSEM embeddings of images (n x Dv), n x E; valid until the next call.
   Tensor embed_images(const Tensor& images);
 

@@ -73,7 +73,8 @@ class Trainer {
   void latest_losses(float* d, float* g, float* c);
   // Precision@K, mAP@K and Top-1 on the unseen classes (see evaluation.h: the evaluation
   // noise of the run's seed, apart from training's; evaluating changes nothing in training).
-  EvalResult evaluate() { return evaluator_->evaluate(); }
+  // The metrics of the model after rounds_done() rounds, with that round's evaluation noise.
+  EvalResult evaluate() { return evaluator_->evaluate(rounds_done()); }
   // Throws DivergenceError naming the tensor when any parameter is NaN or Inf.
   void check_parameters_finite();
   // Before a stopped round is saved: throws DivergenceError when a loss of the steps it ran

@@ -166,6 +166,15 @@ def test_a_folder_holding_an_earlier_run_is_replaced_only_with_overwrite(tmp_pat
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
 
 
+def test_train_keeps_the_configs_device_unless_given_one(tmp_path):
+    try:
+        zscrgan.train(small_config(rounds=1, device="cuda"), output_dir=tmp_path, quiet=True)
+    except RuntimeError as e:  # no usable GPU here: the config's "cuda" was kept, not "auto"
+        assert "cuda" in str(e)
+    else:
+        assert json.loads((tmp_path / "config.json").read_text())["device"] == "cuda"
+
+
 def test_exception_in_on_round_propagates_after_the_checkpoint(tmp_path):
     def on_round(m):
         raise LookupError("from the callback")
