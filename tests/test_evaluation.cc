@@ -17,6 +17,7 @@
 #include "small_config.h"
 #include "train/checkpoint.h"
 #include "infer/inference.h"
+#include "core/fileio.h"
 #include "eval/evaluation.h"
 #include "backend/arena.h"
 #include "train/run.h"
@@ -186,6 +187,37 @@ TEST(Evaluation, EvaluateRefusesKeysItDoesNotRead) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("--device"), std::string::npos) << e.what();
   }
+}
+
+// evaluate --config FILE takes its dataset from the file and says which of the file's model and
+// training keys differ from the checkpoint's (they change nothing: the model is the checkpoint's).
+TEST(Evaluation, EvaluateWithAConfigFileNotesTheModelKeysItDoesNotUse) {
+  zscrgan_test::ScopedTempDir dir;
+  Config cfg = small_config();
+  cfg.rounds = 1;
+  cfg.device = DeviceChoice::Cpu;
+  cfg.output_dir = dir.file("run");
+  std::ostringstream log;
+  run_training(cfg, log);
+  auto evaluate_with = [&](const Config& file_cfg) {
+    write_file_atomic(dir.file("c.json"), config_to_json(file_cfg));
+    EvaluateOptions o;
+    o.checkpoint = dir.file("run/checkpoints/last.safetensors");
+    o.config = dir.file("c.json");
+    o.device = "cpu";
+    std::ostringstream out;
+    run_evaluate(o, out);
+    return out.str();
+  };
+  Config same = cfg;
+  same.rounds = 7;  // not a model key
+  EXPECT_EQ(evaluate_with(same).find("note:"), std::string::npos);
+  Config other = cfg;
+  other.gf_dim = cfg.gf_dim * 2;
+  other.generator_lr = cfg.generator_lr * 2;
+  const std::string out = evaluate_with(other);
+  EXPECT_NE(out.find(": generator_lr, gf_dim differ from the checkpoint's and are not used"), std::string::npos)
+      << out;
 }
 
 // --resume reads and verifies checkpoints/last once (its config, parameters, optimizer state

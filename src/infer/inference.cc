@@ -540,6 +540,21 @@ EvalResult run_evaluate(const EvaluateOptions& o, std::ostream& out) {
            " (the model is the checkpoint's); it reads dataset, datasets_root, synthetic.*, "
            "top_k, ap_divisor, seed and tf32");
   }
+  if (!o.config.empty()) {
+    // The file may come from another run (it is given for its dataset): say which of its
+    // model and training keys differ from the checkpoint's, since they change nothing here.
+    const nlohmann::json mine = nlohmann::json::parse(config_to_json(cfg));
+    const nlohmann::json trained = nlohmann::json::parse(config_to_json(checkpoint_config(checkpoint)));
+    std::string unused;
+    for (auto it = mine.begin(); it != mine.end(); ++it) {
+      const std::string& key = it.key();
+      if (key == "synthetic" || evaluation_reads_key(key) || config_key_resumable(key)) continue;
+      if (!trained.contains(key) || trained[key] != it.value()) unused += (unused.empty() ? "" : ", ") + key;
+    }
+    if (!unused.empty())
+      out << "note: " << o.config << ": " << unused
+          << " differ from the checkpoint's and are not used: the model is the checkpoint's\n";
+  }
   const ModelDims d = checkpoint_model_dims(checkpoint);
   const Dataset data = load_configured_dataset(cfg);
   check_dataset_fits(d, data, o.checkpoint, cfg.dataset);
