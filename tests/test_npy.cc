@@ -7,6 +7,7 @@
 
 #include "data_test_util.h"
 #include "formats/npy.h"
+#include "formats/npy_stream.h"
 
 namespace {
 
@@ -111,6 +112,22 @@ TEST(Npy, ReadsFloat64AsFloat32) {
   ASSERT_EQ(m.rows, 2);
   ASSERT_EQ(m.cols, 3);
   for (size_t i = 0; i < v.size(); ++i) EXPECT_EQ(m.data[i], static_cast<float>(v[i]));
+}
+
+// A finite float64 beyond float32's range is refused where it is, by both readers, not turned
+// into an inf that the file does not hold.
+TEST(Npy, Float64BeyondFloat32sRangeIsRefusedByRowAndColumn) {
+  ScopedTempDir dir;
+  const std::vector<double> v = {1.5, -2.25, 1e-3, 3.0, -1e300, 1e30};
+  zscrgan_test::write_bytes(dir.file("d.npy"), npy_bytes(dict("<f8", "(2, 3)"), raw(v)));
+  const std::string want = dir.file("d.npy") + ": row 1, column 1 holds -1e+300, beyond float32's range";
+  const std::string whole = error_of([&] { zscrgan::read_npy_matrix(dir.file("d.npy")); });
+  EXPECT_EQ(whole.rfind(want, 0), 0u) << whole;
+  zscrgan::NpyRowReader rows(dir.file("d.npy"));
+  std::vector<float> out(3);
+  rows.read_rows(0, 1, out.data());  // row 0 is in range
+  const std::string streamed = error_of([&] { rows.read_rows(1, 1, out.data()); });
+  EXPECT_EQ(streamed.rfind(want, 0), 0u) << streamed;
 }
 
 TEST(Npy, ReadsInt32Labels) {

@@ -5,6 +5,7 @@
 #include "formats/npy.h"
 
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <limits>
@@ -341,6 +342,16 @@ void write_le(std::ostream& out, const T* data, size_t count) {
 
 namespace detail {
 
+float narrow_npy_feature(double v, const std::string& path, uint64_t element, int64_t cols) {
+  const float f = static_cast<float>(v);
+  if (std::isfinite(v) && !std::isfinite(f)) {
+    const uint64_t c = cols > 0 ? static_cast<uint64_t>(cols) : 1;
+    fail(path, ": row ", element / c, ", column ", element % c, " holds ", v,
+         ", beyond float32's range (features are float32)");
+  }
+  return f;
+}
+
 bool host_is_little_endian() {
   const uint16_t one = 1;
   unsigned char b;
@@ -383,7 +394,8 @@ HostMatrix read_npy_matrix(const std::string& path) {
   } else {
     std::vector<double> tmp(static_cast<size_t>(count));
     read_raw(in, h, tmp.data(), count, path);
-    for (int64_t i = 0; i < count; ++i) m.data[i] = static_cast<float>(tmp[i]);
+    for (int64_t i = 0; i < count; ++i)
+      m.data[i] = detail::narrow_npy_feature(tmp[i], path, static_cast<uint64_t>(i), m.cols);
   }
   return m;
 }

@@ -47,6 +47,9 @@ NpyHeader read_npy_header(std::istream& in, const std::string& path);
 int64_t check_npy_size(const NpyHeader& h, const std::string& path);
 // Requires a 2-D float32 or float64 array (features), with the readers' messages.
 void check_npy_feature_matrix(const NpyHeader& h, const std::string& path);
+// A float64 feature value as float32. A finite value beyond float32's range is refused by its
+// row and column (element = row * cols + column), rather than becoming an inf the file lacks.
+float narrow_npy_feature(double v, const std::string& path, uint64_t element, int64_t cols);
 // The preamble and padded header dict of a version 1.0, C-order array.
 std::string npy_header_bytes(const std::string& descr, const std::vector<int64_t>& shape);
 

@@ -84,7 +84,9 @@ void NpyRowReader::read_rows(int64_t first, int64_t n, float* out) {
     const uint64_t m = std::min<uint64_t>(count - done, kConvertValues);
     read_bytes(start + done * 8, m * 8, scratch_.data());
     if (!detail::host_is_little_endian()) swap_bytes(scratch_.data(), m, 8);
-    for (uint64_t i = 0; i < m; ++i) out[done + i] = static_cast<float>(scratch_[i]);
+    const uint64_t element = static_cast<uint64_t>(first) * static_cast<uint64_t>(cols_) + done;
+    for (uint64_t i = 0; i < m; ++i)
+      out[done + i] = detail::narrow_npy_feature(scratch_[i], path_, element + i, cols_);
     done += m;
   }
 }
