@@ -635,6 +635,26 @@ TEST_F(CliTest, PathsThatAreNotUtf8AreKeptByteForByte) {
   EXPECT_NE(r.out.find("round 2/2"), std::string::npos) << printable(r.out);
 }
 
+// --resume DIR --config FILE stays in DIR; when the file names another output_dir, it says so.
+TEST_F(CliTest, ResumeWithAConfigNamingAnotherFolderSaysTheRunStaysInItsOwn) {
+  std::ofstream(dir_ / "config.json") << "{" << valid_keys() << "}";
+  const fs::path run = dir_ / "run";
+  CliResult r = run_cli({"--config", (dir_ / "config.json").string(), "--set", "output_dir=" + run.string()}, dir_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // A config naming the run's own folder, spelled otherwise: no note.
+  std::string same = "{" + valid_keys() + "}";
+  const std::string out_key = "\"output_dir\": \"" + (dir_ / "out").string() + "\"";
+  same.replace(same.find(out_key), out_key.size(), "\"output_dir\": \"" + (dir_ / "." / "run").string() + "/\"");
+  std::ofstream(dir_ / "same.json") << same;
+  r = run_cli({"--resume", run.string(), "--config", (dir_ / "same.json").string(), "--set", "rounds=2"}, dir_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out.find("is not used"), std::string::npos) << r.out;
+  r = run_cli({"--resume", run.string(), "--config", (dir_ / "config.json").string(), "--set", "rounds=3"}, dir_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("note: the run stays in " + run.string()), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(dir_ / "out" / "checkpoints")) << "trained into the config's folder";
+}
+
 // A run killed between writing `last` and `best` for a round that beat the best leaves `best`
 // missing (the first round) or older (a later one); --resume rebuilds it from `last`, so both
 // agree with the best the run reports. Temporaries a killed writer left are removed.

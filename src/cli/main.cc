@@ -170,7 +170,17 @@ int run_train(const Options& o) {
   } else {
     throw UsageError("--config FILE (or --resume DIR) is required");
   }
-  if (!opts.resume_dir.empty()) cfg.output_dir = opts.resume_dir;  // a resumed run stays in its folder
+  if (!opts.resume_dir.empty()) {
+    // A resumed run stays in its folder, whatever output_dir the given config file names.
+    auto folder = [](const std::string& p) {  // "a/./b/" and "a/b" name one folder
+      std::filesystem::path f = std::filesystem::path(p).lexically_normal();
+      return f.filename().empty() ? f.parent_path() : f;
+    };
+    if (o.has("--config") && folder(cfg.output_dir) != folder(opts.resume_dir))
+      std::cout << "note: the run stays in " << opts.resume_dir << "; " << o.get("--config")
+                << "'s output_dir " << cfg.output_dir << " is not used\n";
+    cfg.output_dir = opts.resume_dir;
+  }
   const zscrgan::RunSummary s = zscrgan::run_training(cfg, std::cout, std::move(opts));
   if (s.stopped_by_signal != 0) return 128 + s.stopped_by_signal;
   return 0;
