@@ -49,8 +49,20 @@ def _matrix(x: Any, name: str) -> np.ndarray:
     if a.ndim != 2:
         raise ValueError(f"{name}: expected a 2-D array (rows x features), got shape {a.shape}")
     if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
-        raise ValueError(f"{name}: expected float32 or float64 values, got {a.dtype}")
+        raise ValueError(f"{name}: expected float or integer values, got {a.dtype}")
     return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def _integer(name: str, v: Any, lo: int, hi: int) -> int:
+    """v as an int in [lo, hi], else the library's kind of one-line ValueError."""
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        raise ValueError(f"{name}: expected an integer in [{lo}, {hi}], got {v!r}")
+    if not lo <= int(v) <= hi:
+        raise ValueError(f"{name} must be an integer in [{lo}, {hi}], got {int(v)}")
+    return int(v)
+
+
+_INT_MAX, _INT64_MAX, _UINT64_MAX = 2**31 - 1, 2**63 - 1, 2**64 - 1
 
 
 def _labels(x: Any, name: str) -> np.ndarray:
@@ -225,17 +237,24 @@ class Model:
 
     def embed_texts(self, texts: Any, samples: int = 1, seed: int = 0) -> np.ndarray:
         """N x embed_dim query embeddings (what ``zscrgan_cuda embed --texts`` writes)."""
-        return self._core._embed_texts(_matrix(texts, "texts"), samples, seed)
+        return self._core._embed_texts(_matrix(texts, "texts"), _integer("samples", samples, 1, _INT_MAX),
+                                       _integer("seed", seed, 0, _UINT64_MAX))
 
     def embed_images(self, images: Any, chunk_rows: int = 65536) -> np.ndarray:
         """M x embed_dim CSEM embeddings (what ``zscrgan_cuda embed --images`` writes)."""
-        return self._core._embed_images(_matrix(images, "images"), chunk_rows)
+        return self._core._embed_images(_matrix(images, "images"),
+                                        _integer("chunk_rows", chunk_rows, 1, _INT64_MAX))
 
     def retrieve(self, texts: Any, gallery: Any, k: int = 50, samples: int = 1, seed: int = 0,
                  chunk_rows: int = 65536) -> Tuple[np.ndarray, np.ndarray]:
         """(indices, scores), each N x k, best first: ``zscrgan_cuda retrieve``'s lists."""
-        return self._core._retrieve(_matrix(texts, "texts"), _matrix(gallery, "gallery"), k,
-                                    samples, seed, chunk_rows)
+        t, g = _matrix(texts, "texts"), _matrix(gallery, "gallery")
+        k = _integer("k", k, 1, _INT_MAX)
+        if k > g.shape[0]:  # before the N x k results are allocated
+            raise ValueError(f"gallery: top_k {k} exceeds the gallery's {g.shape[0]} rows")
+        return self._core._retrieve(t, g, k, _integer("samples", samples, 1, _INT_MAX),
+                                    _integer("seed", seed, 0, _UINT64_MAX),
+                                    _integer("chunk_rows", chunk_rows, 1, _INT64_MAX))
 
     def evaluate(self, dataset: Dataset) -> Dict[str, Any]:
         """k, prec_at_k, map_at_k, top1 (and the query and gallery counts) on the dataset:

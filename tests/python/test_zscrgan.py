@@ -112,8 +112,15 @@ def test_shapes_the_model_does_not_take_raise_value_error(trained):
         model.embed_texts(np.zeros((3, 5), np.float32))
     with pytest.raises(ValueError, match="top_k 1000 exceeds the gallery's"):
         model.retrieve(data.text_features, data.image_features, k=1000)
-    with pytest.raises(ValueError, match="samples must be at least 1"):
+    with pytest.raises(ValueError, match=r"samples must be an integer in \[1, "):
         model.embed_texts(data.text_features, samples=0)
+    # Out-of-range integers are the same one-line ValueError, not the binding's TypeError.
+    with pytest.raises(ValueError, match=r"^seed must be an integer in \[0, 18446744073709551615\], got -1$"):
+        model.embed_texts(data.text_features, seed=-1)
+    with pytest.raises(ValueError, match=r"^k must be an integer"):
+        model.retrieve(data.text_features, data.image_features, k=2**40)
+    with pytest.raises(ValueError, match=r"^chunk_rows: expected an integer"):
+        model.embed_images(data.image_features, chunk_rows=2.5)
 
 
 def test_unusable_device_raises_runtime_error(trained):
