@@ -134,22 +134,33 @@ TEST(Evaluation, EvaluateOnACheckpointReproducesTheLoggedRound) {
   EXPECT_EQ(best.prec_at_k, summary.best_score);
 }
 
+// A one-round CPU run of small_config() trained into dir/run; returns its config.
+Config train_one_round(const zscrgan_test::ScopedTempDir& dir, bool tf32 = false) {
+  Config cfg = small_config();
+  cfg.rounds = 1;
+  cfg.device = DeviceChoice::Cpu;
+  cfg.tf32 = tf32;
+  cfg.output_dir = dir.file("run");
+  std::ostringstream log;
+  run_training(cfg, log);
+  return cfg;
+}
+
+// Options evaluating that run's last checkpoint on the CPU.
+EvaluateOptions evaluate_last_checkpoint(const zscrgan_test::ScopedTempDir& dir) {
+  EvaluateOptions o;
+  o.checkpoint = dir.file("run/checkpoints/last.safetensors");
+  o.device = "cpu";
+  return o;
+}
+
 // evaluate selects its backend with the run's tf32 setting, as training did (on the CPU the
 // setting changes no number; selecting with it is what says so).
 TEST(Evaluation, EvaluateTakesTheRunsTf32Setting) {
   zscrgan_test::ScopedTempDir dir;
-  Config cfg = small_config();
-  cfg.rounds = 1;
-  cfg.device = DeviceChoice::Cpu;
-  cfg.tf32 = true;
-  cfg.output_dir = dir.file("run");
-  std::ostringstream log;
-  run_training(cfg, log);
-  EvaluateOptions o;
-  o.checkpoint = dir.file("run/checkpoints/last.safetensors");
-  o.device = "cpu";
+  train_one_round(dir, /*tf32=*/true);
   std::ostringstream out;
-  run_evaluate(o, out);
+  run_evaluate(evaluate_last_checkpoint(dir), out);
   EXPECT_NE(out.str().find("tf32 applies to CUDA GEMMs only"), std::string::npos) << out.str();
 }
 
@@ -157,16 +168,9 @@ TEST(Evaluation, EvaluateTakesTheRunsTf32Setting) {
 // nothing: the model's shape and weights are the checkpoint's.
 TEST(Evaluation, EvaluateRefusesKeysItDoesNotRead) {
   zscrgan_test::ScopedTempDir dir;
-  Config cfg = small_config();
-  cfg.rounds = 1;
-  cfg.device = DeviceChoice::Cpu;
-  cfg.output_dir = dir.file("run");
-  std::ostringstream log;
-  run_training(cfg, log);
+  const Config cfg = train_one_round(dir);
   auto evaluate = [&](const std::string& override_kv) {
-    EvaluateOptions o;
-    o.checkpoint = dir.file("run/checkpoints/last.safetensors");
-    o.device = "cpu";
+    EvaluateOptions o = evaluate_last_checkpoint(dir);
     o.overrides = {override_kv};
     std::ostringstream out;
     return run_evaluate(o, out);
@@ -193,18 +197,11 @@ TEST(Evaluation, EvaluateRefusesKeysItDoesNotRead) {
 // training keys differ from the checkpoint's (they change nothing: the model is the checkpoint's).
 TEST(Evaluation, EvaluateWithAConfigFileNotesTheModelKeysItDoesNotUse) {
   zscrgan_test::ScopedTempDir dir;
-  Config cfg = small_config();
-  cfg.rounds = 1;
-  cfg.device = DeviceChoice::Cpu;
-  cfg.output_dir = dir.file("run");
-  std::ostringstream log;
-  run_training(cfg, log);
+  const Config cfg = train_one_round(dir);
   auto evaluate_with = [&](const Config& file_cfg) {
     write_file_atomic(dir.file("c.json"), config_to_json(file_cfg));
-    EvaluateOptions o;
-    o.checkpoint = dir.file("run/checkpoints/last.safetensors");
+    EvaluateOptions o = evaluate_last_checkpoint(dir);
     o.config = dir.file("c.json");
-    o.device = "cpu";
     std::ostringstream out;
     run_evaluate(o, out);
     return out.str();
