@@ -340,12 +340,12 @@ TEST(Config, EnumKeysReadAndWriteTheirNames) {
 
 // The keys a resumed run may change: how long, where and on what to run, and which records it
 // writes; everything that shapes the model or its training is fixed by the checkpoint, and
-// so is top_k, the K of the Precision@K that picks the best round.
+// so are the metrics' definition (top_k, the K of the Precision@K that picks the best round,
+// and ap_divisor, what mAP@K divides by).
 TEST(Config, ResumableKeys) {
   const std::vector<std::string> expected = {
-      "epochs",    "dataset",     "rounds",     "time_budget_s",    "ap_divisor",
-      "device",    "tf32",        "cuda_graphs", "output_dir",      "retrieval_record",
-      "datasets_root"};
+      "epochs",    "dataset",     "rounds",     "time_budget_s",    "device",
+      "tf32",      "cuda_graphs", "output_dir", "retrieval_record", "datasets_root"};
   std::vector<std::string> resumable;
   const auto j = nlohmann::ordered_json::parse(zscrgan::config_to_json(Config{}));
   for (auto it = j.begin(); it != j.end(); ++it)

@@ -207,10 +207,11 @@ const std::vector<Field>& fields() {
       ZS_KEY("m_step_iters", m_step_iters, between(0, kMaxStepIters), kOurs, kFixed,
              "M-step length in CSEM steps"),
       // Fixed on resume: the best round is the best Precision@K, and a best measured at one K
-      // is no standard for a round measured at another.
+      // is no standard for a round measured at another; and metrics.jsonl's mAP column keeps
+      // one meaning (`evaluate --set` measures a checkpoint with other values).
       ZS_KEY("top_k", top_k, at_least(1), kOurs, kFixed,
              "K of the retrieval metrics (Precision@K, mAP@K)"),
-      ZS_ENUM_KEY("ap_divisor", ap_divisor, kOurs, kResumable,
+      ZS_ENUM_KEY("ap_divisor", ap_divisor, kOurs, kFixed,
                   "what AP@K divides by: the number of relevant images in the top K, or "
                   "min(relevant images in the gallery, K)"),
       ZS_ENUM_KEY("train_texts", train_texts, kOurs, kFixed,

@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/content_hash.h"
 #include "core/fileio.h"
 #include "core/json_strict.h"
 #include "core/error.h"
@@ -117,6 +118,40 @@ void validate_dataset(const Dataset& d, const std::string& where) {
       if (!texts.count(c)) fail(where, ": class ", c, " (", split_name[s], ") has no texts");
     }
   }
+}
+
+std::string DatasetIdentity::describe() const {
+  return std::to_string(images) + " images x " + std::to_string(image_dim) + ", " +
+         std::to_string(texts) + " texts x " + std::to_string(text_dim) + ", " +
+         std::to_string(seen_classes) + " seen and " + std::to_string(unseen_classes) +
+         " unseen classes";
+}
+
+DatasetIdentity dataset_identity(const Dataset& d) {
+  ContentHash h;
+  auto add_matrix = [&](const HostMatrix& m) {
+    h.add(static_cast<uint64_t>(m.rows));
+    h.add(static_cast<uint64_t>(m.cols));
+    h.add_bytes(m.data.data(), m.data.size() * sizeof(float));
+  };
+  auto add_ids = [&](const std::vector<int64_t>& ids) {
+    h.add_bytes(ids.data(), ids.size() * sizeof(int64_t));
+  };
+  add_matrix(d.image_features);
+  add_ids(d.image_labels);
+  add_matrix(d.text_features);
+  add_ids(d.text_labels);
+  add_ids(d.train_classes);
+  add_ids(d.test_classes);
+  DatasetIdentity id;
+  id.images = d.image_features.rows;
+  id.image_dim = d.image_features.cols;
+  id.texts = d.text_features.rows;
+  id.text_dim = d.text_features.cols;
+  id.seen_classes = static_cast<int64_t>(d.train_classes.size());
+  id.unseen_classes = static_cast<int64_t>(d.test_classes.size());
+  id.content_hash = h.hex();
+  return id;
 }
 
 Dataset load_dataset_folder(const std::string& dir) {

@@ -2,9 +2,8 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cstdio>
-#include <cstring>
 
+#include "core/content_hash.h"
 #include "core/error.h"
 #include "core/json_strict.h"
 
@@ -51,39 +50,22 @@ std::string checkpoint_content_hash(const SafeTensorsFile& f, bool with_metadata
   std::vector<const SafeTensor*> order;
   for (const SafeTensor& t : f.tensors) order.push_back(&t);
   std::sort(order.begin(), order.end(), [](const SafeTensor* a, const SafeTensor* b) { return a->name < b->name; });
-  uint64_t h = 0x9E3779B97F4A7C15ull;
-  auto mix = [&](uint64_t w) {
-    h ^= w;
-    h *= 0xFF51AFD7ED558CCDull;
-    h ^= h >> 32;
-  };
-  auto mix_bytes = [&](const uint8_t* p, size_t n) {
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-      uint64_t w;
-      std::memcpy(&w, p + i, 8);
-      mix(w);
-    }
-    for (; i < n; ++i) mix(p[i]);
-    mix(n);
-  };
+  ContentHash h;
   if (with_metadata) {
     uint64_t entries = 0;
     for (const auto& [key, value] : f.metadata) {  // std::map: in key order
       if (key == "content_hash") continue;
-      mix_bytes(reinterpret_cast<const uint8_t*>(key.data()), key.size());
-      mix_bytes(reinterpret_cast<const uint8_t*>(value.data()), value.size());
+      h.add_bytes(key.data(), key.size());
+      h.add_bytes(value.data(), value.size());
       ++entries;
     }
-    mix(entries);
+    h.add(entries);
   }
   for (const SafeTensor* t : order) {
-    for (unsigned char c : t->name) mix(c);
-    mix_bytes(t->bytes.data(), t->bytes.size());
+    for (unsigned char c : t->name) h.add(c);
+    h.add_bytes(t->bytes.data(), t->bytes.size());
   }
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
-  return buf;
+  return h.hex();
 }
 
 

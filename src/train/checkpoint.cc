@@ -19,11 +19,14 @@ namespace {
 
 using nlohmann::json;
 
+// A value of the checkpoint's metadata record `record` ("run state", "dataset record").
 template <typename T>
-T get(const json& j, const char* key, const std::string& source) {
-  if (!j.is_object() || !j.contains(key)) fail(source, ": checkpoint run state lacks '", key, "'");
+T get(const json& j, const char* key, const std::string& source, const char* record = "run state") {
+  if (!j.is_object() || !j.contains(key)) fail(source, ": checkpoint ", record, " lacks '", key, "'");
   const json& v = j.at(key);
-  auto wrong = [&] { fail(source, ": checkpoint run state '", key, "' has the wrong type or range: ", detail::describe_json(v)); };
+  auto wrong = [&] {
+    fail(source, ": checkpoint ", record, " '", key, "' has the wrong type or range: ", detail::describe_json(v));
+  };
   if constexpr (std::is_same_v<T, bool>) {
     if (!v.is_boolean()) wrong();
   } else if constexpr (std::is_integral_v<T>) {
@@ -46,6 +49,28 @@ T get(const json& j, const char* key, const std::string& source) {
   return v.get<T>();
 }
 
+json dataset_record(const DatasetIdentity& d) {
+  return {{"images", d.images},       {"image_dim", d.image_dim},
+          {"texts", d.texts},         {"text_dim", d.text_dim},
+          {"seen_classes", d.seen_classes}, {"unseen_classes", d.unseen_classes},
+          {"content_hash", d.content_hash}};
+}
+
+DatasetIdentity dataset_record_identity(const json& j, const std::string& source) {
+  constexpr const char* kRecord = "dataset record";
+  DatasetIdentity d;
+  d.images = get<int64_t>(j, "images", source, kRecord);
+  d.image_dim = get<int64_t>(j, "image_dim", source, kRecord);
+  d.texts = get<int64_t>(j, "texts", source, kRecord);
+  d.text_dim = get<int64_t>(j, "text_dim", source, kRecord);
+  d.seen_classes = get<int64_t>(j, "seen_classes", source, kRecord);
+  d.unseen_classes = get<int64_t>(j, "unseen_classes", source, kRecord);
+  if (!j.contains("content_hash") || !j.at("content_hash").is_string())
+    fail(source, ": checkpoint dataset record lacks a string 'content_hash'");
+  d.content_hash = j.at("content_hash").get<std::string>();
+  return d;
+}
+
 }  // namespace
 
 void save_checkpoint(Trainer& trainer, const RunState& st, const std::string& path) {
@@ -54,6 +79,7 @@ void save_checkpoint(Trainer& trainer, const RunState& st, const std::string& pa
   SafeTensorsFile f;
   f.metadata["format"] = kCheckpointFormat;
   f.metadata["config"] = config_to_json(trainer.config());
+  f.metadata["dataset"] = dataset_record(trainer.dataset_identity()).dump();
   add_checkpoint_tensors(f, be, m.parameter_tensors(), "param/");
   add_checkpoint_tensors(f, be, m.state_tensors(), "state/");
 
@@ -104,6 +130,18 @@ RunState load_checkpoint(Trainer& trainer, const OpenedCheckpoint& checkpoint) {
     fail(path, ": config key '", it.key(), "' is ", printable(detail::json_text(it.value()), 100),
          " in the checkpoint but ", printable(detail::json_text(current[it.key()]), 100),
          " in this run; a run resumes with the configuration it was trained with");
+  }
+  // And the data the one it was trained on (the dataset key names a folder, which may have been
+  // renamed or moved; the record says what was in it). Checkpoints written before the record
+  // existed have none and resume unchecked.
+  if (f.metadata.count("dataset")) {
+    const DatasetIdentity trained = dataset_record_identity(parse_checkpoint_metadata_json(f, "dataset"), path);
+    const DatasetIdentity& now = trainer.dataset_identity();
+    if (dataset_record(trained) != dataset_record(now))
+      fail(path, ": trained on other data than this run's dataset ",
+           in_quotes(trainer.config().dataset), ": then ", trained.describe(), ", content hash ",
+           printable(trained.content_hash, 40), "; now ", now.describe(), ", content hash ",
+           now.content_hash, "; a run resumes on the data it was trained with");
   }
   Backend& be = trainer.backend();
   Model& m = trainer.model();

@@ -83,6 +83,8 @@ class Trainer {
 
   Model& model() { return *model_; }
   const Config& config() const { return cfg_; }
+  // The data this trainer trains on, as checkpoints record it.
+  const DatasetIdentity& dataset_identity() const { return dataset_identity_; }
   Backend& backend() { return backend_; }
   // Whether rounds replay captured step programs (CUDA graphs) rather than issuing each call;
   // set_capture(false) forces eager rounds (on only where the backend captures).
@@ -120,6 +122,7 @@ class Trainer {
   void upload_counters(int64_t e_iteration, int64_t csem_step);
 
   Config cfg_;
+  DatasetIdentity dataset_identity_;
   Backend& backend_;
   LossWeights weights_;
   RoundPlan plan_;
