@@ -7,10 +7,13 @@
 
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 
 #include <algorithm>
 #include <cstring>
+
+#include <nlohmann/json.hpp>
 
 #include "data_test_util.h"
 #include "small_config.h"
@@ -197,6 +200,59 @@ TEST_F(CheckpointTest, ChangedMetadataDigitsAreRefused) {
     }
   }
   EXPECT_EQ(refused, 12);
+}
+
+// A checkpoint whose hash is right but whose run state is out of range (written by hand or by
+// another tool) is refused naming what: a round row outside the dataset would otherwise be read
+// out of bounds.
+TEST_F(CheckpointTest, OutOfRangeRunStateIsRefusedEvenWithAValidHash) {
+  Trainer a(cfg_, data_, *be_);
+  a.train_round();
+  RunState standing;
+  standing.best_score = 0.25;
+  standing.best_round = 1;
+  int polls = 0;
+  RoundHooks stop;
+  stop.should_stop = [&] { return polls++ == 3; };
+  ASSERT_FALSE(a.run_round(stop).has_value());
+  save_checkpoint(a, standing, path_);
+  const SafeTensorsFile good = read_safetensors(path_);
+  auto write_edited = [&](const std::function<void(SafeTensorsFile&)>& edit) {
+    SafeTensorsFile f = good;
+    edit(f);
+    f.metadata["content_hash"] = checkpoint_content_hash(f);
+    write_safetensors_atomic(path_, f);
+  };
+  auto refusal = [&](const std::function<void(SafeTensorsFile&)>& edit) {
+    write_edited(edit);
+    Trainer b(cfg_, data_, *be_);
+    return zscrgan_test::error_of([&] { load_checkpoint(b, path_); });
+  };
+  auto run_edit = [&](const char* key, nlohmann::json value) {
+    return [=](SafeTensorsFile& f) {
+      nlohmann::json run = nlohmann::json::parse(f.metadata.at("run"));
+      run[key] = value;
+      f.metadata["run"] = run.dump();
+    };
+  };
+  write_edited([](SafeTensorsFile&) {});
+  Trainer unedited(cfg_, data_, *be_);
+  EXPECT_NO_THROW(load_checkpoint(unedited, path_));
+  EXPECT_NE(refusal(run_edit("best_round", 2)).find("run state is out of range (round 1, best_round 2"),
+            std::string::npos);
+  EXPECT_NE(refusal(run_edit("best_score", 1.5)).find("best_score 1.5"), std::string::npos);
+  EXPECT_NE(refusal(run_edit("elapsed_s", -1.0)).find("elapsed_s -1"), std::string::npos);
+  EXPECT_NE(refusal(run_edit("round", -1)).find("out of range (round -1"), std::string::npos);
+  const std::string row = refusal([&](SafeTensorsFile& f) {
+    for (SafeTensor& t : f.tensors) {
+      if (t.name != "round/rows") continue;
+      std::vector<int64_t> rows = as_i64(t);
+      rows[0] = data_.image_features.rows;  // the first entry is an image row
+      t = make_i64_tensor(t.name, {int64_t(rows.size())}, rows.data());
+    }
+  });
+  EXPECT_NE(row.find("image row " + std::to_string(data_.image_features.rows) + " (entry 0) is outside"),
+            std::string::npos) << row;
 }
 
 // The hash builds before the metadata was covered computed: the tensors only. (The format's

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 
@@ -156,6 +157,10 @@ RunState load_checkpoint(Trainer& trainer, const OpenedCheckpoint& checkpoint) {
   st.best_score = get<double>(run, "best_score", path);
   st.best_round = get<int>(run, "best_round", path);
   st.elapsed_s = get<double>(run, "elapsed_s", path);
+  if (!(st.elapsed_s >= 0 && std::isfinite(st.elapsed_s)) || st.best_round < 0 || st.best_round > t.round ||
+      !(st.best_round == 0 ? st.best_score == -1 : st.best_score >= 0 && st.best_score <= 1 + 1e-9))
+    fail(path, ": checkpoint run state is out of range (round ", t.round, ", best_round ",
+         st.best_round, ", best_score ", st.best_score, ", elapsed_s ", st.elapsed_s, ")");
   const json steps = get<json>(run, "optimizer_steps", path);
   t.optimizer_steps.generator = get<int64_t>(steps, "generator", path);
   t.optimizer_steps.critic = get<int64_t>(steps, "critic", path);

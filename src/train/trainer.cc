@@ -417,6 +417,10 @@ TrainingState Trainer::training_state() {
 }
 
 void Trainer::restore_training_state(const TrainingState& s) {
+  const OptimizerSteps& steps = s.optimizer_steps;
+  if (s.round < 0 || steps.generator < 0 || steps.critic < 0 || steps.csem < 0)
+    fail("saved run state is out of range (round ", s.round, ", optimizer steps: generator ",
+         steps.generator, ", critic ", steps.critic, ", CSEM ", steps.csem, ")");
   round_ = s.round;
   noise_offset_ = s.noise_offset;
   model_->generator_group.steps = s.optimizer_steps.generator;
@@ -432,6 +436,17 @@ void Trainer::restore_training_state(const TrainingState& s) {
       p.csem_done > cfg_.m_step_iters || (p.csem_done > 0 && p.e_done != cfg_.e_step_iters))
     fail("saved round progress does not fit this configuration (batch rows ", p.rows.size(),
          " vs ", host_rows_.size(), ", step losses ", p.step_losses.size(), " vs ", n_losses, ")");
+  // The rows index the dataset's tables: one out of range would be read out of bounds.
+  for (int a = 0; a < kRowArrays; ++a) {
+    const RowArray array = static_cast<RowArray>(a);
+    const bool of_images = array == RowArray::Image || array == RowArray::WrongImage;
+    const int64_t limit = of_images ? buffers_->images().rows : buffers_->texts().rows;
+    const size_t first = plan_.row_offset(array, 0);
+    for (size_t i = first; i < first + plan_.rows_per_array(); ++i)
+      if (p.rows[i] < 0 || p.rows[i] >= limit)
+        fail("saved round rows: ", of_images ? "image" : "text", " row ", p.rows[i], " (entry ", i,
+             ") is outside the dataset's ", limit, " ", of_images ? "images" : "texts");
+  }
   e_done_ = p.e_done;
   csem_done_ = p.csem_done;
   round_noise_base_ = p.noise_base;
