@@ -40,6 +40,20 @@ class CheckpointTest : public ::testing::Test {
     path_ = (dir_ / "ckpt.safetensors").string();
   }
   void TearDown() override { fs::remove_all(dir_); }
+  // Trains a round and three steps of the next, then saves the trainer to path_ with a best
+  // of 0.25 at round 1; returns that standing.
+  RunState save_inside_second_round(Trainer& a) {
+    a.train_round();
+    RunState standing;
+    standing.best_score = 0.25;
+    standing.best_round = 1;
+    int polls = 0;
+    RoundHooks stop;
+    stop.should_stop = [&] { return polls++ == 3; };
+    EXPECT_FALSE(a.run_round(stop).has_value()) << "the round stops after three steps";
+    save_checkpoint(a, standing, path_);
+    return standing;
+  }
   fs::path dir_;
   std::string path_;
   Config cfg_ = small_config();
@@ -55,15 +69,7 @@ std::vector<float> host(Backend& be, const Tensor& t) {
 
 TEST_F(CheckpointTest, EveryTensorAndRunStateRoundTrips) {
   Trainer a(cfg_, data_, *be_);
-  a.train_round();
-  RunState standing;
-  standing.best_score = 0.25;
-  standing.best_round = 1;
-  int polls = 0;
-  RoundHooks stop;
-  stop.should_stop = [&] { return polls++ == 3; };
-  ASSERT_FALSE(a.run_round(stop).has_value());
-  save_checkpoint(a, standing, path_);
+  const RunState standing = save_inside_second_round(a);
 
   Trainer b(cfg_, data_, *be_);
   const RunState loaded = load_checkpoint(b, path_);
@@ -207,15 +213,7 @@ TEST_F(CheckpointTest, ChangedMetadataDigitsAreRefused) {
 // out of bounds.
 TEST_F(CheckpointTest, OutOfRangeRunStateIsRefusedEvenWithAValidHash) {
   Trainer a(cfg_, data_, *be_);
-  a.train_round();
-  RunState standing;
-  standing.best_score = 0.25;
-  standing.best_round = 1;
-  int polls = 0;
-  RoundHooks stop;
-  stop.should_stop = [&] { return polls++ == 3; };
-  ASSERT_FALSE(a.run_round(stop).has_value());
-  save_checkpoint(a, standing, path_);
+  save_inside_second_round(a);
   const SafeTensorsFile good = read_safetensors(path_);
   auto write_edited = [&](const std::function<void(SafeTensorsFile&)>& edit) {
     SafeTensorsFile f = good;
