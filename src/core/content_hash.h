@@ -33,7 +33,6 @@ class ContentHash {
     for (; i < n; ++i) add(p[i]);
     add(n);
   }
-  uint64_t value() const { return h_; }
   std::string hex() const {  // 16 lowercase hex digits
     char buf[17];
     std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h_));

@@ -17,7 +17,10 @@ struct Trainer::Captured {
 };
 
 Trainer::Trainer(const Config& cfg, const Dataset& data, Backend& backend)
-    : cfg_(cfg), dataset_identity_(zscrgan::dataset_identity(data)), backend_(backend), plan_(RoundPlan::from_config(cfg)),
+    : cfg_(cfg),
+      dataset_identity_(zscrgan::dataset_identity(data)),
+      backend_(backend),
+      plan_(RoundPlan::from_config(cfg)),
       sampler_(data, cfg.batch_size, cfg.train_texts,
                cfg.seed ^ 0x5A3B1E0D00C1A55Eull) {
   weights_.mm_reg_coeff = static_cast<float>(cfg.mm_reg_coeff);
