@@ -24,6 +24,7 @@
 
 #include "backend/backend.h"
 #include "backend/cpu/cpu_backend.h"
+#include "core/error.h"
 
 namespace zscrgan::testing {
 
@@ -34,6 +35,11 @@ class CaptureEmulatingBackend final : public Backend {
 
   int captures() const { return captures_; }  // programs recorded so far
   int64_t replays() const { return replays_; }
+  // Fault injection: in the next capture, recording call number `n` (from 0) throws a
+  // DeviceError, as a launch that fails while a CUDA graph is recorded does.
+  void fail_captured_call(int n) { fail_at_call_ = n; }
+  // Emulates a device kernel's limit on topk_cosine's k (the CUDA backend's is 1024).
+  void set_max_top_k(int k) { max_top_k_ = k; }
 
   Device device() const override { return inner_->device(); }
   std::string description() const override { return "capture emulation over " + inner_->description(); }
@@ -51,6 +57,8 @@ class CaptureEmulatingBackend final : public Backend {
     recording_.reset();
     return program;
   }
+  void abort_capture() noexcept override { recording_.reset(); }
+  int max_top_k() const override { return max_top_k_ > 0 ? max_top_k_ : inner_->max_top_k(); }
 
  protected:
   // Backend::<op> has checked the arguments (at capture time, as a CUDA backend checks them
@@ -215,8 +223,13 @@ class CaptureEmulatingBackend final : public Backend {
 
   template <class F>
   void op(F&& f) {
-    if (recording_)
+    if (recording_) {
+      if (static_cast<int64_t>(recording_->size()) == fail_at_call_) {
+        fail_at_call_ = -1;
+        fail_device("capture emulation: injected failure recording call ", recording_->size());
+      }
       recording_->emplace_back(std::forward<F>(f));
+    }
     else
       f(*inner_);
   }
@@ -232,6 +245,8 @@ class CaptureEmulatingBackend final : public Backend {
   std::shared_ptr<std::vector<Call>> recording_;
   int captures_ = 0;
   int64_t replays_ = 0;
+  int64_t fail_at_call_ = -1;  // none
+  int max_top_k_ = 0;          // 0: the inner backend's
 };
 
 }  // namespace zscrgan::testing

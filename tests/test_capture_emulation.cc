@@ -222,5 +222,55 @@ TEST(CapturedTrainerPieces, BenchmarkSequencesRunBeforeAnyRound) {
   }
 }
 
+// A recording that throws (a launch failing while a CUDA graph is recorded) leaves nothing
+// open: the trainer's parameters can still be read, as saving a checkpoint does, its memory
+// freed, and a new trainer on the same backend trains exactly as on the plain CPU.
+TEST(CapturedTrainerFailure, ARecordingThatThrowsLeavesTheBackendUsable) {
+  const Config cfg = config_for({3, 7, 2, 8});
+  const Dataset data = load_configured_dataset(cfg);
+  CaptureEmulatingBackend emu;
+  {
+    Trainer t(cfg, data, emu);
+    emu.fail_captured_call(5);
+    EXPECT_THROW(t.train_round(), DeviceError);
+    EXPECT_EQ(emu.captures(), 0);
+    std::vector<float> host;
+    for (const NamedTensor& p : t.model().parameter_tensors()) {
+      host.resize(p.tensor.numel());
+      t.backend().download(p.tensor, host.data());  // fails the test inside a capture
+    }
+  }  // frees the trainer's memory: also refused inside a capture
+  auto cpu = make_cpu_backend();
+  Trainer eager(cfg, data, *cpu);
+  Trainer captured(cfg, data, emu);
+  for (int r = 1; r <= 2; ++r)
+    expect_bit_identical(record(eager, eager.train_round()), record(captured, captured.train_round()), r);
+  EXPECT_GT(emu.replays(), 0);
+}
+
+// A top_k above what the device selects per query (CUDA: 1024) stops the trainer at
+// construction, before any training, with the key named, not at the first evaluation; a
+// retrieval asked for it fails the same way.
+TEST(CapturedTrainerFailure, TopKAboveTheDeviceLimitFailsBeforeTraining) {
+  Config cfg = config_for({3, 7, 2, 8});
+  cfg.top_k = 10;
+  const Dataset data = load_configured_dataset(cfg);
+  CaptureEmulatingBackend emu;
+  emu.set_max_top_k(9);
+  try {
+    Trainer t(cfg, data, emu);
+    ADD_FAILURE() << "the trainer was built";
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(), "top_k 10 is above the 9 that the cpu backend selects per query; "
+                           "use a top_k of at most 9");
+  }
+  emu.set_max_top_k(10);
+  Trainer t(cfg, data, emu);  // at the limit: trains and evaluates
+  t.train_round();
+  EXPECT_GE(t.evaluate().prec_at_k, 0.0);
+  emu.set_max_top_k(9);
+  EXPECT_THROW(t.evaluate(), Error);  // topk_cosine checks k itself too
+}
+
 }  // namespace
 }  // namespace zscrgan

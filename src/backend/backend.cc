@@ -464,7 +464,29 @@ void Backend::topk_cosine(const Tensor& queries, const Tensor& gallery, int k,
   if (index_offset < 0) fail("topk_cosine: index_offset must be >= 0, got ", index_offset);
   if (queries.rows > 0 && (out_index == nullptr || out_score == nullptr))
     fail("topk_cosine: no host arrays for ", queries.rows, " x ", k, " results");
+  check_top_k_supported(*this, k);
   do_topk_cosine(queries, gallery, k, index_offset, out_index, out_score);
+}
+
+void check_top_k_supported(const Backend& be, int top_k) {
+  const int most = be.max_top_k();
+  if (top_k > most)
+    fail("top_k ", top_k, " is above the ", most, " that the ", device_name(be.device()),
+         " backend selects per query; use a top_k of at most ", most,
+         be.device() == Device::CPU ? "" : ", or the cpu device (no limit)");
+}
+
+// ---- capture ----------------------------------------------------------------------------------
+
+std::unique_ptr<CapturedProgram> capture(Backend& be, const std::function<void()>& record) {
+  be.begin_capture();
+  try {
+    record();
+  } catch (...) {
+    be.abort_capture();
+    throw;
+  }
+  return be.end_capture();
 }
 
 }  // namespace zscrgan

@@ -22,6 +22,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <string>
 
@@ -160,10 +161,14 @@ class Backend {
                     int64_t stride);
 
   // ---- capture: record the calls between begin and end once, replay them many times ----
-  // Backends without capture return false and are driven eagerly.
+  // Backends without capture return false and are driven eagerly. Record through capture()
+  // below, which closes the capture however the recording ends.
   virtual bool can_capture() const { return false; }
   virtual void begin_capture() {}
   virtual std::unique_ptr<CapturedProgram> end_capture() { return nullptr; }
+  // Drops the open capture, if any, keeping nothing of it: the backend runs eagerly again, so
+  // a checkpoint can still be saved and memory freed after a recording threw.
+  virtual void abort_capture() noexcept {}
 
   // ---- timing, for the benchmarks (outside steps: it may allocate and synchronises) ----
   // Seconds `work` takes on this backend's clock. With cold_cache the backend first evicts its
@@ -184,6 +189,8 @@ class Backend {
   // arrays of queries.rows x k; indices are gallery row numbers plus index_offset.
   void topk_cosine(const Tensor& queries, const Tensor& gallery, int k, int64_t index_offset,
                    int64_t* out_index, float* out_score);
+  // The largest k topk_cosine selects per query (a kernel's limit; unbounded by default).
+  virtual int max_top_k() const { return std::numeric_limits<int>::max(); }
 
  protected:
   // ---- what a backend implements; the arguments are checked as the public calls say ----
@@ -277,6 +284,14 @@ class Backend {
                                 const Tensor& d_out, const Tensor& da, const Tensor& db,
                                 const char* const names[4]) const;
 };
+
+// The calls `record` makes on `be`, captured as one program (null where `be` cannot capture:
+// then record ran eagerly). Should `record` throw, the capture is dropped before the exception
+// goes on.
+std::unique_ptr<CapturedProgram> capture(Backend& be, const std::function<void()>& record);
+
+// Throws the one-line error for a top_k that `be` cannot select (above be.max_top_k()).
+void check_top_k_supported(const Backend& be, int top_k);
 
 }  // namespace zscrgan
 

@@ -11,6 +11,7 @@ namespace zscrgan {
 Evaluator::Evaluator(Backend& be, const Model& model, const Dataset& data, const Tensor& texts,
                      const Tensor& images, int top_k, ApDivisor ap_divisor, uint64_t seed)
     : be_(be), texts_(texts), images_(images), top_k_(top_k), ap_divisor_(ap_divisor), seed_(seed) {
+  check_top_k_supported(be, top_k);  // here, before training, not at the first evaluation
   std::unordered_set<int64_t> unseen(data.test_classes.begin(), data.test_classes.end());
   std::vector<int32_t> rows;
   for (size_t r = 0; r < data.text_labels.size(); ++r)

@@ -339,6 +339,7 @@ struct Retrieved {
 // each chunk's lists merged into the running ones. Inputs checked by check_retrieve_inputs.
 Retrieved retrieve_rows(Backend& be, const Model& model, RowSource& texts, RowSource& gallery,
                         int k, int samples, uint64_t noise_key, int64_t chunk_rows, std::ostream& log) {
+  check_top_k_supported(be, k);  // before any query is encoded
   const int n_q = int(texts.rows());
   const int64_t m = gallery.rows();
   const int text_rows = int(std::min<int64_t>(kQueryBlockRows, n_q));

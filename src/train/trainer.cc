@@ -295,9 +295,7 @@ void Trainer::csem_chunk(int first, int count) {
     } else {
       // The recorded step must find its scratch already allocated.
       arena_->ensure_free(2 * step_bytes);
-      backend_.begin_capture();
-      csem_step();
-      cap.csem_step = backend_.end_capture();
+      cap.csem_step = capture(backend_, [&] { csem_step(); });
       cap.csem_rows = n;
       cap.csem_generation = arena_->generation();
       cap.csem_step->replay();
@@ -375,9 +373,7 @@ std::optional<RoundLosses> Trainer::run_round(const RoundHooks& hooks) {
     } else if (cap.e_iteration && cap.e_generation == arena_->generation()) {
       cap.e_iteration->replay();
     } else {
-      backend_.begin_capture();
-      e_iteration();
-      cap.e_iteration = backend_.end_capture();
+      cap.e_iteration = capture(backend_, [&] { e_iteration(); });
       cap.e_generation = arena_->generation();
       cap.e_iteration->replay();
     }

@@ -88,12 +88,7 @@ CudaBackend::CudaBackend(bool tf32) : tf32_(tf32) {
 CudaBackend::~CudaBackend() { release(); }
 
 void CudaBackend::release() noexcept {
-  if (stream_ != nullptr && capturing_) {  // an op threw mid-capture: leave the stream usable
-    cudaGraph_t graph = nullptr;
-    if (cudaStreamEndCapture(stream_, &graph) == cudaSuccess && graph != nullptr)
-      cudaGraphDestroy(graph);
-    capturing_ = false;
-  }
+  abort_capture();
   if (stream_ != nullptr) cudaStreamSynchronize(stream_);
   for (ScratchBuffer* b : {&topk_queries_, &topk_tile_, &topk_scores_, &topk_lists_, &topk_flags_,
                            &cache_flush_}) {
@@ -120,17 +115,21 @@ double CudaBackend::time_seconds(const std::function<void()>& work, bool cold_ca
     static int value = 0;
     ZS_CUDA_CHECK(cudaMemsetAsync(cache_flush_.ptr, ++value & 0xff, kFlushBytes, stream_));
   }
-  cudaEvent_t start = nullptr, stop = nullptr;
-  ZS_CUDA_CHECK(cudaEventCreate(&start));
-  ZS_CUDA_CHECK(cudaEventCreate(&stop));
-  ZS_CUDA_CHECK(cudaEventRecord(start, stream_));
+  struct Events {  // destroyed however `work` ends
+    cudaEvent_t start = nullptr, stop = nullptr;
+    ~Events() {
+      if (start != nullptr) cudaEventDestroy(start);
+      if (stop != nullptr) cudaEventDestroy(stop);
+    }
+  } ev;
+  ZS_CUDA_CHECK(cudaEventCreate(&ev.start));
+  ZS_CUDA_CHECK(cudaEventCreate(&ev.stop));
+  ZS_CUDA_CHECK(cudaEventRecord(ev.start, stream_));
   work();
-  ZS_CUDA_CHECK(cudaEventRecord(stop, stream_));
-  ZS_CUDA_CHECK(cudaEventSynchronize(stop));
+  ZS_CUDA_CHECK(cudaEventRecord(ev.stop, stream_));
+  ZS_CUDA_CHECK(cudaEventSynchronize(ev.stop));
   float ms = 0.f;
-  ZS_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
+  ZS_CUDA_CHECK(cudaEventElapsedTime(&ms, ev.start, ev.stop));
   wait_and_check_faults();
   return ms * 1e-3;
 }
@@ -389,6 +388,15 @@ void CudaBackend::begin_capture() {
   capturing_ = true;
 }
 
+void CudaBackend::abort_capture() noexcept {
+  if (!capturing_) return;
+  capturing_ = false;
+  cudaGraph_t graph = nullptr;
+  if (cudaStreamEndCapture(stream_, &graph) == cudaSuccess && graph != nullptr)
+    cudaGraphDestroy(graph);
+  cudaGetLastError();  // an invalidated capture leaves an error the next checked call would report
+}
+
 std::unique_ptr<CapturedProgram> CudaBackend::end_capture() {
   ZS_CHECK(capturing_, "end_capture without begin_capture");
   capturing_ = false;
@@ -412,16 +420,16 @@ void CudaBackend::grow(ScratchBuffer& b, size_t bytes) {
   b.bytes = bytes;
 }
 
+int CudaBackend::max_top_k() const { return cuda_detail::kTopkMaxK; }
+
 void CudaBackend::do_topk_cosine(const Tensor& queries, const Tensor& gallery, int k,
                                  int64_t index_offset, int64_t* out_index, float* out_score) {
-  using cuda_detail::kTopkMaxK;
   using cuda_detail::kTopkTileRows;
   ZS_CHECK(!capturing_, "topk_cosine is evaluation: it cannot be captured");
   const int nq = queries.rows, ng = gallery.rows, dim = queries.cols;
   if (nq == 0) return;
-  // k, dim, the offset and the widths are checked by Backend::topk_cosine; this is the
-  // kernel's own limit.
-  if (k > kTopkMaxK) fail("topk_cosine: k = ", k, " is above the CUDA backend's limit of ", kTopkMaxK);
+  // k (against max_top_k() too), dim, the offset and the widths are checked by
+  // Backend::topk_cosine.
   const KernelContext ctx = context();
   grow(topk_flags_, 2 * sizeof(int));
   int* flags = static_cast<int*>(topk_flags_.ptr);

@@ -40,6 +40,8 @@ class CudaBackend final : public Backend {
   bool can_capture() const override { return true; }
   void begin_capture() override;
   std::unique_ptr<CapturedProgram> end_capture() override;
+  void abort_capture() noexcept override;
+  int max_top_k() const override;
 
   // CUDA events around `work` on the stream; cold_cache first writes a 256 MiB buffer (more
   // than any L2 so far), allocated on first use and kept.
