@@ -505,6 +505,13 @@ std::string cuda_unavailable_reason() {
     cudaError_t err = cudaGetDeviceCount(&count);
     if (err != cudaSuccess) {
       cudaGetLastError();
+      // The two common cases in words: a machine without an NVIDIA driver reports the first.
+      if (err == cudaErrorInsufficientDriver)
+        return "no NVIDIA driver for CUDA " + std::to_string(CUDART_VERSION / 1000) + "." +
+               std::to_string(CUDART_VERSION % 1000 / 10) +
+               " or newer: cudaGetDeviceCount returned cudaErrorInsufficientDriver";
+      if (err == cudaErrorNoDevice)
+        return "no CUDA device is visible: cudaGetDeviceCount returned cudaErrorNoDevice";
       return std::string("cudaGetDeviceCount failed: ") + cudaGetErrorName(err) + " (" +
              cudaGetErrorString(err) + ")";
     }
