@@ -229,9 +229,9 @@ class CaptureEmulatingBackend final : public Backend {
         fail_device("capture emulation: injected failure recording call ", recording_->size());
       }
       recording_->emplace_back(std::forward<F>(f));
-    }
-    else
+    } else {
       f(*inner_);
+    }
   }
   void refuse_in_capture(const char* what) {
     if (recording_) fail_test(std::string(what) + " called during capture");

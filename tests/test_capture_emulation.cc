@@ -249,8 +249,8 @@ TEST(CapturedTrainerFailure, ARecordingThatThrowsLeavesTheBackendUsable) {
 }
 
 // A top_k above what the device selects per query (CUDA: 1024) stops the trainer at
-// construction, before any training, with the key named, not at the first evaluation; a
-// retrieval asked for it fails the same way.
+// construction, before any training, with the key named, not at the first evaluation; and
+// topk_cosine refuses it by itself.
 TEST(CapturedTrainerFailure, TopKAboveTheDeviceLimitFailsBeforeTraining) {
   Config cfg = config_for({3, 7, 2, 8});
   cfg.top_k = 10;
