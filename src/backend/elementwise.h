@@ -210,16 +210,30 @@ ZS_HD void philox_mulhilo(uint32_t a, uint32_t b, uint32_t* hi, uint32_t* lo) {
   *hi = static_cast<uint32_t>(p >> 32);
   *lo = static_cast<uint32_t>(p);
 }
-ZS_HD Philox4 philox4x32_10(Philox4 ctr, uint32_t k0, uint32_t k1) {
+struct PhiloxMulHiLo {
+  ZS_HD void operator()(uint32_t a, uint32_t b, uint32_t* hi, uint32_t* lo) const {
+    philox_mulhilo(a, b, hi, lo);
+  }
+};
+// The ten rounds on the counter's four words, of type Word: uint32_t, or a vector of them in
+// the CPU loops, with mulhilo(a, word, &hi, &lo) the word type's 32 x 32 -> 64-bit products.
+template <typename Word, typename MulHiLo>
+ZS_HD void philox4x32_10_rounds(Word* ctr, uint32_t k0, uint32_t k1, MulHiLo mulhilo) {
   for (int round = 0; round < 10; ++round) {
-    uint32_t hi0, lo0, hi1, lo1;
-    philox_mulhilo(0xD2511F53u, ctr.v[0], &hi0, &lo0);
-    philox_mulhilo(0xCD9E8D57u, ctr.v[2], &hi1, &lo1);
-    Philox4 next = {{hi1 ^ ctr.v[1] ^ k0, lo1, hi0 ^ ctr.v[3] ^ k1, lo0}};
-    ctr = next;
+    Word hi0, lo0, hi1, lo1;
+    mulhilo(0xD2511F53u, ctr[0], &hi0, &lo0);
+    mulhilo(0xCD9E8D57u, ctr[2], &hi1, &lo1);
+    const Word next0 = hi1 ^ ctr[1] ^ k0, next2 = hi0 ^ ctr[3] ^ k1;
+    ctr[0] = next0;
+    ctr[1] = lo1;
+    ctr[2] = next2;
+    ctr[3] = lo0;
     k0 += 0x9E3779B9u;
     k1 += 0xBB67AE85u;
   }
+}
+ZS_HD Philox4 philox4x32_10(Philox4 ctr, uint32_t k0, uint32_t k1) {
+  philox4x32_10_rounds(ctr.v, k0, k1, PhiloxMulHiLo{});
   return ctr;
 }
 
@@ -329,22 +343,28 @@ ZS_HD void box_muller_cos_sin(uint32_t x, double* cos_out, double* sin_out) {
 }
 
 // Philox4x32-10 of (element, attempt, stream): its first two words, the Box-Muller inputs.
-ZS_HD Philox4 philox_for_normal(NoiseStream s, uint64_t element, uint32_t attempt) {
-  Philox4 ctr = {{static_cast<uint32_t>(element), attempt ^ static_cast<uint32_t>(element >> 32),
+ZS_HD Philox4 philox_counter_for_normal(NoiseStream s, uint64_t element, uint32_t attempt) {
+  return Philox4{{static_cast<uint32_t>(element), attempt ^ static_cast<uint32_t>(element >> 32),
                   static_cast<uint32_t>(s.offset), static_cast<uint32_t>(s.offset >> 32)}};
-  return philox4x32_10(ctr, static_cast<uint32_t>(s.seed), static_cast<uint32_t>(s.seed >> 32));
+}
+ZS_HD Philox4 philox_for_normal(NoiseStream s, uint64_t element, uint32_t attempt) {
+  return philox4x32_10(philox_counter_for_normal(s, element, attempt),
+                       static_cast<uint32_t>(s.seed), static_cast<uint32_t>(s.seed >> 32));
 }
 
 // Two standard normals: Box-Muller in double, rounded to float, r * cos and r * sin of
 // r = sqrt(-2 log u1), angle 2 pi u2, from the Philox words (u1, u2).
+ZS_HD void box_muller_pair(uint32_t u1, uint32_t u2, float* n0, float* n1) {
+  const double radius = sqrt(-2.0 * box_muller_log(philox_uniform_open(u1)));
+  double c, sn;
+  box_muller_cos_sin(u2, &c, &sn);
+  *n0 = static_cast<float>(radius * c);
+  *n1 = static_cast<float>(radius * sn);
+}
 ZS_HD void philox_normal_pair(NoiseStream s, uint64_t element, uint32_t attempt, float* n0,
                               float* n1) {
   const Philox4 r = philox_for_normal(s, element, attempt);
-  const double radius = sqrt(-2.0 * box_muller_log(philox_uniform_open(r.v[0])));
-  double c, sn;
-  box_muller_cos_sin(r.v[1], &c, &sn);
-  *n0 = static_cast<float>(radius * c);
-  *n1 = static_cast<float>(radius * sn);
+  box_muller_pair(r.v[0], r.v[1], n0, n1);
 }
 
 // The first of the pair alone (its sine is never computed).

@@ -187,6 +187,61 @@ void for_each_element(const Tensor& shape, F&& f) {  // f(row, col)
 // Elements from which a noise fill runs on every thread.
 constexpr size_t kParallelNoiseElements = 4096;
 
+#if ZSCRGAN_CPU_ISA_VARIANT == 2
+// philox_for_normal's words 0 and 1 for kLanes consecutive elements from `element`, all with
+// the same high word, in 32-bit lanes. GCC's own vectorisation of philox_for_normal keeps the
+// 32 x 32 -> 64-bit products in 64-bit lanes (vpmullq and shuffles); here each is one unsigned
+// 32-bit multiply of the even and one of the odd lanes. That made the AVX-512 fills 10-20%
+// faster; at AVX2 and below it gained nothing (bench/README.md, "Noise fills").
+typedef uint32_t WordLanes __attribute__((vector_size(kLanes * sizeof(uint32_t))));
+typedef uint64_t WordPairLanes __attribute__((vector_size(kLanes * sizeof(uint32_t))));
+
+struct MulHiLoLanes {
+  void operator()(uint32_t a, WordLanes b, WordLanes* hi, WordLanes* lo) const {
+    // A cast between vector types of one size reinterprets the bits: lane pairs as 64-bit lanes.
+    const WordPairLanes pairs = (WordPairLanes)b;
+    const WordPairLanes even = (pairs & 0xFFFFFFFFull) * uint64_t(a), odd = (pairs >> 32) * uint64_t(a);
+    *hi = (WordLanes)((even >> 32) | (odd & 0xFFFFFFFF00000000ull));
+    *lo = (WordLanes)((even & 0xFFFFFFFFull) | (odd << 32));
+  }
+};
+
+void philox_normal_words_lanes(NoiseStream s, uint64_t element, uint32_t attempt, uint32_t* w0,
+                               uint32_t* w1) {
+  WordLanes ctr[4];
+  for (int j = 0; j < kLanes; ++j) {
+    const Philox4 c = philox_counter_for_normal(s, element + j, attempt);
+    for (int w = 0; w < 4; ++w) ctr[w][j] = c.v[w];
+  }
+  philox4x32_10_rounds(ctr, static_cast<uint32_t>(s.seed), static_cast<uint32_t>(s.seed >> 32),
+                       MulHiLoLanes{});
+  std::memcpy(w0, &ctr[0], sizeof ctr[0]);
+  std::memcpy(w1, &ctr[1], sizeof ctr[1]);
+}
+#endif
+
+// out[c] = from_words(u1, u2) over the first attempt's Philox words (philox_for_normal) of
+// elements first + c, c in [0, n).
+template <typename F>
+void normal_row(NoiseStream s, uint64_t first, int n, float* __restrict__ out, F&& from_words) {
+  int c = 0;
+#if ZSCRGAN_CPU_ISA_VARIANT == 2
+  if ((first >> 32) == ((first + static_cast<uint64_t>(n)) >> 32)) {
+    alignas(64) uint32_t w0[kLanes], w1[kLanes];
+    for (; c + kLanes <= n; c += kLanes) {
+      philox_normal_words_lanes(s, first + c, 0u, w0, w1);
+#pragma omp simd
+      for (int j = 0; j < kLanes; ++j) out[c + j] = from_words(w0[j], w1[j]);
+    }
+  }
+#endif
+#pragma omp simd
+  for (int j = c; j < n; ++j) {
+    const Philox4 r = philox_for_normal(s, first + j, 0u);
+    out[j] = from_words(r.v[0], r.v[1]);
+  }
+}
+
 template <typename F>
 void noise_rows(const Tensor& t, F&& f) {  // f(row)
   if (t.numel() >= kParallelNoiseElements && t.rows > 1) {
@@ -462,10 +517,11 @@ class CpuBackend final : public Backend {
     const NoiseStream rs = resolve_stream(s);
     const int cols = t.cols;
     noise_rows(t, [&](int r) {
-      float* __restrict__ out = &at(t, r, 0);
-      const uint64_t first = static_cast<uint64_t>(r) * cols;
-#pragma omp simd
-      for (int c = 0; c < cols; ++c) out[c] = philox_normal(rs, first + c);
+      normal_row(rs, static_cast<uint64_t>(r) * cols, cols, &at(t, r, 0), [](uint32_t u1, uint32_t u2) {
+        float n0, n1;
+        box_muller_pair(u1, u2, &n0, &n1);
+        return n0;
+      });
     });
   }
   // The first attempt of every element in one vectorised pass; the ~0.2% whose two candidates
@@ -477,12 +533,11 @@ class CpuBackend final : public Backend {
     noise_rows(t, [&](int r) {
       float* __restrict__ out = &at(t, r, 0);
       const uint64_t first = static_cast<uint64_t>(r) * cols;
-#pragma omp simd
-      for (int c = 0; c < cols; ++c) {
+      normal_row(rs, first, cols, out, [](uint32_t u1, uint32_t u2) {
         float a, b;
-        philox_normal_pair(rs, first + c, 0u, &a, &b);
-        out[c] = truncated_pick(a, b);
-      }
+        box_muller_pair(u1, u2, &a, &b);
+        return truncated_pick(a, b);
+      });
       for (int c = 0; c < cols; ++c)
         if (out[c] == 2.f) out[c] = philox_truncated_normal(rs, first + c);
     });
