@@ -1518,6 +1518,28 @@ TEST(BackendBadCalls, ThrowNamingTheOpOnTheCpuBackend) {
   expect_bad_calls_rejected(*present().cpu, "cpu");
 }
 
+// Indices are read where the rows are gathered, so only there can they be checked: on the CPU
+// at the call (the CUDA backend's kernel records a fault, test_cuda_backend.cc). A gather of no
+// columns reads no values but still checks its indices.
+TEST(BackendBadCalls, AnOutOfRangeGatherIndexThrowsOnTheCpuBackend) {
+  Backend& be = *present().cpu;
+  Scratch s(be);
+  for (int cols : {8, 0})
+    for (int32_t bad : {10, -1}) {
+      int32_t* idx = s.indices(3);
+      const int32_t host[3] = {2, bad, 0};
+      be.upload_bytes(idx, host, sizeof host);
+      try {
+        be.gather_rows(s.t(3, cols), s.t(10, cols), IndexSpan{idx, 3});
+        ADD_FAILURE() << "index " << bad << " of a 10-row table, " << cols << " columns: no error";
+      } catch (const Error& e) {
+        const std::string m = e.what();
+        EXPECT_NE(m.find("gather_rows"), std::string::npos) << m;
+        EXPECT_NE(m.find("reads row " + std::to_string(bad)), std::string::npos) << m;
+      }
+    }
+}
+
 TEST(BackendBadCalls, ThrowNamingTheOpOnTheCudaBackend) {
   const std::string reason = cuda_unavailable_reason();
   if (!reason.empty()) GTEST_SKIP() << "no usable CUDA device: " << reason;

@@ -310,6 +310,15 @@ TEST_F(CudaParity, BadIndexInsideAKernelIsAnErrorAtTheNextSyncAndTheBackendLives
     EXPECT_NE(m.find("gather_rows"), std::string::npos) << m;
     EXPECT_TRUE(m.find("57") != std::string::npos || m.find("-1") != std::string::npos) << m;
   }
+  // A gather of no columns reads no values but still checks its indices, as on the CPU.
+  Pair table0 = random(40, 0), dst0 = random(4, 0);
+  gpu_->gather_rows(dst0.gpu, table0.gpu, IndexSpan{rows.gpu, 4});
+  try {
+    gpu_->synchronize();
+    ADD_FAILURE() << "an out-of-range row index of a zero-width gather was not reported";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("gather_rows"), std::string::npos) << e.what();
+  }
   // The context is not poisoned: the next ops run and report nothing.
   Pair t = random(3, 5);
   gpu_->fill(t.gpu, 2.f);

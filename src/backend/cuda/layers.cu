@@ -142,8 +142,9 @@ void launch_scale(const KernelContext& ctx, Tensor t, float beta) {
 }
 
 void launch_gather_rows(const KernelContext& ctx, Tensor dst, const Tensor& src, IndexSpan rows) {
-  if (empty_shape(dst)) return;
-  const Launch2d l = launch_2d(dst.rows, dst.cols, ctx.max_blocks);
+  if (dst.rows == 0) return;
+  // A zero-width gather still checks its indices, as the CPU backend's does.
+  const Launch2d l = launch_2d(dst.rows, std::max(dst.cols, 1), ctx.max_blocks);
   gather_rows_kernel<<<l.grid, l.block, 0, ctx.stream>>>(view(dst), view(src), rows, ctx.fault);
   ZS_LAUNCH_CHECK();
 }
