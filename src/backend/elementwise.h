@@ -342,7 +342,8 @@ ZS_HD void box_muller_cos_sin(uint32_t x, double* cos_out, double* sin_out) {
   *sin_out = bits_as<double>(bits_as<uint64_t>(select_bits(odd, cos_t, sin_t)) ^ sin_negative);
 }
 
-// Philox4x32-10 of (element, attempt, stream): its first two words, the Box-Muller inputs.
+// The Philox counter of (element, attempt, stream), and Philox4x32-10 of it, whose first two
+// words are the Box-Muller inputs.
 ZS_HD Philox4 philox_counter_for_normal(NoiseStream s, uint64_t element, uint32_t attempt) {
   return Philox4{{static_cast<uint32_t>(element), attempt ^ static_cast<uint32_t>(element >> 32),
                   static_cast<uint32_t>(s.offset), static_cast<uint32_t>(s.offset >> 32)}};
