@@ -191,8 +191,8 @@ constexpr size_t kParallelNoiseElements = 4096;
 // philox_for_normal's words 0 and 1 for kLanes consecutive elements from `element`, all with
 // the same high word, in 32-bit lanes. GCC's own vectorisation of philox_for_normal keeps the
 // 32 x 32 -> 64-bit products in 64-bit lanes (vpmullq and shuffles); here each is one unsigned
-// 32-bit multiply of the even and one of the odd lanes. That made the AVX-512 fills 10-20%
-// faster; at AVX2 and below it gained nothing (bench/README.md, "Noise fills").
+// 32-bit multiply of the even and one of the odd lanes. That made the AVX-512 fills 7-19%
+// faster; at AVX2 the same code was 20-30% slower (bench/README.md, "Noise fills").
 typedef uint32_t WordLanes __attribute__((vector_size(kLanes * sizeof(uint32_t))));
 typedef uint64_t WordPairLanes __attribute__((vector_size(kLanes * sizeof(uint32_t))));
 
@@ -226,7 +226,7 @@ template <typename F>
 void normal_row(NoiseStream s, uint64_t first, int n, float* __restrict__ out, F&& from_words) {
   int c = 0;
 #if ZSCRGAN_CPU_ISA_VARIANT == 2
-  if ((first >> 32) == ((first + static_cast<uint64_t>(n)) >> 32)) {
+  if ((first >> 32) == ((first + static_cast<uint64_t>(n)) >> 32)) {  // one high word in the row
     alignas(64) uint32_t w0[kLanes], w1[kLanes];
     for (; c + kLanes <= n; c += kLanes) {
       philox_normal_words_lanes(s, first + c, 0u, w0, w1);
